@@ -1,0 +1,60 @@
+"""Shared fixtures: tiny generated image folders (never real datasets)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pytest
+from PIL import Image
+
+SHARED_DATA = Path(__file__).resolve().parents[1].parent / "shared" / "data"
+
+
+def write_identity_folder(
+    root: Path,
+    n_identities: int = 4,
+    n_images: int = 5,
+    size: tuple[int, int] = (24, 20),
+    mode: str = "L",
+    seed: int = 0,
+    prefix: str = "id",
+) -> Path:
+    """Write `root/<prefix>NN/img_K.png`: each identity is a distinct blob pattern plus noise.
+
+    Images of one identity share a base pattern so a model can learn something in a few steps.
+    """
+    rng = np.random.default_rng(seed)
+    root.mkdir(parents=True, exist_ok=True)
+    h, w = size
+    for i in range(n_identities):
+        base = rng.uniform(0, 255, size=(4, 4))
+        base = np.kron(base, np.ones((h // 4 + 1, w // 4 + 1)))[:h, :w]
+        folder = root / f"{prefix}{i:02d}"
+        folder.mkdir(exist_ok=True)
+        for k in range(n_images):
+            img = np.clip(base + rng.normal(0, 12, size=(h, w)), 0, 255).astype(np.uint8)
+            Image.fromarray(img, mode="L").convert(mode).save(folder / f"img_{k}.png")
+    return root
+
+
+@pytest.fixture
+def image_folder(tmp_path: Path) -> Path:
+    """Four identities x five 24x20 grayscale PNGs."""
+    return write_identity_folder(tmp_path / "genuine")
+
+
+@pytest.fixture
+def forgery_folders(tmp_path: Path) -> tuple[Path, Path]:
+    """CEDAR-like layout: genuine/<writer>/ and forged/<writer>/ with the same writer names."""
+    genuine = write_identity_folder(tmp_path / "genuine", n_identities=4, n_images=4, seed=1)
+    forged = write_identity_folder(tmp_path / "forged", n_identities=4, n_images=3, seed=2)
+    return genuine, forged
+
+
+@pytest.fixture
+def shared_data() -> Path:
+    """Path to ../shared/data; skips the test when it is absent."""
+    if not SHARED_DATA.is_dir():
+        pytest.skip("../shared/data not present")
+    return SHARED_DATA
