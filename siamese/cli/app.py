@@ -1,0 +1,49 @@
+"""The `siamese` Typer app. Importing this module must stay cheap: no torch at import time."""
+
+from __future__ import annotations
+
+from typing import Annotated
+
+import typer
+
+from siamese import __version__
+from siamese.cli.common import CLIState, setup_logging
+from siamese.cli.train import train_command
+
+app = typer.Typer(
+    name="siamese",
+    help="Siamese networks for verification: train, evaluate, verify, embed, export.",
+    no_args_is_help=True,
+    add_completion=False,
+    pretty_exceptions_enable=False,
+)
+
+
+def _version(value: bool) -> None:
+    if value:
+        typer.echo(f"siamese {__version__}")
+        raise typer.Exit()
+
+
+@app.callback()
+def main_callback(
+    debug: Annotated[
+        bool, typer.Option("--debug", help="Show full tracebacks instead of one-line errors.")
+    ] = False,
+    verbose: Annotated[bool, typer.Option("--verbose", "-v", help="Log progress details.")] = False,
+    version: Annotated[
+        bool, typer.Option("--version", callback=_version, is_eager=True, help="Print the version.")
+    ] = False,
+) -> None:
+    """Siamese networks for verification: train, evaluate, verify, embed, export."""
+    CLIState.debug = debug
+    CLIState.verbose = verbose
+    setup_logging(verbose)
+
+
+app.command("train")(train_command)
+
+
+def main() -> None:
+    """Console-script entry point."""
+    app()

@@ -1,0 +1,73 @@
+"""A rich progress bar for training, as a trainer callback (only the CLI talks to the terminal)."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from rich.console import Console
+from rich.progress import (
+    BarColumn,
+    MofNCompleteColumn,
+    Progress,
+    TextColumn,
+    TimeElapsedColumn,
+    TimeRemainingColumn,
+)
+
+from siamese.training.trainer import Callback, Trainer
+
+
+class RichProgress(Callback):
+    """One bar per epoch with the running loss, and one summary line per finished epoch."""
+
+    def __init__(self, console: Console, epochs: int) -> None:
+        self.console = console
+        self.epochs = epochs
+        self.progress: Progress | None = None
+        self.task: Any = None
+        self.running = 0.0
+
+    def on_epoch_start(self, trainer: Trainer, epoch: int, num_steps: int) -> None:
+        self.progress = Progress(
+            TextColumn(f"epoch {epoch + 1}/{self.epochs}"),
+            BarColumn(),
+            MofNCompleteColumn(),
+            TextColumn("loss {task.fields[loss]:.4f}"),
+            TimeElapsedColumn(),
+            TimeRemainingColumn(),
+            console=self.console,
+            transient=True,
+        )
+        self.progress.start()
+        self.task = self.progress.add_task("train", total=num_steps, loss=float("nan"))
+        self.running = float("nan")
+
+    def on_step_end(self, trainer: Trainer, step: int, loss: float) -> None:
+        self.running = loss if self.running != self.running else 0.9 * self.running + 0.1 * loss
+        if self.progress is not None:
+            self.progress.update(self.task, advance=1, loss=self.running)
+
+    def on_epoch_end(self, trainer: Trainer, epoch: int, metrics: dict[str, float]) -> None:
+        if self.progress is not None:
+            self.progress.stop()
+            self.progress = None
+
+    def on_fit_end(self, trainer: Trainer) -> None:
+        if self.progress is not None:
+            self.progress.stop()
+
+
+class EpochLine(Callback):
+    """Prints one line per epoch after validation ran."""
+
+    def __init__(self, console: Console, epochs: int) -> None:
+        self.console = console
+        self.epochs = epochs
+
+    def on_epoch_end(self, trainer: Trainer, epoch: int, metrics: dict[str, float]) -> None:
+        nan = float("nan")
+        self.console.print(
+            f"epoch {epoch + 1}/{self.epochs}  train loss {metrics['train_loss']:.4f}  "
+            f"val loss {metrics.get('val_loss', nan):.4f}  val EER {metrics.get('val_eer', nan):.2%}",
+            highlight=False,
+        )

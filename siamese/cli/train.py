@@ -1,0 +1,234 @@
+"""`siamese train`: flags map one-to-one onto `TrainConfig` fields."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Annotated, Literal
+
+import typer
+
+from siamese import names
+from siamese.cli.common import console, user_errors
+from siamese.errors import ConfigError
+
+DATA = "Data"
+MODEL = "Model"
+LOSS = "Loss"
+OPTIM = "Optimisation"
+RUN = "Run"
+
+
+def parse_size(value: str | None) -> tuple[int, int] | None:
+    """Parse `HxW` (e.g. `155x220`) or a single side `64`."""
+    if value is None:
+        return None
+    try:
+        parts = [int(p) for p in value.lower().split("x")]
+    except ValueError:
+        raise ConfigError(f"--image-size must look like HxW, e.g. 155x220, got {value!r}") from None
+    if len(parts) == 1:
+        parts *= 2
+    if len(parts) != 2:
+        raise ConfigError(f"--image-size must look like HxW, e.g. 155x220, got {value!r}")
+    return parts[0], parts[1]
+
+
+def train_command(
+    data: Annotated[
+        Path | None,
+        typer.Argument(help="Identity-folder root: DATA/<identity>/<image>. Omit for the embedded digits."),
+    ] = None,
+    loss: Annotated[
+        Literal[names.LOSSES], typer.Option(help="Training objective.", rich_help_panel=LOSS)
+    ] = "margin",
+    forgeries: Annotated[
+        Path | None,
+        typer.Option(
+            help="Skilled forgeries: FORGERIES/<identity>/ are negatives of <identity>.", rich_help_panel=DATA
+        ),
+    ] = None,
+    preset: Annotated[
+        Literal[names.PRESETS] | None,
+        typer.Option(
+            help="Transforms + training defaults [default: digits without DATA, else face].",
+            rich_help_panel=DATA,
+        ),
+    ] = None,
+    image_size: Annotated[
+        str | None, typer.Option(help="Input size HxW, overrides the preset.", rich_help_panel=DATA)
+    ] = None,
+    channels: Annotated[
+        int | None, typer.Option(help="1 (grayscale) or 3 (RGB), overrides the preset.", rich_help_panel=DATA)
+    ] = None,
+    sampler: Annotated[
+        Literal[names.SAMPLERS] | None,
+        typer.Option(
+            help="pairs | triplets | mperclass [default: by loss: margin→pairs, triplet→triplets, "
+            "supcon→mperclass].",
+            rich_help_panel=DATA,
+        ),
+    ] = None,
+    samples_per_epoch: Annotated[
+        int | None,
+        typer.Option(
+            help="Pairs/triplets/images per epoch [default: 2 × training images].", rich_help_panel=DATA
+        ),
+    ] = None,
+    forgery_fraction: Annotated[
+        float | None,
+        typer.Option(help="Share of impostors that are skilled forgeries.", rich_help_panel=DATA),
+    ] = None,
+    m_per_class: Annotated[
+        int | None, typer.Option(help="Images per identity in a mperclass batch.", rich_help_panel=DATA)
+    ] = None,
+    val_fraction: Annotated[
+        float | None, typer.Option(help="Share of identities for validation.", rich_help_panel=DATA)
+    ] = None,
+    test_fraction: Annotated[
+        float | None, typer.Option(help="Share of identities for the final test.", rich_help_panel=DATA)
+    ] = None,
+    split_seed: Annotated[
+        int | None, typer.Option(help="Seed of the identity split.", rich_help_panel=DATA)
+    ] = None,
+    eval_pairs: Annotated[
+        int | None, typer.Option(help="Validation/test pairs scored.", rich_help_panel=DATA)
+    ] = None,
+    workers: Annotated[
+        int | None, typer.Option(help="DataLoader worker processes.", rich_help_panel=DATA)
+    ] = None,
+    encoder: Annotated[
+        Literal[names.ENCODERS] | None,
+        typer.Option(help="Shared encoder [default: smallcnn].", rich_help_panel=MODEL),
+    ] = None,
+    embedding_dim: Annotated[int | None, typer.Option(help="Embedding size.", rich_help_panel=MODEL)] = None,
+    distance: Annotated[
+        Literal[names.DISTANCES] | None,
+        typer.Option(help="Pair distance [default: euclidean].", rich_help_panel=MODEL),
+    ] = None,
+    normalize: Annotated[
+        bool | None,
+        typer.Option(
+            "--normalize/--no-normalize", help="L2-normalise embeddings [default: on].", rich_help_panel=MODEL
+        ),
+    ] = None,
+    pretrained: Annotated[
+        bool,
+        typer.Option(
+            help="Start from ImageNet weights (downloads; torchvision encoders).", rich_help_panel=MODEL
+        ),
+    ] = False,
+    margin: Annotated[
+        float | None, typer.Option(help="Margin [default: 1.0 margin, 0.2 triplet].", rich_help_panel=LOSS)
+    ] = None,
+    temperature: Annotated[
+        float | None, typer.Option(help="SupCon temperature [default: 0.1].", rich_help_panel=LOSS)
+    ] = None,
+    beta: Annotated[
+        float | None,
+        typer.Option(help="SupCon hard-negative concentration; 0 = plain.", rich_help_panel=LOSS),
+    ] = None,
+    miner: Annotated[
+        Literal[names.MINERS] | None,
+        typer.Option(help="Hard-negative miner for mperclass batches.", rich_help_panel=LOSS),
+    ] = None,
+    epochs: Annotated[
+        int | None, typer.Option(help="Epochs [default: from preset].", rich_help_panel=OPTIM)
+    ] = None,
+    batch_size: Annotated[
+        int | None, typer.Option(help="Pairs/triplets/images per step.", rich_help_panel=OPTIM)
+    ] = None,
+    optimizer: Annotated[
+        Literal[names.OPTIMIZERS] | None, typer.Option(help="[default: adamw]", rich_help_panel=OPTIM)
+    ] = None,
+    lr: Annotated[
+        float | None, typer.Option(help="Peak learning rate [default: 1e-3].", rich_help_panel=OPTIM)
+    ] = None,
+    weight_decay: Annotated[float | None, typer.Option(help="[default: 1e-4]", rich_help_panel=OPTIM)] = None,
+    warmup_epochs: Annotated[
+        float | None,
+        typer.Option(help="Linear warm-up before cosine decay [default: 1].", rich_help_panel=OPTIM),
+    ] = None,
+    threshold_rule: Annotated[
+        Literal["eer", "accuracy"],
+        typer.Option(help="How the decision threshold is chosen on validation pairs.", rich_help_panel=RUN),
+    ] = "eer",
+    out: Annotated[
+        Path | None, typer.Option(help="Run directory [default: runs/<time>-<loss>].", rich_help_panel=RUN)
+    ] = None,
+    seed: Annotated[
+        int, typer.Option(help="Seed of weights, sampling and augmentation.", rich_help_panel=RUN)
+    ] = 0,
+    device: Annotated[
+        Literal[names.DEVICES], typer.Option(help="auto = CUDA when available.", rich_help_panel=RUN)
+    ] = "auto",
+) -> None:
+    """Train a Siamese verification model on DATA (or on the embedded digits) and test it."""
+    with user_errors():
+        from siamese.training.config import build_train_config
+
+        config = build_train_config(
+            preset,
+            root=str(data) if data is not None else None,
+            forgeries=str(forgeries) if forgeries else None,
+            image_size=parse_size(image_size),
+            channels=channels,
+            sampler=sampler,
+            samples_per_epoch=samples_per_epoch,
+            forgery_fraction=forgery_fraction,
+            m_per_class=m_per_class,
+            val_fraction=val_fraction,
+            test_fraction=test_fraction,
+            split_seed=split_seed,
+            eval_pairs=eval_pairs,
+            workers=workers,
+            encoder=encoder,
+            embedding_dim=embedding_dim,
+            distance=distance,
+            normalize=normalize,
+            pretrained=pretrained,
+            loss=loss,
+            margin=margin,
+            temperature=temperature,
+            beta=beta,
+            miner=miner,
+            epochs=epochs,
+            batch_size=batch_size,
+            optimizer=optimizer,
+            lr=lr,
+            weight_decay=weight_decay,
+            warmup_epochs=warmup_epochs,
+            threshold_rule=threshold_rule,
+            out=str(out) if out else None,
+            seed=seed,
+            device=device,
+        )
+        _run(config)
+
+
+def _run(config) -> None:  # noqa: ANN001 - TrainConfig, imported lazily
+    from rich.table import Table
+
+    from siamese.cli.progress import EpochLine, RichProgress
+    from siamese.training.run import train
+
+    source = config.data.root or "embedded scikit-learn digits"
+    console.print(
+        f"training [bold]{config.loss.name}[/] on {source} (preset {config.data.preset}, "
+        f"encoder {config.model.encoder}, sampler {config.sampler})",
+        highlight=False,
+    )
+    epochs = config.optim.epochs
+    summary = train(config, callbacks=[RichProgress(console, epochs), EpochLine(console, epochs)])
+    test = summary["test"]
+    table = Table(title="siamese train", show_header=False)
+    table.add_row("validation threshold (distance)", f"{summary['threshold']:.4f}")
+    table.add_row("best epoch (val EER)", f"{summary['best_epoch']} ({summary['val_eer']:.2%})")
+    table.add_row("test EER", f"{test['eer']:.2%}")
+    table.add_row("test AUC", f"{test['auc']:.4f}")
+    table.add_row(
+        "test accuracy @ threshold", f"{test['accuracy']:.2%}  (FAR {test['far']:.2%}, FRR {test['frr']:.2%})"
+    )
+    table.add_row("test pairs / identities", f"{test['pairs']} / {summary['identities']['test']}")
+    table.add_row("wall time", f"{summary['wall_time_s']:.1f} s on {summary['device']}")
+    table.add_row("run saved to", summary["run_dir"])
+    console.print(table)

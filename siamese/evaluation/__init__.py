@@ -1,0 +1,45 @@
+"""Evaluation: verification metrics, k-fold protocol, one-shot accuracy, retrieval metrics, plots.
+
+Importing this package does not import torch or matplotlib (nor scikit-learn); they are imported by
+the functions that need them.
+"""
+
+from siamese.evaluation.kfold import kfold_verification
+from siamese.evaluation.metrics import (
+    accuracy_at,
+    best_accuracy_threshold,
+    det_curve,
+    eer,
+    far_frr_at,
+    far_key,
+    roc_auc,
+    roc_curve,
+    tar_at_far,
+    threshold_at_far,
+    verification_report,
+)
+from siamese.evaluation.oneshot import n_way_one_shot_accuracy, one_shot_predictions
+from siamese.evaluation.plots import plot_det, plot_roc, plot_score_histograms
+from siamese.evaluation.retrieval import RETRIEVAL_METRICS, retrieval_metrics
+
+__all__ = [
+    "RETRIEVAL_METRICS",
+    "accuracy_at",
+    "best_accuracy_threshold",
+    "det_curve",
+    "eer",
+    "far_frr_at",
+    "far_key",
+    "kfold_verification",
+    "n_way_one_shot_accuracy",
+    "one_shot_predictions",
+    "plot_det",
+    "plot_roc",
+    "plot_score_histograms",
+    "retrieval_metrics",
+    "roc_auc",
+    "roc_curve",
+    "tar_at_far",
+    "threshold_at_far",
+    "verification_report",
+]

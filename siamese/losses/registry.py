@@ -1,0 +1,55 @@
+"""Loss registry: `LOSSES` keyed by `siamese.names.LOSSES` and the `get_loss` factory."""
+
+from __future__ import annotations
+
+import inspect
+from typing import Any
+
+from torch import nn
+
+from siamese.errors import ConfigError
+from siamese.losses.margin import MarginContrastiveLoss
+from siamese.losses.supcon import SupConLoss
+from siamese.losses.triplet import TripletLoss
+
+LOSSES: dict[str, type[nn.Module]] = {
+    "margin": MarginContrastiveLoss,
+    "supcon": SupConLoss,
+    "triplet": TripletLoss,
+}
+
+
+def _option_names(loss_cls: type[nn.Module]) -> list[str]:
+    """Keyword options a loss class's constructor accepts."""
+    params = inspect.signature(loss_cls).parameters.values()
+    return [p.name for p in params if p.kind in (p.POSITIONAL_OR_KEYWORD, p.KEYWORD_ONLY)]
+
+
+def get_loss(name: str | nn.Module, **kwargs: Any) -> nn.Module:
+    """Build a loss by registry name, or pass an existing loss module through.
+
+    Every loss is called ``loss(embeddings, labels, indices_tuple=None)`` and returns a scalar.
+
+    Args:
+        name: a key of `LOSSES`, or an ``nn.Module`` (returned unchanged).
+        **kwargs: options of that loss, e.g. ``margin=0.5`` or ``temperature=0.07``.
+
+    Raises:
+        ConfigError: for an unknown name, an option the loss does not take, or a bad option value.
+
+    Example:
+        >>> get_loss("margin", margin=2.0).margin
+        2.0
+    """
+    if isinstance(name, nn.Module):
+        if kwargs:
+            raise ConfigError(f"options {sorted(kwargs)} cannot be applied to a loss instance")
+        return name
+    if not isinstance(name, str) or name not in LOSSES:
+        raise ConfigError(f"unknown loss {name!r}; choose one of: {', '.join(LOSSES)}")
+    loss_cls = LOSSES[name]
+    valid = _option_names(loss_cls)
+    unknown = sorted(set(kwargs) - set(valid))
+    if unknown:
+        raise ConfigError(f"unknown option(s) {unknown} for loss {name!r}; valid: {', '.join(valid)}")
+    return loss_cls(**kwargs)

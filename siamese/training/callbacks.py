@@ -1,0 +1,92 @@
+"""Callbacks: validation, CSV logging and checkpointing are hooks, not branches in the loop."""
+
+from __future__ import annotations
+
+import csv
+import logging
+import math
+from pathlib import Path
+from typing import Any
+
+from siamese.evaluation import best_accuracy_threshold, eer
+from siamese.training.checkpoint import CHECKPOINT_DIR, save_checkpoint
+from siamese.training.trainer import Callback, PairScores, Trainer
+
+logger = logging.getLogger(__name__)
+
+
+def threshold_from_scores(scores: PairScores, rule: str = "eer") -> dict[str, float]:
+    """Validation EER and the distance threshold chosen by `rule` ("eer" or "accuracy").
+
+    Pairs with distance <= threshold are declared the same identity.
+    """
+    neg = -scores.distances  # higher score = more likely the same
+    err, thr = eer(neg, scores.is_same)
+    out = {"val_eer": float(err), "threshold": float(-thr)}
+    if rule == "accuracy":
+        acc_thr, _ = best_accuracy_threshold(neg, scores.is_same)
+        out["threshold"] = float(-acc_thr)
+    return out
+
+
+class ValidationCallback(Callback):
+    """Adds `val_loss`, `val_eer` and `threshold` to each epoch's metrics.
+
+    Args:
+        loader: validation batches whose index tuples name balanced genuine/impostor pairs.
+        rule: threshold rule, "eer" or "accuracy".
+    """
+
+    def __init__(self, loader: Any, rule: str = "eer") -> None:
+        self.loader = loader
+        self.rule = rule
+
+    def on_epoch_end(self, trainer: Trainer, epoch: int, metrics: dict[str, float]) -> None:
+        scores = trainer.evaluate(self.loader)
+        metrics["val_loss"] = scores.loss
+        metrics.update(threshold_from_scores(scores, self.rule))
+        metrics["lr"] = trainer.optimizer.param_groups[0]["lr"]
+
+
+class CSVLogger(Callback):
+    """Appends one row of metrics per epoch to a CSV file."""
+
+    def __init__(self, path: str | Path) -> None:
+        self.path = Path(path)
+
+    def on_epoch_end(self, trainer: Trainer, epoch: int, metrics: dict[str, float]) -> None:
+        new = not self.path.exists()
+        with self.path.open("a", newline="") as f:
+            writer = csv.DictWriter(f, fieldnames=list(metrics))
+            if new:
+                writer.writeheader()
+            writer.writerow(metrics)
+
+
+class CheckpointCallback(Callback):
+    """Saves `last` every epoch and `best` whenever the validation EER improves.
+
+    Args:
+        run_dir: run directory; checkpoints go to `<run_dir>/checkpoints/`.
+        metadata: static metadata (preset, preprocessing, ...) merged into every checkpoint.
+    """
+
+    def __init__(self, run_dir: str | Path, metadata: dict[str, Any]) -> None:
+        self.dir = Path(run_dir) / CHECKPOINT_DIR
+        self.metadata = metadata
+        self.best_eer = math.inf
+        self.best_epoch = 0
+
+    def on_epoch_end(self, trainer: Trainer, epoch: int, metrics: dict[str, float]) -> None:
+        meta = {
+            **self.metadata,
+            "epoch": epoch + 1,
+            "val_eer": metrics.get("val_eer"),
+            "threshold": metrics.get("threshold"),
+        }
+        save_checkpoint(self.dir / "last", trainer.model, meta)
+        val_eer = metrics.get("val_eer", math.inf)
+        if val_eer < self.best_eer or self.best_epoch == 0:
+            self.best_eer, self.best_epoch = val_eer, epoch + 1
+            save_checkpoint(self.dir / "best", trainer.model, meta)
+            logger.info("epoch %d: new best validation EER %.4f", epoch + 1, val_eer)

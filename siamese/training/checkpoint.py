@@ -1,0 +1,136 @@
+"""Checkpoints that never unpickle: weights as safetensors, metadata as JSON.
+
+A checkpoint is a pair of files sharing a stem, `best.safetensors` + `best.json`. A run
+directory keeps them in `checkpoints/`. Writes go to a temporary file and are renamed into
+place, so a crash never leaves a half-written checkpoint behind.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import tempfile
+from pathlib import Path
+from typing import Any
+
+import torch
+from safetensors import SafetensorError
+from safetensors.torch import load_file, save_file
+
+from siamese import names
+from siamese.errors import CheckpointError
+from siamese.models import TwinNetwork, get_encoder
+
+FORMAT = "siamese-checkpoint"
+VERSION = 1
+CHECKPOINT_DIR = "checkpoints"
+
+
+def atomic_write(path: Path, write: Any) -> None:
+    """Call `write(tmp_path)` then rename the temporary file onto `path`."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    os.close(fd)
+    try:
+        write(Path(tmp))
+        os.replace(tmp, path)
+    finally:
+        if os.path.exists(tmp):
+            os.unlink(tmp)
+
+
+def save_checkpoint(stem: str | Path, model: TwinNetwork, metadata: dict[str, Any]) -> Path:
+    """Write `<stem>.safetensors` (encoder weights) and `<stem>.json` (metadata).
+
+    Args:
+        stem: path without suffix, e.g. `runs/x/checkpoints/best`.
+        model: the twin network; only its shared encoder holds weights.
+        metadata: JSON-serialisable facts needed to rebuild and use the model.
+
+    Returns:
+        The stem as a Path.
+    """
+    stem = Path(stem)
+    meta = {
+        "format": FORMAT,
+        "version": VERSION,
+        "encoder": model.encoder.spec,
+        "distance": model.distance,
+        "embedding_dim": model.encoder.embedding_dim,
+        **metadata,
+    }
+    state = {k: v.detach().cpu().contiguous() for k, v in model.encoder.state_dict().items()}
+    atomic_write(stem.with_suffix(".safetensors"), lambda p: save_file(state, str(p)))
+    atomic_write(stem.with_suffix(".json"), lambda p: p.write_text(json.dumps(meta, indent=2) + "\n"))
+    return stem
+
+
+def resolve_checkpoint(path: str | Path, which: str = "best") -> Path:
+    """Turn a run directory, a stem or either checkpoint file into a checkpoint stem.
+
+    Raises:
+        CheckpointError: nothing loadable at `path`.
+    """
+    p = Path(path)
+    if p.suffix in (".safetensors", ".json"):
+        p = p.with_suffix("")
+    elif p.is_dir():
+        p = p / CHECKPOINT_DIR / which if (p / CHECKPOINT_DIR).is_dir() else p / which
+    if not p.with_suffix(".json").is_file() or not p.with_suffix(".safetensors").is_file():
+        raise CheckpointError(f"no checkpoint at {path} (expected {p}.safetensors and {p}.json)")
+    return p
+
+
+def read_metadata(stem: Path) -> dict[str, Any]:
+    """Read and validate checkpoint metadata (types and known names) before anything uses it."""
+    try:
+        meta = json.loads(stem.with_suffix(".json").read_text())
+    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as exc:
+        raise CheckpointError(f"corrupt checkpoint metadata {stem}.json: {exc}") from None
+    if not isinstance(meta, dict) or meta.get("format") != FORMAT:
+        raise CheckpointError(f"{stem}.json is not a siamese checkpoint")
+    enc = meta.get("encoder")
+    if not isinstance(enc, dict) or enc.get("name") not in names.ENCODERS:
+        raise CheckpointError(f"{stem}.json names an unknown encoder: {enc!r}")
+    if not isinstance(enc.get("in_channels"), int) or enc["in_channels"] not in (1, 3):
+        raise CheckpointError(f"{stem}.json has an invalid channel count: {enc.get('in_channels')!r}")
+    if meta.get("distance") not in names.DISTANCES:
+        raise CheckpointError(f"{stem}.json has an unknown distance: {meta.get('distance')!r}")
+    threshold = meta.get("threshold")
+    if threshold is not None and not isinstance(threshold, (int, float)):
+        raise CheckpointError(f"{stem}.json has a non-numeric threshold: {threshold!r}")
+    return meta
+
+
+def load_checkpoint(
+    path: str | Path, device: str | torch.device = "cpu", which: str = "best"
+) -> tuple[TwinNetwork, dict[str, Any]]:
+    """Rebuild the twin network from a checkpoint without unpickling anything.
+
+    Args:
+        path: run directory, checkpoint stem, or one of its two files.
+        device: where to put the model.
+        which: "best" or "last" when `path` is a run directory.
+
+    Returns:
+        The model in eval mode and its metadata.
+
+    Raises:
+        CheckpointError: missing, corrupt or incompatible checkpoint.
+    """
+    stem = resolve_checkpoint(path, which)
+    meta = read_metadata(stem)
+    spec = {k: v for k, v in meta["encoder"].items() if k != "pretrained"}
+    try:
+        encoder = get_encoder(**spec)
+    except Exception as exc:  # noqa: BLE001 - any failure means the spec is unusable
+        raise CheckpointError(f"cannot rebuild encoder from {stem}.json: {exc}") from None
+    try:
+        state = load_file(str(stem.with_suffix(".safetensors")))
+        encoder.load_state_dict(state, strict=True)
+    except (SafetensorError, OSError, RuntimeError, ValueError) as exc:
+        first = str(exc).strip().splitlines()[0]
+        raise CheckpointError(f"corrupt or incompatible weights {stem}.safetensors: {first}") from None
+    model = TwinNetwork(encoder, distance=meta["distance"]).to(device)
+    model.eval()
+    return model, meta

@@ -1,0 +1,289 @@
+"""Frozen configuration dataclasses, one per component, nested in `TrainConfig`.
+
+This module imports neither torch nor torchvision, so the CLI can parse and validate options
+instantly. Every field is used by `siamese.training.run.train`; the resolved config is written
+to `config.json` in the run directory.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from siamese import names
+from siamese.errors import ConfigError
+
+DEFAULT_SAMPLER = {"margin": "pairs", "supcon": "mperclass", "triplet": "triplets"}
+DEFAULT_MARGIN = {"margin": 1.0, "triplet": 0.2}
+
+
+def _choice(value: str, allowed: tuple[str, ...], what: str) -> None:
+    if value not in allowed:
+        raise ConfigError(f"unknown {what} {value!r}; choose one of: {', '.join(allowed)}")
+
+
+def _positive(value: float, what: str, allow_zero: bool = False) -> None:
+    if value < 0 or (value == 0 and not allow_zero):
+        bound = ">= 0" if allow_zero else "> 0"
+        raise ConfigError(f"{what} must be {bound}, got {value}")
+
+
+@dataclass(frozen=True)
+class DataConfig:
+    """Where images come from and how they are split, sampled and transformed.
+
+    Attributes:
+        root: identity-folder root (`root/<identity>/<image>`); None trains on the embedded
+            scikit-learn digits.
+        forgeries: optional root of skilled forgeries with the same identity names.
+        preset: transform preset name (see `siamese.data.PRESETS`).
+        image_size: (H, W) override of the preset's size.
+        channels: 1 or 3, override of the preset's channel count.
+        val_fraction: fraction of identities held out for validation (threshold, best epoch).
+        test_fraction: fraction of identities held out for the final test.
+        split_seed: seed of the identity split.
+        sampler: "pairs", "triplets" or "mperclass"; None picks the loss's natural sampler.
+        samples_per_epoch: pairs, triplets or images drawn per epoch; None = 2 x train images.
+        forgery_fraction: share of impostors that are skilled forgeries when forgeries exist.
+        m_per_class: images per identity in each "mperclass" batch.
+        eval_pairs: balanced validation/test pairs scored each epoch and at the end.
+        workers: DataLoader worker processes.
+        cache: decode images once and keep them in memory; None = when <= 20000 images.
+    """
+
+    root: str | None = None
+    forgeries: str | None = None
+    preset: str = "digits"
+    image_size: tuple[int, int] | None = None
+    channels: int | None = None
+    val_fraction: float = 0.2
+    test_fraction: float = 0.2
+    split_seed: int = 0
+    sampler: str | None = None
+    samples_per_epoch: int | None = None
+    forgery_fraction: float = 0.5
+    m_per_class: int = 4
+    eval_pairs: int = 1000
+    workers: int = 0
+    cache: bool | None = None
+
+    def __post_init__(self) -> None:
+        _choice(self.preset, names.PRESETS, "preset")
+        if self.sampler is not None:
+            _choice(self.sampler, names.SAMPLERS, "sampler")
+        if self.channels is not None and self.channels not in (1, 3):
+            raise ConfigError(f"channels must be 1 or 3, got {self.channels}")
+        if self.image_size is not None and min(self.image_size) < 4:
+            raise ConfigError(f"image size must be at least 4x4, got {self.image_size}")
+        if not 0 <= self.forgery_fraction <= 1:
+            raise ConfigError(f"forgery fraction must be in [0, 1], got {self.forgery_fraction}")
+        if self.m_per_class < 1:
+            raise ConfigError(f"m per class must be >= 1, got {self.m_per_class}")
+        if self.samples_per_epoch is not None:
+            _positive(self.samples_per_epoch, "samples per epoch")
+        _positive(self.eval_pairs, "eval pairs")
+        _positive(self.workers, "workers", allow_zero=True)
+
+
+@dataclass(frozen=True)
+class ModelConfig:
+    """The shared encoder of the twin network.
+
+    Attributes:
+        encoder: registered encoder name (see `siamese.models.ENCODERS`).
+        embedding_dim: output size of the projection head.
+        normalize: L2-normalise embeddings.
+        pretrained: start from torchvision's ImageNet weights (downloads; never the default).
+        distance: "euclidean" or "cosine" (1 - cos) between the two embeddings.
+    """
+
+    encoder: str = "smallcnn"
+    embedding_dim: int = 128
+    normalize: bool = True
+    pretrained: bool = False
+    distance: str = "euclidean"
+
+    def __post_init__(self) -> None:
+        _choice(self.encoder, names.ENCODERS, "encoder")
+        _choice(self.distance, names.DISTANCES, "distance")
+        _positive(self.embedding_dim, "embedding dim")
+
+
+@dataclass(frozen=True)
+class LossConfig:
+    """The training objective.
+
+    Attributes:
+        name: "margin" (Hadsell 2006), "supcon" (Khosla 2020) or "triplet".
+        margin: margin of the margin/triplet loss; None = 1.0 for margin, 0.2 for triplet.
+        temperature: SupCon temperature.
+        beta: SupCon hard-negative concentration (Robinson 2021); 0 = plain SupCon.
+        miner: pytorch-metric-learning miner applied to "mperclass" batches.
+    """
+
+    name: str = "margin"
+    margin: float | None = None
+    temperature: float = 0.1
+    beta: float = 0.0
+    miner: str = "none"
+
+    def __post_init__(self) -> None:
+        _choice(self.name, names.LOSSES, "loss")
+        _choice(self.miner, names.MINERS, "miner")
+        if self.margin is not None:
+            _positive(self.margin, "margin")
+        _positive(self.temperature, "temperature")
+        _positive(self.beta, "beta", allow_zero=True)
+
+    def loss_kwargs(self, distance: str) -> dict[str, Any]:
+        """Keyword arguments for `siamese.losses.get_loss(self.name, ...)`."""
+        if self.name == "supcon":
+            return {"temperature": self.temperature, "beta": self.beta}
+        kwargs: dict[str, Any] = {"margin": self.margin or DEFAULT_MARGIN[self.name]}
+        if self.name == "margin":
+            kwargs["distance"] = distance
+        return kwargs
+
+
+@dataclass(frozen=True)
+class OptimConfig:
+    """Optimiser and schedule.
+
+    Attributes:
+        optimizer: "adamw" or "sgd" (momentum 0.9, Nesterov).
+        lr: peak learning rate.
+        weight_decay: decoupled weight decay.
+        epochs: passes of `samples_per_epoch` samples.
+        warmup_epochs: linear warm-up length before the cosine decay.
+        batch_size: pairs, triplets or images per step.
+    """
+
+    optimizer: str = "adamw"
+    lr: float = 1e-3
+    weight_decay: float = 1e-4
+    epochs: int = 10
+    warmup_epochs: float = 1.0
+    batch_size: int = 64
+
+    def __post_init__(self) -> None:
+        _choice(self.optimizer, names.OPTIMIZERS, "optimizer")
+        _positive(self.lr, "learning rate")
+        _positive(self.weight_decay, "weight decay", allow_zero=True)
+        _positive(self.epochs, "epochs")
+        _positive(self.warmup_epochs, "warmup epochs", allow_zero=True)
+        if self.batch_size < 2:
+            raise ConfigError(f"batch size must be >= 2, got {self.batch_size}")
+
+
+@dataclass(frozen=True)
+class TrainConfig:
+    """Everything one training run needs; written to `<run>/config.json`.
+
+    Attributes:
+        data: data configuration.
+        model: encoder configuration.
+        loss: objective configuration.
+        optim: optimiser configuration.
+        seed: seed of weights, sampling and augmentation.
+        device: "auto", "cpu" or "cuda".
+        out: run directory; None = `runs/<timestamp>-<loss>`.
+        threshold_rule: how the decision threshold is chosen on validation pairs.
+    """
+
+    data: DataConfig = field(default_factory=DataConfig)
+    model: ModelConfig = field(default_factory=ModelConfig)
+    loss: LossConfig = field(default_factory=LossConfig)
+    optim: OptimConfig = field(default_factory=OptimConfig)
+    seed: int = 0
+    device: str = "auto"
+    out: str | None = None
+    threshold_rule: str = "eer"
+
+    def __post_init__(self) -> None:
+        _choice(self.device, names.DEVICES, "device")
+        _choice(self.threshold_rule, ("eer", "accuracy"), "threshold rule")
+        sampler = self.sampler
+        if sampler == "mperclass":
+            m, b = self.data.m_per_class, self.optim.batch_size
+            if b < 2 * m or b % m:
+                raise ConfigError(f"batch size {b} must be a multiple of m per class {m} and >= 2*m")
+        if self.loss.name == "triplet" and sampler == "pairs":
+            raise ConfigError("the triplet loss needs triplets: use --sampler triplets or mperclass")
+
+    @property
+    def sampler(self) -> str:
+        """The sampler actually used (explicit choice, else the loss's natural one)."""
+        return self.data.sampler or DEFAULT_SAMPLER[self.loss.name]
+
+    def to_dict(self) -> dict[str, Any]:
+        """Plain nested dict with the resolved sampler."""
+        d = dataclasses.asdict(self)
+        d["data"]["sampler"] = self.sampler
+        return d
+
+    def save(self, path: str | Path) -> None:
+        """Write the resolved configuration as JSON."""
+        Path(path).write_text(json.dumps(self.to_dict(), indent=2) + "\n")
+
+    @classmethod
+    def from_dict(cls, d: dict[str, Any]) -> TrainConfig:
+        """Rebuild a config written by `save`/`to_dict`."""
+        data = dict(d["data"])
+        if data.get("image_size") is not None:
+            data["image_size"] = tuple(data["image_size"])
+        return cls(
+            data=DataConfig(**data),
+            model=ModelConfig(**d["model"]),
+            loss=LossConfig(**d["loss"]),
+            optim=OptimConfig(**d["optim"]),
+            **{k: v for k, v in d.items() if k not in ("data", "model", "loss", "optim")},
+        )
+
+
+# Training defaults each preset brings; a flag the user passes always wins.
+PRESET_DEFAULTS: dict[str, dict[str, Any]] = {
+    "digits": {"epochs": 8, "embedding_dim": 64, "batch_size": 64},
+    "face": {"epochs": 20, "embedding_dim": 128, "batch_size": 32},
+    "signature": {"epochs": 15, "embedding_dim": 128, "batch_size": 32},
+    "omniglot": {"epochs": 10, "embedding_dim": 128, "batch_size": 64},
+}
+
+_SECTIONS = {"data": DataConfig, "model": ModelConfig, "loss": LossConfig, "optim": OptimConfig}
+
+
+def build_train_config(preset: str | None = None, **options: Any) -> TrainConfig:
+    """Build a `TrainConfig` from flat option names (as the CLI spells them).
+
+    `loss` sets `LossConfig.name`; every other key is a field of exactly one section or of
+    `TrainConfig` itself. Options that are None fall back to the preset's defaults, then to
+    the dataclass defaults.
+
+    Args:
+        preset: transform/training preset; None = "digits" without a root, else "face".
+
+    Raises:
+        ConfigError: an unknown option or an invalid value.
+    """
+    preset = preset or ("digits" if options.get("root") is None else "face")
+    _choice(preset, names.PRESETS, "preset")
+    given = {k: v for k, v in options.items() if v is not None}
+    merged = {**PRESET_DEFAULTS[preset], **given, "preset": preset}
+    if "loss" in merged:
+        merged["name"] = merged.pop("loss")
+    sections: dict[str, dict[str, Any]] = {s: {} for s in _SECTIONS}
+    top: dict[str, Any] = {}
+    top_fields = {f.name for f in dataclasses.fields(TrainConfig)} - set(_SECTIONS)
+    for key, value in merged.items():
+        owner = next(
+            (s for s, c in _SECTIONS.items() if key in {f.name for f in dataclasses.fields(c)}), None
+        )
+        if owner is not None:
+            sections[owner][key] = value
+        elif key in top_fields:
+            top[key] = value
+        else:
+            raise ConfigError(f"unknown training option {key!r}")
+    return TrainConfig(**{s: c(**sections[s]) for s, c in _SECTIONS.items()}, **top)

@@ -1,0 +1,270 @@
+"""The training entry point: a `TrainConfig` in, a run directory and a summary out."""
+
+from __future__ import annotations
+
+import json
+import logging
+import random
+import time
+from dataclasses import dataclass
+from datetime import datetime
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+from torch.utils.data import DataLoader
+
+from siamese.data import (
+    PRESETS,
+    ImageDataset,
+    ImageIndex,
+    ImageLoader,
+    PairDataset,
+    Split,
+    TripletDataset,
+    batch_collate,
+    get_transform,
+    identity_batch_sampler,
+    materialize_digits,
+    pair_collate,
+    preprocessing_spec,
+    scan_folder,
+    split_identities,
+    triplet_collate,
+)
+from siamese.evaluation import accuracy_at, far_frr_at, roc_auc
+from siamese.losses import get_loss, get_miner
+from siamese.models import TwinNetwork, get_encoder
+from siamese.training.callbacks import (
+    CheckpointCallback,
+    CSVLogger,
+    ValidationCallback,
+    threshold_from_scores,
+)
+from siamese.training.checkpoint import load_checkpoint
+from siamese.training.config import TrainConfig
+from siamese.training.trainer import Callback, Trainer
+
+logger = logging.getLogger(__name__)
+
+CACHE_LIMIT = 20000
+
+
+def resolve_device(device: str) -> torch.device:
+    """ "auto" picks CUDA when available, else the CPU."""
+    if device == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    if device == "cuda" and not torch.cuda.is_available():
+        from siamese.errors import ConfigError
+
+        raise ConfigError("--device cuda requested but CUDA is not available")
+    return torch.device(device)
+
+
+def seed_everything(seed: int) -> None:
+    """Seed Python, NumPy and torch (weights, augmentation)."""
+    random.seed(seed)
+    np.random.seed(seed)
+    torch.manual_seed(seed)
+
+
+def default_run_dir(config: TrainConfig) -> Path:
+    """`runs/<YYYYmmdd-HHMMSS>-<loss>` under the current directory."""
+    return Path("runs") / f"{datetime.now():%Y%m%d-%H%M%S}-{config.loss.name}"
+
+
+@dataclass
+class Prepared:
+    """Everything built from the data config."""
+
+    index: ImageIndex
+    split: Split
+    channels: int
+    image_size: tuple[int, int]
+    train_loader: DataLoader
+    val_loader: DataLoader
+    test_loader: DataLoader
+
+
+def _loader(dataset: Any, config: TrainConfig, **kwargs: Any) -> DataLoader:
+    workers = config.data.workers
+    gen = torch.Generator().manual_seed(config.seed)
+    return DataLoader(dataset, num_workers=workers, persistent_workers=workers > 0, generator=gen, **kwargs)
+
+
+def _eval_loader(index: ImageIndex, loader: ImageLoader, transform: Any, config: TrainConfig, seed: int):
+    triplets = TripletDataset(
+        index,
+        loader,
+        transform,
+        num_triplets=max(config.data.eval_pairs // 2, 1),
+        forgery_fraction=config.data.forgery_fraction,
+        seed=seed,
+    )
+    return _loader(triplets, config, batch_size=config.optim.batch_size, collate_fn=triplet_collate)
+
+
+def _train_loader(index: ImageIndex, loader: ImageLoader, transform: Any, config: TrainConfig) -> DataLoader:
+    d, bs = config.data, config.optim.batch_size
+    n = d.samples_per_epoch or 2 * len(index.genuine())
+    if config.sampler == "pairs":
+        ds = PairDataset(
+            index, loader, transform, num_pairs=n, forgery_fraction=d.forgery_fraction, seed=config.seed
+        )
+        return _loader(ds, config, batch_size=bs, collate_fn=pair_collate, drop_last=True)
+    if config.sampler == "triplets":
+        ds = TripletDataset(
+            index, loader, transform, num_triplets=n, forgery_fraction=d.forgery_fraction, seed=config.seed
+        )
+        return _loader(ds, config, batch_size=bs, collate_fn=triplet_collate, drop_last=True)
+    ds = ImageDataset(index, loader, transform)
+    n_forg = round(bs * d.forgery_fraction / 2) if index.forgeries_by_identity() else 0
+    sampler = identity_batch_sampler(
+        index,
+        index.genuine(),
+        batch_size=bs,
+        m=d.m_per_class,
+        length=n,
+        seed=config.seed,
+        forgeries_per_batch=n_forg,
+    )
+    return _loader(ds, config, batch_sampler=sampler, collate_fn=batch_collate)
+
+
+def prepare_data(config: TrainConfig, split: Split | None = None) -> Prepared:
+    """Scan the images, split identities and build the train/val/test loaders."""
+    d = config.data
+    root = d.root if d.root is not None else materialize_digits()
+    index = scan_folder(root, d.forgeries)
+    split = split or split_identities(index.identities, d.val_fraction, d.test_fraction, d.split_seed)
+    preset = PRESETS[d.preset]
+    channels = d.channels or preset.channels
+    size = tuple(d.image_size or preset.image_size)
+    loader = ImageLoader(channels, cache=d.cache if d.cache is not None else len(index) <= CACHE_LIMIT)
+    train_tf = get_transform(preset, train=True, image_size=size, channels=channels)
+    eval_tf = get_transform(preset, train=False, image_size=size, channels=channels)
+    return Prepared(
+        index=index,
+        split=split,
+        channels=channels,
+        image_size=size,
+        train_loader=_train_loader(index.subset(split.train), loader, train_tf, config),
+        val_loader=_eval_loader(index.subset(split.val), loader, eval_tf, config, seed=config.seed + 1),
+        test_loader=_eval_loader(index.subset(split.test), loader, eval_tf, config, seed=config.seed + 2),
+    )
+
+
+def build_model(config: TrainConfig, channels: int) -> TwinNetwork:
+    """The twin network around a freshly built encoder."""
+    m = config.model
+    encoder = get_encoder(
+        m.encoder,
+        in_channels=channels,
+        embedding_dim=m.embedding_dim,
+        normalize=m.normalize,
+        pretrained=m.pretrained,
+    )
+    return TwinNetwork(encoder, distance=m.distance)
+
+
+def build_optimizer(config: TrainConfig, model: torch.nn.Module, steps_per_epoch: int):
+    """Optimiser plus a per-step linear warm-up and cosine decay schedule."""
+    o = config.optim
+    if o.optimizer == "sgd":
+        opt: torch.optim.Optimizer = torch.optim.SGD(
+            model.parameters(), lr=o.lr, momentum=0.9, nesterov=True, weight_decay=o.weight_decay
+        )
+    else:
+        opt = torch.optim.AdamW(model.parameters(), lr=o.lr, weight_decay=o.weight_decay)
+    total = max(o.epochs * steps_per_epoch, 1)
+    warmup = min(int(o.warmup_epochs * steps_per_epoch), total - 1)
+
+    def factor(step: int) -> float:
+        if step < warmup:
+            return (step + 1) / warmup
+        progress = (step - warmup) / max(total - warmup, 1)
+        return 0.5 * (1 + np.cos(np.pi * min(progress, 1.0)))
+
+    return opt, torch.optim.lr_scheduler.LambdaLR(opt, factor)
+
+
+def evaluate_split(trainer: Trainer, loader: DataLoader, threshold: float) -> dict[str, float]:
+    """EER, AUC and accuracy/FAR/FRR at a fixed distance threshold on one split's pairs."""
+    scores = trainer.evaluate(loader)
+    neg = -scores.distances
+    far, frr = far_frr_at(neg, scores.is_same, -threshold)
+    return {
+        "eer": threshold_from_scores(scores)["val_eer"],
+        "auc": float(roc_auc(neg, scores.is_same)),
+        "accuracy": float(accuracy_at(neg, scores.is_same, -threshold)),
+        "far": float(far),
+        "frr": float(frr),
+        "pairs": int(len(scores.distances)),
+    }
+
+
+def train(config: TrainConfig, callbacks: list[Callback] | None = None) -> dict[str, Any]:
+    """Train a verification model as configured and evaluate it on the held-out test identities.
+
+    Writes `config.json`, `split.json`, `metrics.csv`, `checkpoints/{best,last}.*` and
+    `summary.json` to the run directory.
+
+    Returns:
+        The summary: run directory, best epoch, validation threshold, test metrics, wall time.
+    """
+    start = time.perf_counter()
+    seed_everything(config.seed)
+    device = resolve_device(config.device)
+    data = prepare_data(config)
+    run_dir = Path(config.out) if config.out else default_run_dir(config)
+    run_dir.mkdir(parents=True, exist_ok=True)
+    config.save(run_dir / "config.json")
+    data.split.to_json(run_dir / "split.json")
+    logger.info("data: %s", data.index.summary())
+
+    model = build_model(config, data.channels).to(device)
+    loss_fn = get_loss(config.loss.name, **config.loss.loss_kwargs(config.model.distance)).to(device)
+    miner = get_miner(config.loss.miner) if config.sampler == "mperclass" else None
+    if config.loss.miner != "none" and miner is None:
+        logger.warning("--miner %s ignored: mining needs --sampler mperclass", config.loss.miner)
+    optimizer, scheduler = build_optimizer(config, model, len(data.train_loader))
+    metadata = {
+        "preset": config.data.preset,
+        "image_size": list(data.image_size),
+        "channels": data.channels,
+        "preprocessing": preprocessing_spec(config.data.preset, data.image_size, data.channels),
+        "threshold_rule": config.threshold_rule,
+        "loss": config.loss.name,
+    }
+    checkpoints = CheckpointCallback(run_dir, metadata)
+    trainer = Trainer(
+        model,
+        loss_fn,
+        optimizer,
+        scheduler,
+        miner=miner,
+        device=device,
+        callbacks=[
+            ValidationCallback(data.val_loader, config.threshold_rule),
+            CSVLogger(run_dir / "metrics.csv"),
+            checkpoints,
+            *(callbacks or []),
+        ],
+    )
+    trainer.fit(data.train_loader, config.optim.epochs)
+
+    best, meta = load_checkpoint(run_dir, device=device)
+    trainer.model = best
+    summary = {
+        "run_dir": str(run_dir),
+        "best_epoch": meta["epoch"],
+        "val_eer": meta["val_eer"],
+        "threshold": meta["threshold"],
+        "test": evaluate_split(trainer, data.test_loader, meta["threshold"]),
+        "wall_time_s": round(time.perf_counter() - start, 2),
+        "device": str(device),
+        "identities": {k: len(v) for k, v in data.split.to_dict().items()},
+    }
+    (run_dir / "summary.json").write_text(json.dumps(summary, indent=2) + "\n")
+    return summary

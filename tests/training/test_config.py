@@ -1,0 +1,53 @@
+import json
+
+import pytest
+
+from siamese.errors import ConfigError
+from siamese.training.config import PRESET_DEFAULTS, TrainConfig, build_train_config
+
+
+def test_defaults_come_from_preset_and_flags_win():
+    cfg = build_train_config("face", root="x")
+    assert cfg.optim.epochs == PRESET_DEFAULTS["face"]["epochs"]
+    cfg = build_train_config("face", root="x", epochs=3, loss="supcon")
+    assert cfg.optim.epochs == 3 and cfg.loss.name == "supcon"
+
+
+def test_preset_default_depends_on_root():
+    assert build_train_config().data.preset == "digits"
+    assert build_train_config(root="faces").data.preset == "face"
+
+
+def test_sampler_follows_loss_unless_given():
+    assert build_train_config(loss="margin").sampler == "pairs"
+    assert build_train_config(loss="supcon").sampler == "mperclass"
+    assert build_train_config(loss="triplet").sampler == "triplets"
+    assert build_train_config(loss="margin", sampler="mperclass").sampler == "mperclass"
+
+
+@pytest.mark.parametrize(
+    "options, message",
+    [
+        ({"epochs": -1}, "epochs"),
+        ({"margin": 0.0}, "margin"),
+        ({"temperature": -0.1}, "temperature"),
+        ({"loss": "nope"}, "margin, supcon, triplet"),
+        ({"encoder": "vgg"}, "smallcnn"),
+        ({"miner": "x"}, "multisimilarity"),
+        ({"loss": "supcon", "batch_size": 6, "m_per_class": 4}, "multiple of m"),
+        ({"loss": "triplet", "sampler": "pairs"}, "triplet loss needs triplets"),
+        ({"bogus": 1}, "unknown training option"),
+        ({"channels": 2}, "channels"),
+    ],
+)
+def test_nonsense_options_raise_config_error(options, message):
+    with pytest.raises(ConfigError, match=message):
+        build_train_config(**options)
+
+
+def test_round_trip_through_json(tmp_path):
+    cfg = build_train_config("signature", root="g", forgeries="f", image_size=(155, 220), loss="supcon", beta=0.5)
+    cfg.save(tmp_path / "config.json")
+    again = TrainConfig.from_dict(json.loads((tmp_path / "config.json").read_text()))
+    assert again.to_dict() == cfg.to_dict() and again.sampler == "mperclass"
+    assert json.loads((tmp_path / "config.json").read_text())["data"]["sampler"] == "mperclass"

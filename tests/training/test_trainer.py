@@ -1,0 +1,96 @@
+import pytest
+import torch
+from torch import nn
+
+from siamese.losses import get_loss
+from siamese.models import TwinNetwork, get_encoder
+from siamese.training.trainer import Callback, NonFiniteLossError, Trainer, indexed_pair_distances
+
+
+class Flat(nn.Module):
+    """A tiny linear embedder with the Encoder attributes the trainer relies on."""
+
+    def __init__(self):
+        super().__init__()
+        self.lin = nn.Linear(4, 2)
+
+    def forward(self, x):
+        return self.lin(x.flatten(1))
+
+
+def _pair_batch():
+    x = torch.tensor([[1.0, 0, 0, 0], [0, 1.0, 0, 0], [1.0, 0.1, 0, 0], [0, 0, 1.0, 0]])
+    labels = torch.tensor([0, 1, 0, 2])
+    # pairs (0,2) genuine and (1,3) impostor, as pair_collate would emit
+    return x, labels, (torch.tensor([0]), torch.tensor([2]), torch.tensor([1]), torch.tensor([3]))
+
+
+def test_indexed_pair_distances_triplets_and_pairs():
+    emb = torch.tensor([[0.0, 0], [3, 4], [0, 1], [6, 8]])
+    d, same = indexed_pair_distances(emb, (torch.tensor([0]), torch.tensor([1]), torch.tensor([2])), "euclidean")
+    assert d.tolist() == pytest.approx([5.0, 1.0]) and same.tolist() == [True, False]
+    d, same = indexed_pair_distances(
+        emb, (torch.tensor([1]), torch.tensor([3]), torch.tensor([0]), torch.tensor([2])), "cosine"
+    )
+    assert d.tolist() == pytest.approx([0.0, 1.0], abs=1e-6) and same.tolist() == [True, False]
+
+
+def test_train_steps_reduce_loss_and_eval_does_not_update():
+    torch.manual_seed(0)
+    model = TwinNetwork(Flat())
+    trainer = Trainer(model, get_loss("margin"), torch.optim.SGD(model.parameters(), lr=0.1))
+    batch = _pair_batch()
+    first, _, _ = trainer.step(batch, train=True)
+    for _ in range(30):
+        last, _, _ = trainer.step(batch, train=True)
+    assert last < first
+    before = [p.clone() for p in model.parameters()]
+    trainer.step(batch, train=False)
+    assert all(torch.equal(a, b) for a, b in zip(before, model.parameters(), strict=True))
+
+
+def test_evaluate_collects_balanced_pair_distances():
+    model = TwinNetwork(Flat())
+    trainer = Trainer(model, get_loss("margin"), torch.optim.SGD(model.parameters(), lr=0.1))
+    scores = trainer.evaluate([_pair_batch(), _pair_batch()])
+    assert scores.distances.shape == (4,) and scores.is_same.tolist() == [True, False, True, False]
+    assert scores.loss > 0
+
+
+def test_non_finite_loss_stops_with_epoch_and_step():
+    model = TwinNetwork(Flat())
+
+    def nan_loss(emb, labels, indices):
+        return emb.sum() * float("nan")
+
+    trainer = Trainer(model, nan_loss, torch.optim.SGD(model.parameters(), lr=0.1))
+    with pytest.raises(NonFiniteLossError, match="epoch 1, step 1"):
+        trainer.step(_pair_batch(), train=True)
+
+
+def test_fit_calls_callbacks_in_order_and_sets_epochs():
+    class Recorder(Callback):
+        def __init__(self):
+            self.events = []
+
+        def on_epoch_start(self, trainer, epoch, num_steps):
+            self.events.append(("start", epoch, num_steps))
+
+        def on_epoch_end(self, trainer, epoch, metrics):
+            self.events.append(("end", epoch, round(metrics["train_loss"], 6) > 0))
+
+    class Loader(list):
+        class dataset:  # noqa: N801 - mimics DataLoader.dataset
+            epochs: list[int] = []
+
+            @classmethod
+            def set_epoch(cls, e):
+                cls.epochs.append(e)
+
+    model = TwinNetwork(get_encoder("smallcnn", in_channels=1, embedding_dim=8))
+    x = torch.randn(4, 1, 8, 8)
+    loader = Loader([(x, torch.tensor([0, 1, 0, 1]), None)])
+    rec = Recorder()
+    Trainer(model, get_loss("supcon"), torch.optim.AdamW(model.parameters()), callbacks=[rec]).fit(loader, 2)
+    assert rec.events == [("start", 0, 1), ("end", 0, True), ("start", 1, 1), ("end", 1, True)]
+    assert Loader.dataset.epochs == [0, 1]
