@@ -221,6 +221,8 @@ def _run(config) -> None:  # noqa: ANN001 - TrainConfig, imported lazily
     summary = train(config, callbacks=[RichProgress(console, epochs), EpochLine(console, epochs)])
     test = summary["test"]
     table = Table(title="siamese train", show_header=False)
+    table.add_column(no_wrap=True)
+    table.add_column(overflow="fold")
     table.add_row("validation threshold (distance)", f"{summary['threshold']:.4f}")
     table.add_row("best epoch (val EER)", f"{summary['best_epoch']} ({summary['val_eer']:.2%})")
     table.add_row("test EER", f"{test['eer']:.2%}")

@@ -7,19 +7,45 @@ from typer.testing import CliRunner
 from siamese.cli.app import app
 from tests.conftest import write_identity_folder
 
-runner = CliRunner()
+runner = CliRunner(env={"COLUMNS": "250"})
 
 
 def test_train_on_generated_images_makes_run_and_table(tmp_path):
     data = write_identity_folder(tmp_path / "ids", n_identities=8, n_images=4)
     out = tmp_path / "run"
-    result = runner.invoke(app, [
-        "train", str(data), "--loss", "margin", "--preset", "digits", "--epochs", "2", "--batch-size", "8",
-        "--samples-per-epoch", "16", "--eval-pairs", "8", "--val-fraction", "0.25", "--test-fraction", "0.25",
-        "--embedding-dim", "8", "--out", str(out), "--seed", "3",
-    ])
+    result = runner.invoke(
+        app,
+        [
+            "train",
+            str(data),
+            "--loss",
+            "margin",
+            "--preset",
+            "digits",
+            "--epochs",
+            "2",
+            "--batch-size",
+            "8",
+            "--samples-per-epoch",
+            "16",
+            "--eval-pairs",
+            "8",
+            "--val-fraction",
+            "0.25",
+            "--test-fraction",
+            "0.25",
+            "--embedding-dim",
+            "8",
+            "--out",
+            str(out),
+            "--seed",
+            "3",
+        ],
+    )
     assert result.exit_code == 0, result.output
-    assert "test EER" in result.output and "validation threshold" in result.output and str(out) in result.output
+    assert (
+        "test EER" in result.output and "validation threshold" in result.output and str(out) in result.output
+    )
     assert (out / "checkpoints" / "best.safetensors").is_file()
     config = json.loads((out / "config.json").read_text())
     assert config["seed"] == 3 and config["optim"]["epochs"] == 2 and config["data"]["root"] == str(data)
@@ -28,7 +54,7 @@ def test_train_on_generated_images_makes_run_and_table(tmp_path):
 def test_train_bad_option_is_one_line_error(tmp_path):
     result = runner.invoke(app, ["train", str(tmp_path), "--epochs", "-3"])
     assert result.exit_code == 1
-    assert result.output.strip().splitlines() == ["error: epochs must be > 0, got -3"]
+    assert result.stderr.strip().splitlines() == ["error: epochs must be > 0, got -3"]
 
 
 def test_train_unknown_loss_lists_choices():
@@ -40,7 +66,8 @@ def test_train_unknown_loss_lists_choices():
 def test_train_missing_path_is_one_line_error(tmp_path):
     result = runner.invoke(app, ["train", str(tmp_path / "missing"), "--epochs", "1"])
     assert result.exit_code == 1
-    assert result.output.startswith("error:") and "Traceback" not in result.output
+    assert result.stderr.strip().splitlines() == [f"error: dataset folder not found: {tmp_path / 'missing'}"]
+    assert "Traceback" not in result.output
 
 
 def test_help_does_not_import_torch():

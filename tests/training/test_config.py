@@ -46,7 +46,9 @@ def test_nonsense_options_raise_config_error(options, message):
 
 
 def test_round_trip_through_json(tmp_path):
-    cfg = build_train_config("signature", root="g", forgeries="f", image_size=(155, 220), loss="supcon", beta=0.5)
+    cfg = build_train_config(
+        "signature", root="g", forgeries="f", image_size=(155, 220), loss="supcon", beta=0.5
+    )
     cfg.save(tmp_path / "config.json")
     again = TrainConfig.from_dict(json.loads((tmp_path / "config.json").read_text()))
     assert again.to_dict() == cfg.to_dict() and again.sampler == "mperclass"

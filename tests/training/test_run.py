@@ -3,9 +3,9 @@ import json
 
 import pytest
 
-from tests.conftest import write_identity_folder
 from siamese.training.config import build_train_config
 from siamese.training.run import train
+from tests.conftest import write_identity_folder
 
 
 @pytest.mark.parametrize("loss", ["margin", "supcon", "triplet"])
@@ -13,13 +13,30 @@ def test_train_writes_a_complete_run_directory(tmp_path, loss):
     image_folder = write_identity_folder(tmp_path / "ids", n_identities=8, n_images=4)
     out = tmp_path / "run"
     cfg = build_train_config(
-        "digits", root=str(image_folder), loss=loss, epochs=2, batch_size=8, m_per_class=2,
-        samples_per_epoch=16, eval_pairs=8, val_fraction=0.25, test_fraction=0.25, out=str(out),
-        embedding_dim=8, miner="multisimilarity" if loss == "supcon" else None,
+        "digits",
+        root=str(image_folder),
+        loss=loss,
+        epochs=2,
+        batch_size=8,
+        m_per_class=2,
+        samples_per_epoch=16,
+        eval_pairs=8,
+        val_fraction=0.25,
+        test_fraction=0.25,
+        out=str(out),
+        embedding_dim=8,
+        miner="multisimilarity" if loss == "supcon" else None,
     )
     summary = train(cfg)
-    for name in ("config.json", "split.json", "metrics.csv", "summary.json",
-                 "checkpoints/best.safetensors", "checkpoints/best.json", "checkpoints/last.json"):
+    for name in (
+        "config.json",
+        "split.json",
+        "metrics.csv",
+        "summary.json",
+        "checkpoints/best.safetensors",
+        "checkpoints/best.json",
+        "checkpoints/last.json",
+    ):
         assert (out / name).is_file(), name
     rows = list(csv.DictReader((out / "metrics.csv").open()))
     assert [int(r["epoch"]) for r in rows] == [1, 2]
@@ -35,9 +52,19 @@ def test_forgeries_train(tmp_path):
     genuine = write_identity_folder(tmp_path / "genuine", n_identities=8, n_images=4, seed=1)
     forged = write_identity_folder(tmp_path / "forged", n_identities=8, n_images=3, seed=2)
     cfg = build_train_config(
-        "signature", root=str(genuine), forgeries=str(forged), loss="margin", epochs=1, batch_size=4,
-        samples_per_epoch=8, eval_pairs=8, image_size=(24, 32), val_fraction=0.25, test_fraction=0.25,
-        out=str(tmp_path / "sig"), embedding_dim=8,
+        "signature",
+        root=str(genuine),
+        forgeries=str(forged),
+        loss="margin",
+        epochs=1,
+        batch_size=4,
+        samples_per_epoch=8,
+        eval_pairs=8,
+        image_size=(24, 32),
+        val_fraction=0.25,
+        test_fraction=0.25,
+        out=str(tmp_path / "sig"),
+        embedding_dim=8,
     )
     summary = train(cfg)
     assert summary["test"]["pairs"] == 8

@@ -27,7 +27,9 @@ def _pair_batch():
 
 def test_indexed_pair_distances_triplets_and_pairs():
     emb = torch.tensor([[0.0, 0], [3, 4], [0, 1], [6, 8]])
-    d, same = indexed_pair_distances(emb, (torch.tensor([0]), torch.tensor([1]), torch.tensor([2])), "euclidean")
+    d, same = indexed_pair_distances(
+        emb, (torch.tensor([0]), torch.tensor([1]), torch.tensor([2])), "euclidean"
+    )
     assert d.tolist() == pytest.approx([5.0, 1.0]) and same.tolist() == [True, False]
     d, same = indexed_pair_distances(
         emb, (torch.tensor([1]), torch.tensor([3]), torch.tensor([0]), torch.tensor([2])), "cosine"

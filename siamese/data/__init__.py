@@ -1,0 +1,48 @@
+"""Image folders, identity splits, presets/transforms, pair/triplet/M-per-class sampling, protocol files.
+
+Importing this package does not import torchvision (transforms import it when built).
+"""
+
+from siamese.data.batches import IdentityBatchSampler, batch_collate, identity_batch_sampler
+from siamese.data.datasets import ImageDataset
+from siamese.data.digits import default_cache_dir, materialize_digits
+from siamese.data.folder import ImageIndex, ImageRecord, list_images, scan_folder
+from siamese.data.images import IMAGE_EXTENSIONS, ImageLoader, is_image_file, open_image, to_mode
+from siamese.data.pair_files import generate_pairs, read_pairs, write_pairs_csv
+from siamese.data.pairs import IdentityPools, PairDataset, pair_collate
+from siamese.data.presets import PRESETS, Preset, get_preset, get_transform, preprocessing_spec
+from siamese.data.splits import Split, split_identities
+from siamese.data.triplets import TripletDataset, triplet_collate
+
+__all__ = [
+    "IMAGE_EXTENSIONS",
+    "PRESETS",
+    "IdentityBatchSampler",
+    "IdentityPools",
+    "ImageDataset",
+    "ImageIndex",
+    "ImageLoader",
+    "ImageRecord",
+    "PairDataset",
+    "Preset",
+    "Split",
+    "TripletDataset",
+    "batch_collate",
+    "default_cache_dir",
+    "generate_pairs",
+    "get_preset",
+    "get_transform",
+    "identity_batch_sampler",
+    "is_image_file",
+    "list_images",
+    "materialize_digits",
+    "open_image",
+    "pair_collate",
+    "preprocessing_spec",
+    "read_pairs",
+    "scan_folder",
+    "split_identities",
+    "to_mode",
+    "triplet_collate",
+    "write_pairs_csv",
+]

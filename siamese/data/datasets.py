@@ -1,0 +1,65 @@
+"""Single images with their class labels (for M-per-class batches, embedding and evaluation)."""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+
+import numpy as np
+from PIL import Image
+from torch.utils.data import Dataset
+
+from siamese.data.folder import ImageIndex
+from siamese.data.images import ImageLoader
+
+Transform = Callable[[Image.Image], object]
+
+
+def check_item_index(i: int, length: int) -> int:
+    """`i` as a non-negative position below `length` (negative indices count from the end)."""
+    if not -length <= i < length:
+        raise IndexError(f"index {i} out of range for a dataset of {length} items")
+    return i % length
+
+
+class ImageDataset(Dataset):
+    """Images of an `ImageIndex`; item i is `(image, label)` for record `positions[i]`.
+
+    Labels come from `ImageIndex.labels()`: identity position for genuine images, a unique
+    label for each forgery.
+
+    Args:
+        index: the images.
+        loader: opens a path as a Pillow image.
+        transform: Pillow image -> tensor (C, H, W); None returns the Pillow image.
+        positions: record positions to serve (default: all records, in order).
+    """
+
+    def __init__(
+        self,
+        index: ImageIndex,
+        loader: ImageLoader,
+        transform: Transform | None,
+        positions: Sequence[int] | None = None,
+    ) -> None:
+        self.index = index
+        self.loader = loader
+        self.transform = transform
+        self.positions = np.arange(len(index)) if positions is None else np.asarray(positions, dtype=np.int64)
+        if self.positions.size and not (0 <= self.positions.min() and self.positions.max() < len(index)):
+            raise IndexError(f"positions must lie in [0, {len(index)})")
+        self.labels = index.labels()[self.positions]  # (len(self),)
+
+    def __len__(self) -> int:
+        return len(self.positions)
+
+    def __getitem__(self, i: int) -> tuple[object, int]:
+        i = check_item_index(i, len(self))
+        pos = int(self.positions[i])
+        image = load_transformed(self.loader, self.transform, self.index.records[pos].path)
+        return image, int(self.labels[i])
+
+
+def load_transformed(loader: ImageLoader, transform: Transform | None, path: str) -> object:
+    """Open `path` with `loader` and apply `transform` (None keeps the Pillow image)."""
+    img = loader(path)
+    return img if transform is None else transform(img)

@@ -1,0 +1,305 @@
+"""Per-domain image presets (size, channels, preprocessing, augmentation) and their transforms.
+
+Every transform maps a Pillow image to a float tensor (C, H, W) normalised with `(x - mean) / std`
+(mean = std = 0.5 per channel, so pixel values land in [-1, 1]). Steps, in order:
+
+1. convert to "L" or "RGB" (`channels`);
+2. invert (signature only: ink becomes bright on black);
+3. fit to (H, W): "crop" = aspect-preserving resize then centre crop, "pad" = aspect-preserving
+   resize then pad with the background colour (median of the border pixels), "stretch" = resize;
+4. training only: horizontal flip, random affine (its empty corners filled with the background
+   colour too), brightness/contrast jitter, as enabled by the preset;
+5. to float tensor in [0, 1], then normalise.
+
+The evaluation transform is steps 1-3 and 5: deterministic. Random augmentations draw from
+torch's global generator, as all torchvision transforms do (seed it, and DataLoader workers
+get distinct seeds from it).
+
+torchvision is imported inside `get_transform` only (it costs about two seconds).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass, replace
+
+import numpy as np
+import torch
+from PIL import Image, ImageOps
+
+from siamese import names
+from siamese.data.images import to_mode
+from siamese.errors import ConfigError
+
+_FITS = ("pad", "crop", "stretch")
+
+
+@dataclass(frozen=True)
+class Preset:
+    """Image geometry, preprocessing and augmentation for one kind of data.
+
+    Attributes:
+        name: key in `PRESETS`.
+        image_size: output (H, W).
+        channels: 1 (grayscale) or 3 (RGB).
+        description: what the preset is for and what it does.
+        fit: how an image of another aspect ratio reaches `image_size`: "pad", "crop" or "stretch".
+        invert: invert intensities (255 - x) before anything else.
+        hflip: random horizontal flips in training.
+        degrees: random rotation range (+/- degrees) in training.
+        translate: random shift range as a fraction of width/height in training.
+        scale: random zoom range in training.
+        shear: random shear range (+/- degrees, horizontal) in training.
+        brightness: colour-jitter brightness strength in training (0 disables).
+        contrast: colour-jitter contrast strength in training (0 disables).
+        mean: normalisation mean, same for every channel.
+        std: normalisation standard deviation, same for every channel.
+    """
+
+    name: str
+    image_size: tuple[int, int]
+    channels: int
+    description: str
+    fit: str = "pad"
+    invert: bool = False
+    hflip: bool = False
+    degrees: float = 0.0
+    translate: float = 0.0
+    scale: tuple[float, float] = (1.0, 1.0)
+    shear: float = 0.0
+    brightness: float = 0.0
+    contrast: float = 0.0
+    mean: float = 0.5
+    std: float = 0.5
+
+
+PRESETS: dict[str, Preset] = {
+    "face": Preset(
+        name="face",
+        image_size=(112, 92),
+        channels=1,
+        description=(
+            "Faces (ORL/AT&T-like, 92x112 W x H grayscale): 112x92 (H x W), aspect-preserving resize and "
+            "centre crop (ORL passes unchanged); training adds horizontal flips, affine (+/-10 deg, "
+            "+/-5% shift, 0.9-1.1 zoom) and brightness/contrast jitter 0.2. 1 channel by default; "
+            "use channels=3 for colour faces."
+        ),
+        fit="crop",
+        hflip=True,
+        degrees=10.0,
+        translate=0.05,
+        scale=(0.9, 1.1),
+        brightness=0.2,
+        contrast=0.2,
+    ),
+    "signature": Preset(
+        name="signature",
+        image_size=(155, 220),
+        channels=1,
+        description=(
+            "Offline signatures (CEDAR-like, dark ink on white): grayscale, inverted so ink is bright "
+            "on black, padded with the background to H:W = 155:220 and resized to 155x220 as in "
+            "SigNet; training adds a small affine (+/-5 deg, +/-3% shift, 0.95-1.05 zoom, "
+            "+/-5 deg shear). No flips (handwriting is not mirror-symmetric)."
+        ),
+        fit="pad",
+        invert=True,
+        degrees=5.0,
+        translate=0.03,
+        scale=(0.95, 1.05),
+        shear=5.0,
+    ),
+    "digits": Preset(
+        name="digits",
+        image_size=(32, 32),
+        channels=1,
+        description=(
+            "Handwritten digits (the bundled scikit-learn 8x8 digits, upscaled): 1 channel, 32x32, "
+            "padded to square; training adds a small affine (+/-10 deg, +/-8% shift, 0.9-1.1 zoom). "
+            "No flips."
+        ),
+        fit="pad",
+        degrees=10.0,
+        translate=0.08,
+        scale=(0.9, 1.1),
+    ),
+    "omniglot": Preset(
+        name="omniglot",
+        image_size=(64, 64),
+        channels=1,
+        description=(
+            "Omniglot characters (105x105 black strokes on white): 1 channel, resized to 64x64 "
+            "(padded to square if needed), not inverted; training adds a small Koch-style affine "
+            "(+/-10 deg, +/-5% shift, 0.9-1.1 zoom, +/-10 deg shear). No flips."
+        ),
+        fit="pad",
+        degrees=10.0,
+        translate=0.05,
+        scale=(0.9, 1.1),
+        shear=10.0,
+    ),
+}
+
+
+def get_preset(preset: str | Preset) -> Preset:
+    """The preset called `preset` (a `Preset` instance is returned unchanged).
+
+    Raises:
+        ConfigError: unknown name (the message lists the known ones).
+    """
+    if isinstance(preset, Preset):
+        return preset
+    if preset not in PRESETS:
+        raise ConfigError(f"unknown preset {preset!r}; choose one of: {', '.join(names.PRESETS)}")
+    return PRESETS[preset]
+
+
+def _resolve(preset: str | Preset, image_size: tuple[int, int] | int | None, channels: int | None) -> Preset:
+    p = get_preset(preset)
+    if image_size is not None:
+        size = (image_size, image_size) if isinstance(image_size, int) else tuple(image_size)
+        if len(size) != 2 or not all(isinstance(s, (int, np.integer)) and s > 0 for s in size):
+            raise ConfigError(f"image_size must be two positive integers (H, W), got {image_size!r}")
+        p = replace(p, image_size=(int(size[0]), int(size[1])))
+    if channels is not None:
+        if channels not in (1, 3):
+            raise ConfigError(f"channels must be 1 or 3, got {channels!r}")
+        p = replace(p, channels=channels)
+    if p.fit not in _FITS:
+        raise ConfigError(f"preset fit must be one of {', '.join(_FITS)}, got {p.fit!r}")
+    return p
+
+
+def background_colour(img: Image.Image) -> int | tuple[int, ...]:
+    """Median of the border pixels (per channel): the colour used for padding and affine fill."""
+    arr = np.asarray(img)  # (H, W) or (H, W, C)
+    if arr.ndim == 2:
+        arr = arr[:, :, None]
+    border = np.concatenate([arr[0], arr[-1], arr[:, 0], arr[:, -1]])  # (2W + 2H, C)
+    median = [int(v) for v in np.median(border, axis=0)]
+    return median[0] if len(median) == 1 else tuple(median)
+
+
+class _ToMode:
+    def __init__(self, channels: int) -> None:
+        self.channels = channels
+
+    def __call__(self, img: Image.Image) -> Image.Image:
+        return to_mode(img, self.channels)
+
+
+class _Invert:
+    def __call__(self, img: Image.Image) -> Image.Image:
+        return ImageOps.invert(img)
+
+
+class _Fit:
+    """Bring an image to (H, W) by padding with its background colour, centre-cropping or stretching."""
+
+    def __init__(self, size: tuple[int, int], fit: str) -> None:
+        self.size = size
+        self.fit = fit
+
+    def __call__(self, img: Image.Image) -> Image.Image:
+        h, w = self.size
+        if img.size == (w, h):
+            return img
+        if self.fit == "crop":
+            return ImageOps.fit(img, (w, h), method=Image.Resampling.BILINEAR)
+        if self.fit == "pad":
+            return ImageOps.pad(img, (w, h), method=Image.Resampling.BILINEAR, color=background_colour(img))
+        return img.resize((w, h), Image.Resampling.BILINEAR)
+
+
+class _RandomAffine:
+    """Random rotation/shift/zoom/shear whose uncovered corners take the image's background colour."""
+
+    def __init__(self, degrees: float, translate: float, scale: tuple[float, float], shear: float) -> None:
+        self.degrees = degrees
+        self.translate = translate
+        self.scale = scale
+        self.shear = shear
+
+    def __call__(self, img: Image.Image) -> Image.Image:
+        from torchvision.transforms.v2 import InterpolationMode
+        from torchvision.transforms.v2 import functional as F
+
+        u = torch.rand(5).tolist()  # uniform [0, 1) draws
+        angle = (2 * u[0] - 1) * self.degrees
+        tx = round((2 * u[1] - 1) * self.translate * img.width)
+        ty = round((2 * u[2] - 1) * self.translate * img.height)
+        zoom = self.scale[0] + u[3] * (self.scale[1] - self.scale[0])
+        shear = (2 * u[4] - 1) * self.shear
+        return F.affine(
+            img,
+            angle=angle,
+            translate=[tx, ty],
+            scale=zoom,
+            shear=[shear, 0.0],
+            interpolation=InterpolationMode.BILINEAR,
+            fill=background_colour(img),
+        )
+
+
+def get_transform(
+    preset: str | Preset,
+    train: bool,
+    image_size: tuple[int, int] | None = None,
+    channels: int | None = None,
+) -> Callable[[Image.Image], torch.Tensor]:
+    """Build the PIL image -> normalised float tensor (C, H, W) transform of a preset.
+
+    Args:
+        preset: a name in `PRESETS` or a `Preset`.
+        train: add the preset's random augmentations; False gives the deterministic eval transform.
+        image_size: (H, W) overriding the preset's size.
+        channels: 1 or 3, overriding the preset's channels.
+
+    Raises:
+        ConfigError: unknown preset, bad size or channels.
+    """
+    p = _resolve(preset, image_size, channels)
+    from torchvision.transforms import v2
+
+    steps: list[Callable] = [_ToMode(p.channels)]
+    if p.invert:
+        steps.append(_Invert())
+    steps.append(_Fit(p.image_size, p.fit))
+    if train:
+        if p.hflip:
+            steps.append(v2.RandomHorizontalFlip())
+        if p.degrees or p.translate or p.shear or p.scale != (1.0, 1.0):
+            steps.append(_RandomAffine(p.degrees, p.translate, p.scale, p.shear))
+        if p.brightness or p.contrast:
+            steps.append(v2.ColorJitter(brightness=p.brightness, contrast=p.contrast))
+    steps += [
+        v2.ToImage(),
+        v2.ToDtype(torch.float32, scale=True),
+        v2.Normalize(mean=[p.mean] * p.channels, std=[p.std] * p.channels),
+        v2.ToPureTensor(),
+    ]
+    return v2.Compose(steps)
+
+
+def preprocessing_spec(
+    preset: str | Preset, image_size: tuple[int, int] | None = None, channels: int | None = None
+) -> dict:
+    """JSON-able description of the deterministic (eval) preprocessing, for export metadata.
+
+    Keys: preset, size [H, W], channels, invert, fit, pad (fit == "pad"), pad_fill, resample,
+    mean and std (per channel). Rebuild the transform with
+    `get_transform(spec["preset"], False, tuple(spec["size"]), spec["channels"])`.
+    """
+    p = _resolve(preset, image_size, channels)
+    return {
+        "preset": p.name,
+        "size": list(p.image_size),
+        "channels": p.channels,
+        "invert": p.invert,
+        "fit": p.fit,
+        "pad": p.fit == "pad",
+        "pad_fill": "median of border pixels",
+        "resample": "bilinear",
+        "mean": [p.mean] * p.channels,
+        "std": [p.std] * p.channels,
+    }

@@ -1,0 +1,127 @@
+"""Tests for siamese/data/presets.py: registry keys, output shapes, inversion, padding, spec."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+import torch
+from PIL import Image, ImageDraw
+
+from siamese import names
+from siamese.data import PRESETS, Preset, get_preset, get_transform, preprocessing_spec
+from siamese.errors import ConfigError
+
+ODD_SIZES = [(200, 30), (30, 200), (1, 1), (92, 112), (105, 105)]  # Pillow (W, H)
+
+
+def _pil(size, value=200, mode="L"):
+    return Image.new(mode, size, value if mode == "L" else (value,) * 3)
+
+
+def test_registry_keys_match_names():
+    assert tuple(PRESETS) == names.PRESETS
+    for name, preset in PRESETS.items():
+        assert preset.name == name and len(preset.description) > 40
+        assert preset.channels == 1
+        assert get_preset(name) is preset
+    assert PRESETS["signature"].image_size == (155, 220) and not PRESETS["signature"].hflip
+    assert PRESETS["digits"].image_size == (32, 32)
+    assert PRESETS["face"].hflip and not PRESETS["omniglot"].hflip
+
+
+def test_unknown_preset_lists_names():
+    with pytest.raises(ConfigError, match="face, signature, digits, omniglot"):
+        get_transform("cats", train=False)
+
+
+@pytest.mark.parametrize("name", names.PRESETS)
+@pytest.mark.parametrize("train", [True, False])
+def test_shapes_on_odd_inputs(name, train):
+    h, w = PRESETS[name].image_size
+    transform = get_transform(name, train=train)
+    for size in ODD_SIZES:
+        for mode in ("L", "RGB"):
+            out = transform(_pil(size, mode=mode))
+            assert type(out) is torch.Tensor
+            assert out.shape == (1, h, w) and out.dtype == torch.float32
+            assert torch.isfinite(out).all() and out.min() >= -1.0 and out.max() <= 1.0
+
+
+def test_overrides():
+    out = get_transform("face", train=True, image_size=(40, 30), channels=3)(_pil((92, 112)))
+    assert out.shape == (3, 40, 30)
+    assert get_transform("digits", train=False, image_size=16)(_pil((8, 8))).shape == (1, 16, 16)
+    custom = Preset(name="mine", image_size=(10, 12), channels=3, description="custom", fit="stretch")
+    assert get_transform(custom, train=False)(_pil((50, 7))).shape == (3, 10, 12)
+    for bad in [{"channels": 2}, {"image_size": (0, 5)}, {"image_size": (5,)}]:
+        with pytest.raises(ConfigError):
+            get_transform("face", train=False, **bad)
+
+
+def test_normalisation_value():
+    out = get_transform("digits", train=False)(_pil((8, 8), value=51))
+    assert torch.allclose(out, torch.full_like(out, (51 / 255 - 0.5) / 0.5), atol=1e-6)
+
+
+def test_eval_is_deterministic_and_face_keeps_orl_size():
+    rng = np.random.default_rng(0)
+    arr = rng.integers(0, 256, (112, 92), dtype=np.uint8)  # ORL: 92 wide, 112 high
+    img = Image.fromarray(arr)
+    transform = get_transform("face", train=False)
+    out = transform(img)
+    assert torch.equal(out, transform(img))
+    expected = (torch.from_numpy(arr).float() / 255 - 0.5) / 0.5
+    assert torch.allclose(out[0], expected, atol=1e-6)  # already the target size: untouched
+
+
+def test_train_transform_is_random_but_seedable():
+    img = Image.fromarray(np.random.default_rng(1).integers(0, 256, (112, 92), dtype=np.uint8))
+    transform = get_transform("face", train=True)
+    torch.manual_seed(0)
+    a = transform(img)
+    torch.manual_seed(0)
+    assert torch.equal(a, transform(img))
+    assert not torch.equal(a, transform(img))
+
+
+def test_signature_eval_inverts_and_pads_with_background():
+    img = Image.new("L", (200, 30), 255)  # white paper, wide and short
+    ImageDraw.Draw(img).line([(20, 15), (180, 15)], fill=0, width=3)  # black ink
+    out = get_transform("signature", train=False)(img)[0]  # (155, 220)
+    assert out.shape == (155, 220)
+    assert out[0, 0] == pytest.approx(-1.0) and out[-1, -1] == pytest.approx(-1.0)  # padding = background
+    assert out.max() > 0.8  # ink is bright
+    assert (out < -0.9).float().mean() > 0.9  # mostly dark background
+
+
+def test_padding_and_affine_fill_use_background_colour():
+    white = Image.new("L", (105, 40), 255)  # omniglot paper is white
+    for train in (False, True):
+        torch.manual_seed(3)
+        out = get_transform("omniglot", train=train)(white)
+        assert torch.allclose(out, torch.ones_like(out)), "pad/affine corners must stay white"
+    black = Image.new("L", (8, 3), 0)
+    out = get_transform("digits", train=True)(black)
+    assert torch.allclose(out, -torch.ones_like(out))
+
+
+def test_preprocessing_spec():
+    spec = preprocessing_spec("signature")
+    json.dumps(spec)
+    assert spec["size"] == [155, 220] and spec["channels"] == 1 and spec["invert"] is True
+    assert spec["pad"] is True and spec["mean"] == [0.5] and spec["std"] == [0.5]
+    face = preprocessing_spec("face", image_size=(64, 48), channels=3)
+    assert face["size"] == [64, 48] and face["mean"] == [0.5] * 3 and face["invert"] is False
+    rebuilt = get_transform(face["preset"], False, tuple(face["size"]), face["channels"])
+    assert rebuilt(_pil((92, 112))).shape == (3, 64, 48)
+    with pytest.raises(ConfigError):
+        preprocessing_spec("nope")
+
+
+def test_import_does_not_load_torchvision():
+    code = "import sys, siamese.data; assert 'torchvision' not in sys.modules, 'torchvision imported'"
+    subprocess.run([sys.executable, "-c", code], check=True)
