@@ -58,3 +58,32 @@ def shared_data() -> Path:
     if not SHARED_DATA.is_dir():
         pytest.skip("../shared/data not present")
     return SHARED_DATA
+
+
+@pytest.fixture(scope="session")
+def tiny_run(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, Path]:
+    """A trained run directory (2 epochs, 8 identities x 5 images, 24x20) and its data folder.
+
+    Returns:
+        (run_dir, data_root). Session-scoped: do not modify the files; copy them first.
+    """
+    from siamese.training.config import build_train_config
+    from siamese.training.run import train
+
+    base = tmp_path_factory.mktemp("tiny")
+    data = write_identity_folder(base / "data", n_identities=8, n_images=5)
+    cfg = build_train_config(
+        "digits",
+        root=str(data),
+        loss="margin",
+        epochs=2,
+        batch_size=8,
+        samples_per_epoch=32,
+        eval_pairs=16,
+        val_fraction=0.25,
+        test_fraction=0.25,
+        embedding_dim=8,
+        out=str(base / "run"),
+    )
+    train(cfg)
+    return base / "run", data

@@ -259,26 +259,48 @@ def get_transform(
         ConfigError: unknown preset, bad size or channels.
     """
     p = _resolve(preset, image_size, channels)
-    from torchvision.transforms import v2
-
     steps: list[Callable] = [_ToMode(p.channels)]
     if p.invert:
         steps.append(_Invert())
     steps.append(_Fit(p.image_size, p.fit))
-    if train:
-        if p.hflip:
-            steps.append(v2.RandomHorizontalFlip())
-        if p.degrees or p.translate or p.shear or p.scale != (1.0, 1.0):
-            steps.append(_RandomAffine(p.degrees, p.translate, p.scale, p.shear))
-        if p.brightness or p.contrast:
-            steps.append(v2.ColorJitter(brightness=p.brightness, contrast=p.contrast))
-    steps += [
-        v2.ToImage(),
-        v2.ToDtype(torch.float32, scale=True),
-        v2.Normalize(mean=[p.mean] * p.channels, std=[p.std] * p.channels),
-        v2.ToPureTensor(),
-    ]
-    return v2.Compose(steps)
+    if not train:  # torchvision-free, so inference (`siamese verify`) never imports it
+        return _Compose([*steps, _ToNormalizedTensor(p.mean, p.std)])
+    from torchvision.transforms import v2
+
+    if p.hflip:
+        steps.append(v2.RandomHorizontalFlip())
+    if p.degrees or p.translate or p.shear or p.scale != (1.0, 1.0):
+        steps.append(_RandomAffine(p.degrees, p.translate, p.scale, p.shear))
+    if p.brightness or p.contrast:
+        steps.append(v2.ColorJitter(brightness=p.brightness, contrast=p.contrast))
+    return _Compose([*steps, _ToNormalizedTensor(p.mean, p.std)])
+
+
+class _Compose:
+    """Apply steps in order (torchvision's Compose without importing torchvision)."""
+
+    def __init__(self, steps: list[Callable]) -> None:
+        self.steps = steps
+
+    def __call__(self, img: Image.Image) -> torch.Tensor:
+        for step in self.steps:
+            img = step(img)
+        return img
+
+
+class _ToNormalizedTensor:
+    """8-bit PIL image -> float tensor (C, H, W) in [0, 1], then (x - mean) / std."""
+
+    def __init__(self, mean: float, std: float) -> None:
+        self.mean = mean
+        self.std = std
+
+    def __call__(self, img: Image.Image) -> torch.Tensor:
+        arr = np.asarray(img, dtype=np.float32) / 255.0  # (H, W) or (H, W, C)
+        if arr.ndim == 2:
+            arr = arr[:, :, None]
+        x = torch.from_numpy(np.ascontiguousarray(arr.transpose(2, 0, 1)))  # (C, H, W)
+        return (x - self.mean) / self.std
 
 
 def preprocessing_spec(

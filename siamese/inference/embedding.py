@@ -1,0 +1,115 @@
+"""Batched, streaming embedding of image files: the one code path `embed` and `evaluate` share."""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable, Iterator, Sequence
+from dataclasses import dataclass, field
+
+import numpy as np
+import torch
+from torch.utils.data import DataLoader, Dataset
+
+from siamese.data.images import open_image
+from siamese.errors import ImageError
+
+logger = logging.getLogger(__name__)
+
+
+class _PathDataset(Dataset):
+    """Decodes one file per item; unreadable files become `None` so the batch can skip them."""
+
+    def __init__(self, paths: Sequence[str], channels: int, transform: Callable) -> None:
+        self.paths = paths
+        self.channels = channels
+        self.transform = transform
+
+    def __len__(self) -> int:
+        return len(self.paths)
+
+    def __getitem__(self, i: int) -> tuple[int, torch.Tensor | None, str]:
+        try:
+            return i, self.transform(open_image(self.paths[i], self.channels)), ""
+        except ImageError as exc:
+            return i, None, str(exc)
+
+
+def _collate(batch: list) -> tuple[list[int], torch.Tensor | None, list[tuple[int, str]]]:
+    ok = [(i, x) for i, x, _ in batch if x is not None]
+    bad = [(i, err) for i, x, err in batch if x is None]
+    images = torch.stack([x for _, x in ok]) if ok else None
+    return [i for i, _ in ok], images, bad
+
+
+@dataclass
+class EmbeddingBatch:
+    """Embeddings of the readable images of one batch, by their position in the input list."""
+
+    positions: list[int]
+    embeddings: np.ndarray  # (b, D) float32
+    failed: list[tuple[int, str]] = field(default_factory=list)
+
+
+@torch.no_grad()
+def embed_images(
+    encoder: torch.nn.Module,
+    paths: Sequence[str],
+    transform: Callable,
+    channels: int,
+    batch_size: int = 64,
+    device: str | torch.device = "cpu",
+    workers: int = 0,
+) -> Iterator[EmbeddingBatch]:
+    """Embed image files in batches without holding them all in memory.
+
+    Args:
+        encoder: maps `(B, C, H, W)` to `(B, D)` (an `Encoder`, `TwinNetwork.embed` or a scripted module).
+        paths: image files.
+        transform: the model's deterministic preprocessing (PIL -> `(C, H, W)` tensor).
+        channels: 1 or 3, what `open_image` converts to.
+        batch_size: images per forward pass.
+        device: where the encoder runs.
+        workers: DataLoader worker processes decoding images.
+
+    Yields:
+        One `EmbeddingBatch` per batch; unreadable files are reported in `failed`, not raised.
+    """
+    loader = DataLoader(
+        _PathDataset(paths, channels, transform), batch_size=batch_size, num_workers=workers, collate_fn=_collate
+    )
+    for positions, images, failed in loader:
+        if images is None:
+            yield EmbeddingBatch([], np.zeros((0, 0), np.float32), failed)
+            continue
+        emb = encoder(images.to(device)).float().cpu().numpy()  # (b, D)
+        yield EmbeddingBatch(positions, emb, failed)
+
+
+def embed_all(
+    encoder: torch.nn.Module,
+    paths: Sequence[str],
+    transform: Callable,
+    channels: int,
+    batch_size: int = 64,
+    device: str | torch.device = "cpu",
+    workers: int = 0,
+    on_batch: Callable[[int], None] | None = None,
+) -> tuple[np.ndarray, list[tuple[int, str]]]:
+    """Embed every image into one `(N, D)` array (rows of unreadable files are NaN).
+
+    Returns:
+        The embeddings and the `(position, error)` list of unreadable files.
+    """
+    out: np.ndarray | None = None
+    failed: list[tuple[int, str]] = []
+    for batch in embed_images(encoder, paths, transform, channels, batch_size, device, workers):
+        failed += batch.failed
+        if batch.positions:
+            if out is None:
+                out = np.full((len(paths), batch.embeddings.shape[1]), np.nan, np.float32)
+            out[batch.positions] = batch.embeddings
+        if on_batch is not None:
+            on_batch(len(batch.positions) + len(batch.failed))
+    if out is None:
+        out = np.zeros((len(paths), 0), np.float32)
+    return out, failed
