@@ -149,9 +149,16 @@ def train_command(
         typer.Option(help="Linear warm-up before cosine decay [default: 1].", rich_help_panel=OPTIM),
     ] = None,
     threshold_rule: Annotated[
-        Literal["eer", "accuracy"],
-        typer.Option(help="How the decision threshold is chosen on validation pairs.", rich_help_panel=RUN),
+        Literal["eer", "accuracy", "far"],
+        typer.Option(
+            help="Decision threshold chosen on validation pairs: at the EER, at the best accuracy, "
+            "or at the loosest threshold with FAR <= --target-far.",
+            rich_help_panel=RUN,
+        ),
     ] = "eer",
+    target_far: Annotated[
+        float, typer.Option(help="FAR target of --threshold-rule far.", rich_help_panel=RUN)
+    ] = 1e-3,
     out: Annotated[
         Path | None, typer.Option(help="Run directory [default: runs/<time>-<loss>].", rich_help_panel=RUN)
     ] = None,
@@ -198,6 +205,7 @@ def train_command(
             weight_decay=weight_decay,
             warmup_epochs=warmup_epochs,
             threshold_rule=threshold_rule,
+            target_far=target_far,
             out=str(out) if out else None,
             seed=seed,
             device=device,

@@ -4,6 +4,7 @@ Importing this package does not import torch or matplotlib (nor scikit-learn); t
 the functions that need them.
 """
 
+from siamese.evaluation.calibration import confidence, fit_confidence
 from siamese.evaluation.kfold import kfold_verification
 from siamese.evaluation.metrics import (
     accuracy_at,
@@ -26,10 +27,12 @@ __all__ = [
     "RETRIEVAL_METRICS",
     "accuracy_at",
     "best_accuracy_threshold",
+    "confidence",
     "det_curve",
     "eer",
     "far_frr_at",
     "far_key",
+    "fit_confidence",
     "kfold_verification",
     "n_way_one_shot_accuracy",
     "one_shot_predictions",

@@ -8,25 +8,34 @@ import math
 from pathlib import Path
 from typing import Any
 
-from siamese.evaluation import best_accuracy_threshold, eer
+from siamese.evaluation import best_accuracy_threshold, eer, threshold_at_far
 from siamese.training.checkpoint import CHECKPOINT_DIR, save_checkpoint
 from siamese.training.trainer import Callback, PairScores, Trainer
 
 logger = logging.getLogger(__name__)
 
 
-def threshold_from_scores(scores: PairScores, rule: str = "eer") -> dict[str, float]:
-    """Validation EER and the distance threshold chosen by `rule` ("eer" or "accuracy").
+def threshold_from_scores(
+    scores: PairScores, rule: str = "eer", target_far: float = 1e-3
+) -> dict[str, float]:
+    """Validation EER and the distance threshold chosen by `rule`.
 
-    Pairs with distance <= threshold are declared the same identity.
+    Args:
+        scores: validation pair distances.
+        rule: "eer" (FAR = FRR), "accuracy" (best accuracy) or "far" (the loosest threshold whose
+            FAR is at most `target_far`).
+        target_far: the FAR target of the "far" rule.
+
+    Returns:
+        `val_eer` and `threshold`; pairs with distance <= threshold are declared the same identity.
     """
     neg = -scores.distances  # higher score = more likely the same
     err, thr = eer(neg, scores.is_same)
-    out = {"val_eer": float(err), "threshold": float(-thr)}
     if rule == "accuracy":
-        acc_thr, _ = best_accuracy_threshold(neg, scores.is_same)
-        out["threshold"] = float(-acc_thr)
-    return out
+        thr, _ = best_accuracy_threshold(neg, scores.is_same)
+    elif rule == "far":
+        thr = threshold_at_far(neg, scores.is_same, target_far)
+    return {"val_eer": float(err), "threshold": float(-thr)}
 
 
 class ValidationCallback(Callback):
@@ -34,17 +43,19 @@ class ValidationCallback(Callback):
 
     Args:
         loader: validation batches whose index tuples name balanced genuine/impostor pairs.
-        rule: threshold rule, "eer" or "accuracy".
+        rule: threshold rule, "eer", "accuracy" or "far".
+        target_far: FAR target of the "far" rule.
     """
 
-    def __init__(self, loader: Any, rule: str = "eer") -> None:
+    def __init__(self, loader: Any, rule: str = "eer", target_far: float = 1e-3) -> None:
         self.loader = loader
         self.rule = rule
+        self.target_far = target_far
 
     def on_epoch_end(self, trainer: Trainer, epoch: int, metrics: dict[str, float]) -> None:
         scores = trainer.evaluate(self.loader)
         metrics["val_loss"] = scores.loss
-        metrics.update(threshold_from_scores(scores, self.rule))
+        metrics.update(threshold_from_scores(scores, self.rule, self.target_far))
         metrics["lr"] = trainer.optimizer.param_groups[0]["lr"]
 
 

@@ -16,6 +16,7 @@ from typing import Any
 from siamese import names
 from siamese.errors import ConfigError
 
+THRESHOLD_RULES = ("eer", "accuracy", "far")
 DEFAULT_SAMPLER = {"margin": "pairs", "supcon": "mperclass", "triplet": "triplets"}
 DEFAULT_MARGIN = {"margin": 1.0, "triplet": 0.2}
 
@@ -190,7 +191,9 @@ class TrainConfig:
         seed: seed of weights, sampling and augmentation.
         device: "auto", "cpu" or "cuda".
         out: run directory; None = `runs/<timestamp>-<loss>`.
-        threshold_rule: how the decision threshold is chosen on validation pairs.
+        threshold_rule: how the decision threshold is chosen on validation pairs: "eer",
+            "accuracy" or "far" (FAR at most `target_far`).
+        target_far: FAR target of the "far" threshold rule.
     """
 
     data: DataConfig = field(default_factory=DataConfig)
@@ -201,10 +204,13 @@ class TrainConfig:
     device: str = "auto"
     out: str | None = None
     threshold_rule: str = "eer"
+    target_far: float = 1e-3
 
     def __post_init__(self) -> None:
         _choice(self.device, names.DEVICES, "device")
-        _choice(self.threshold_rule, ("eer", "accuracy"), "threshold rule")
+        _choice(self.threshold_rule, THRESHOLD_RULES, "threshold rule")
+        if not 0 < self.target_far < 1:
+            raise ConfigError(f"target FAR must be in (0, 1), got {self.target_far}")
         sampler = self.sampler
         if sampler == "mperclass":
             m, b = self.data.m_per_class, self.optim.batch_size

@@ -33,7 +33,7 @@ from siamese.data import (
     split_identities,
     triplet_collate,
 )
-from siamese.evaluation import accuracy_at, far_frr_at, roc_auc
+from siamese.evaluation import accuracy_at, far_frr_at, fit_confidence, roc_auc
 from siamese.losses import get_loss, get_miner
 from siamese.models import TwinNetwork, get_encoder
 from siamese.training.callbacks import (
@@ -42,7 +42,7 @@ from siamese.training.callbacks import (
     ValidationCallback,
     threshold_from_scores,
 )
-from siamese.training.checkpoint import load_checkpoint
+from siamese.training.checkpoint import load_checkpoint, read_metadata, resolve_checkpoint, save_checkpoint
 from siamese.training.config import TrainConfig
 from siamese.training.trainer import Callback, Trainer
 
@@ -204,6 +204,16 @@ def evaluate_split(trainer: Trainer, loader: DataLoader, threshold: float) -> di
     }
 
 
+def calibrate_checkpoint(trainer: Trainer, val_loader: DataLoader, run_dir: Path) -> dict[str, Any]:
+    """Fit the distance -> confidence calibration on validation pairs and store it in `best.json`."""
+    scores = trainer.evaluate(val_loader)
+    stem = resolve_checkpoint(run_dir)
+    meta = read_metadata(stem)
+    meta["calibration"] = fit_confidence(scores.distances, scores.is_same)
+    save_checkpoint(stem, trainer.model, {k: v for k, v in meta.items() if k not in ("format", "version")})
+    return meta
+
+
 def train(config: TrainConfig, callbacks: list[Callback] | None = None) -> dict[str, Any]:
     """Train a verification model as configured and evaluate it on the held-out test identities.
 
@@ -235,6 +245,7 @@ def train(config: TrainConfig, callbacks: list[Callback] | None = None) -> dict[
         "channels": data.channels,
         "preprocessing": preprocessing_spec(config.data.preset, data.image_size, data.channels),
         "threshold_rule": config.threshold_rule,
+        "target_far": config.target_far if config.threshold_rule == "far" else None,
         "loss": config.loss.name,
     }
     checkpoints = CheckpointCallback(run_dir, metadata)
@@ -246,7 +257,7 @@ def train(config: TrainConfig, callbacks: list[Callback] | None = None) -> dict[
         miner=miner,
         device=device,
         callbacks=[
-            ValidationCallback(data.val_loader, config.threshold_rule),
+            ValidationCallback(data.val_loader, config.threshold_rule, config.target_far),
             CSVLogger(run_dir / "metrics.csv"),
             checkpoints,
             *(callbacks or []),
@@ -256,6 +267,7 @@ def train(config: TrainConfig, callbacks: list[Callback] | None = None) -> dict[
 
     best, meta = load_checkpoint(run_dir, device=device)
     trainer.model = best
+    meta = calibrate_checkpoint(trainer, data.val_loader, run_dir)
     summary = {
         "run_dir": str(run_dir),
         "best_epoch": meta["epoch"],

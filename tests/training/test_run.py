@@ -68,3 +68,30 @@ def test_forgeries_train(tmp_path):
     )
     summary = train(cfg)
     assert summary["test"]["pairs"] == 8
+
+
+def test_threshold_rules_and_calibration_are_stored(tmp_path):
+    data = write_identity_folder(tmp_path / "ids", n_identities=8, n_images=4)
+    metas = {}
+    for rule in ("eer", "far"):
+        cfg = build_train_config(
+            "digits",
+            root=str(data),
+            epochs=1,
+            batch_size=8,
+            samples_per_epoch=16,
+            eval_pairs=40,
+            val_fraction=0.25,
+            test_fraction=0.25,
+            embedding_dim=8,
+            out=str(tmp_path / rule),
+            threshold_rule=rule,
+            target_far=0.01,
+        )
+        train(cfg)
+        metas[rule] = json.loads((tmp_path / rule / "checkpoints/best.json").read_text())
+    # both runs see identical weights and pairs (same seed); a 1% FAR target is at least as strict as the EER
+    assert metas["far"]["threshold"] <= metas["eer"]["threshold"]
+    assert metas["far"]["target_far"] == 0.01 and metas["eer"]["target_far"] is None
+    cal = metas["eer"]["calibration"]
+    assert set(cal) == {"coef", "intercept"} and cal["coef"] < 0  # larger distance -> less likely the same
