@@ -33,6 +33,24 @@ def parse_size(value: str | None) -> tuple[int, int] | None:
     return parts[0], parts[1]
 
 
+def parse_encoder_args(values: list[str] | None) -> dict[str, int | float | str] | None:
+    """Parse repeated `KEY=VALUE` encoder options; numbers become int or float."""
+    if not values:
+        return None
+    out: dict[str, int | float | str] = {}
+    for item in values:
+        key, sep, raw = item.partition("=")
+        if not sep or not key:
+            raise ConfigError(f"--encoder-arg must look like KEY=VALUE, got {item!r}")
+        for cast in (int, float, str):
+            try:
+                out[key] = cast(raw)
+                break
+            except ValueError:
+                continue
+    return out
+
+
 def train_command(
     data: Annotated[
         Path | None,
@@ -117,6 +135,13 @@ def train_command(
             help="Start from ImageNet weights (downloads; torchvision encoders).", rich_help_panel=MODEL
         ),
     ] = False,
+    encoder_arg: Annotated[
+        list[str] | None,
+        typer.Option(
+            help="Extra encoder option KEY=VALUE, repeatable (smallcnn: width=32, stem_stride=2).",
+            rich_help_panel=MODEL,
+        ),
+    ] = None,
     margin: Annotated[
         float | None, typer.Option(help="Margin [default: 1.0 margin, 0.2 triplet].", rich_help_panel=LOSS)
     ] = None,
@@ -193,6 +218,7 @@ def train_command(
             distance=distance,
             normalize=normalize,
             pretrained=pretrained,
+            encoder_kwargs=parse_encoder_args(encoder_arg),
             loss=loss,
             margin=margin,
             temperature=temperature,

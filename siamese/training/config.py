@@ -99,6 +99,7 @@ class ModelConfig:
         normalize: L2-normalise embeddings.
         pretrained: start from torchvision's ImageNet weights (downloads; never the default).
         distance: "euclidean" or "cosine" (1 - cos) between the two embeddings.
+        encoder_kwargs: extra encoder options, e.g. `{"width": 32, "stem_stride": 2}` for smallcnn.
     """
 
     encoder: str = "smallcnn"
@@ -106,6 +107,7 @@ class ModelConfig:
     normalize: bool = True
     pretrained: bool = False
     distance: str = "euclidean"
+    encoder_kwargs: dict[str, Any] = field(default_factory=dict)
 
     def __post_init__(self) -> None:
         _choice(self.encoder, names.ENCODERS, "encoder")
@@ -252,8 +254,8 @@ class TrainConfig:
 # Training defaults each preset brings; a flag the user passes always wins.
 PRESET_DEFAULTS: dict[str, dict[str, Any]] = {
     "digits": {"epochs": 8, "embedding_dim": 64, "batch_size": 64},
-    "face": {"epochs": 20, "embedding_dim": 128, "batch_size": 32},
-    "signature": {"epochs": 15, "embedding_dim": 128, "batch_size": 32},
+    "face": {"epochs": 20, "embedding_dim": 128, "batch_size": 32, "encoder_kwargs": {"stem_stride": 2}},
+    "signature": {"epochs": 15, "embedding_dim": 128, "batch_size": 32, "encoder_kwargs": {"stem_stride": 2}},
     "omniglot": {"epochs": 10, "embedding_dim": 128, "batch_size": 64},
 }
 
@@ -277,6 +279,8 @@ def build_train_config(preset: str | None = None, **options: Any) -> TrainConfig
     _choice(preset, names.PRESETS, "preset")
     given = {k: v for k, v in options.items() if v is not None}
     merged = {**PRESET_DEFAULTS[preset], **given, "preset": preset}
+    if "encoder_kwargs" not in given and merged.get("encoder", "smallcnn") != "smallcnn":
+        merged.pop("encoder_kwargs", None)  # the preset's smallcnn options do not fit other encoders
     if "loss" in merged:
         merged["name"] = merged.pop("loss")
     sections: dict[str, dict[str, Any]] = {s: {} for s in _SECTIONS}

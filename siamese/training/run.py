@@ -163,7 +163,7 @@ def build_model(config: TrainConfig, channels: int) -> TwinNetwork:
         in_channels=channels,
         embedding_dim=m.embedding_dim,
         normalize=m.normalize,
-        pretrained=m.pretrained,
+        pretrained=m.pretrained, **m.encoder_kwargs,
     )
     return TwinNetwork(encoder, distance=m.distance)
 

@@ -77,3 +77,17 @@ def test_help_does_not_import_torch():
         "assert 'torch' not in sys.modules, 'torch imported by --help'\n"
     )
     subprocess.run([sys.executable, "-c", code], check=True)
+
+
+def test_encoder_args_are_parsed_and_validated():
+    from siamese.cli.train import parse_encoder_args
+
+    assert parse_encoder_args(["width=16", "stem_stride=2", "x=0.5", "mode=fast"]) == {
+        "width": 16,
+        "stem_stride": 2,
+        "x": 0.5,
+        "mode": "fast",
+    }
+    assert parse_encoder_args(None) is None
+    result = runner.invoke(app, ["train", "--encoder-arg", "nonsense"])
+    assert result.exit_code == 1 and "KEY=VALUE" in result.stderr

@@ -53,3 +53,10 @@ def test_round_trip_through_json(tmp_path):
     again = TrainConfig.from_dict(json.loads((tmp_path / "config.json").read_text()))
     assert again.to_dict() == cfg.to_dict() and again.sampler == "mperclass"
     assert json.loads((tmp_path / "config.json").read_text())["data"]["sampler"] == "mperclass"
+
+
+def test_preset_encoder_options_apply_to_smallcnn_only():
+    assert build_train_config("signature", root="g").model.encoder_kwargs == {"stem_stride": 2}
+    assert build_train_config("signature", root="g", encoder="resnet18").model.encoder_kwargs == {}
+    explicit = build_train_config("signature", root="g", encoder_kwargs={"width": 16})
+    assert explicit.model.encoder_kwargs == {"width": 16}
