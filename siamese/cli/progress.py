@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import signal
 from typing import Any
 
 from rich.console import Console
@@ -71,3 +72,34 @@ class EpochLine(Callback):
             f"val loss {metrics.get('val_loss', nan):.4f}  val EER {metrics.get('val_eer', nan):.2%}",
             highlight=False,
         )
+
+
+class StopOnSigint(Callback):
+    """First Ctrl-C: finish the current step, save a resumable state and stop. Second: abort."""
+
+    def __init__(self, console: Console) -> None:
+        self.console = console
+        self.previous: Any = None
+
+    def on_fit_start(self, trainer: Trainer) -> None:
+        def handler(signum: int, frame: Any) -> None:
+            if trainer.stop_requested:
+                raise KeyboardInterrupt
+            trainer.stop_requested = True
+            self.console.print("[yellow]stopping after this step and saving (Ctrl-C again to abort)[/]")
+
+        try:
+            self.previous = signal.signal(signal.SIGINT, handler)
+        except ValueError:  # not the main thread: leave Ctrl-C alone
+            self.previous = None
+
+    def _restore(self) -> None:
+        if self.previous is not None:
+            signal.signal(signal.SIGINT, self.previous)
+            self.previous = None
+
+    def on_interrupt(self, trainer: Trainer) -> None:
+        self._restore()
+
+    def on_fit_end(self, trainer: Trainer) -> None:
+        self._restore()

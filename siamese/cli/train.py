@@ -52,6 +52,7 @@ def parse_encoder_args(values: list[str] | None) -> dict[str, int | float | str]
 
 
 def train_command(
+    ctx: typer.Context,
     data: Annotated[
         Path | None,
         typer.Argument(help="Identity-folder root: DATA/<identity>/<image>. Omit for the embedded digits."),
@@ -187,6 +188,28 @@ def train_command(
     out: Annotated[
         Path | None, typer.Option(help="Run directory [default: runs/<time>-<loss>].", rich_help_panel=RUN)
     ] = None,
+    resume: Annotated[
+        Path | None,
+        typer.Option(
+            help="Continue an interrupted run directory exactly where it stopped (uses its saved config; "
+            "no other training options allowed).",
+            rich_help_panel=RUN,
+        ),
+    ] = None,
+    save_every: Annotated[
+        int | None,
+        typer.Option(
+            help="Also save a resumable state every N steps [default: every epoch only].", rich_help_panel=RUN
+        ),
+    ] = None,
+    skip_nonfinite: Annotated[
+        bool | None,
+        typer.Option(
+            "--skip-nonfinite",
+            help="Skip batches with a NaN/inf loss instead of stopping.",
+            rich_help_panel=RUN,
+        ),
+    ] = None,
     seed: Annotated[
         int, typer.Option(help="Seed of weights, sampling and augmentation.", rich_help_panel=RUN)
     ] = 0,
@@ -196,6 +219,9 @@ def train_command(
 ) -> None:
     """Train a Siamese verification model on DATA (or on the embedded digits) and test it."""
     with user_errors():
+        if resume is not None:
+            _resume(ctx, resume)
+            return
         from siamese.training.config import build_train_config
 
         config = build_train_config(
@@ -232,6 +258,8 @@ def train_command(
             warmup_epochs=warmup_epochs,
             threshold_rule=threshold_rule,
             target_far=target_far,
+            save_every=save_every,
+            skip_nonfinite=skip_nonfinite,
             out=str(out) if out else None,
             seed=seed,
             device=device,
@@ -239,20 +267,41 @@ def train_command(
         _run(config)
 
 
-def _run(config) -> None:  # noqa: ANN001 - TrainConfig, imported lazily
+def _resume(ctx: typer.Context, run_dir: Path) -> None:
+    others = [
+        name
+        for name in ctx.params
+        if name != "resume" and getattr(ctx.get_parameter_source(name), "name", "") == "COMMANDLINE"
+    ]
+    if others:
+        flags = ", ".join("DATA" if n == "data" else "--" + n.replace("_", "-") for n in others)
+        raise ConfigError(f"--resume continues a run with its saved config; remove {flags}")
+    from siamese.training.run import resume_config
+
+    _run(resume_config(run_dir), resume=True)
+
+
+def _run(config, resume: bool = False) -> None:  # noqa: ANN001 - TrainConfig, imported lazily
     from rich.table import Table
 
-    from siamese.cli.progress import EpochLine, RichProgress
-    from siamese.training.run import train
+    from siamese.cli.progress import EpochLine, RichProgress, StopOnSigint
+    from siamese.training.run import TrainingInterrupted, train
 
     source = config.data.root or "embedded scikit-learn digits"
+    if resume:
+        console.print(f"resuming {config.out}", highlight=False)
     console.print(
         f"training [bold]{config.loss.name}[/] on {source} (preset {config.data.preset}, "
         f"encoder {config.model.encoder}, sampler {config.sampler})",
         highlight=False,
     )
     epochs = config.optim.epochs
-    summary = train(config, callbacks=[RichProgress(console, epochs), EpochLine(console, epochs)])
+    callbacks = [RichProgress(console, epochs), EpochLine(console, epochs), StopOnSigint(console)]
+    try:
+        summary = train(config, callbacks=callbacks, resume=resume)
+    except TrainingInterrupted as exc:
+        console.print(f"[yellow]{exc}[/]", highlight=False)
+        raise typer.Exit(130) from None
     test = summary["test"]
     table = Table(title="siamese train", show_header=False)
     table.add_column(no_wrap=True)

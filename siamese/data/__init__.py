@@ -3,7 +3,12 @@
 Importing this package does not import torchvision (transforms import it when built).
 """
 
-from siamese.data.batches import IdentityBatchSampler, batch_collate, identity_batch_sampler
+from siamese.data.batches import (
+    IdentityBatchSampler,
+    ResumableBatchSampler,
+    batch_collate,
+    identity_batch_sampler,
+)
 from siamese.data.datasets import ImageDataset
 from siamese.data.digits import default_cache_dir, materialize_digits
 from siamese.data.folder import ImageIndex, ImageRecord, list_images, scan_folder
@@ -18,6 +23,7 @@ __all__ = [
     "IMAGE_EXTENSIONS",
     "PRESETS",
     "IdentityBatchSampler",
+    "ResumableBatchSampler",
     "IdentityPools",
     "ImageDataset",
     "ImageIndex",

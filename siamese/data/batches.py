@@ -170,3 +170,30 @@ def batch_collate(batch: Sequence[tuple[torch.Tensor, int]]) -> tuple[torch.Tens
     images = torch.stack([item[0] for item in batch])  # (B, C, H, W)
     labels = torch.tensor([item[1] for item in batch], dtype=torch.long)  # (B,)
     return images, labels, None
+
+
+class ResumableBatchSampler(Sampler[list[int]]):
+    """Wraps a batch sampler so an interrupted epoch can restart after its first `skip` batches.
+
+    Skipped batches are never loaded, so they consume no augmentation randomness: together with
+    the saved RNG states, a resumed epoch sees exactly the batches an uninterrupted one would.
+    `set_epoch` is forwarded to the wrapped sampler; `skip` applies to the next iteration only.
+    """
+
+    def __init__(self, inner: Sampler[list[int]]) -> None:
+        self.inner = inner
+        self.skip = 0
+
+    def set_epoch(self, epoch: int) -> None:
+        """Forward the epoch to the wrapped sampler when it is epoch-aware."""
+        if hasattr(self.inner, "set_epoch"):
+            self.inner.set_epoch(epoch)
+
+    def __len__(self) -> int:
+        return len(self.inner)  # type: ignore[arg-type]
+
+    def __iter__(self) -> Iterator[list[int]]:
+        skip, self.skip = self.skip, 0
+        for i, batch in enumerate(self.inner):
+            if i >= skip:
+                yield batch

@@ -75,18 +75,43 @@ class CSVLogger(Callback):
 
 
 class CheckpointCallback(Callback):
-    """Saves `last` every epoch and `best` whenever the validation EER improves.
+    """Saves model checkpoints (`last` every epoch, `best` when the validation EER improves) and
+    the resumable training state (every epoch, every `save_every` steps and on interruption).
 
     Args:
         run_dir: run directory; checkpoints go to `<run_dir>/checkpoints/`.
         metadata: static metadata (preset, preprocessing, ...) merged into every checkpoint.
+        save_every: also save the training state every this many steps (0 = only per epoch).
     """
 
-    def __init__(self, run_dir: str | Path, metadata: dict[str, Any]) -> None:
+    def __init__(self, run_dir: str | Path, metadata: dict[str, Any], save_every: int = 0) -> None:
         self.dir = Path(run_dir) / CHECKPOINT_DIR
         self.metadata = metadata
+        self.save_every = save_every
         self.best_eer = math.inf
         self.best_epoch = 0
+
+    def save_state(self, trainer: Trainer, epoch: int, step_in_epoch: int) -> None:
+        """Write `checkpoints/state.*` so `siamese train --resume` continues from here."""
+        from siamese.training.state import save_training_state
+
+        extra = {
+            "best_eer": self.best_eer if math.isfinite(self.best_eer) else None,
+            "best_epoch": self.best_epoch,
+        }
+        save_training_state(self.dir / "state", trainer, epoch, step_in_epoch, extra)
+
+    def restore(self, extra: dict[str, Any]) -> None:
+        """Take back the bookkeeping stored with a training state."""
+        self.best_eer = math.inf if extra.get("best_eer") is None else float(extra["best_eer"])
+        self.best_epoch = int(extra.get("best_epoch", 0))
+
+    def on_step_end(self, trainer: Trainer, step: int, loss: float) -> None:
+        if self.save_every and step % self.save_every == 0:
+            self.save_state(trainer, trainer.epoch, trainer.step_in_epoch)
+
+    def on_interrupt(self, trainer: Trainer) -> None:
+        self.save_state(trainer, trainer.epoch, trainer.step_in_epoch)
 
     def on_epoch_end(self, trainer: Trainer, epoch: int, metrics: dict[str, float]) -> None:
         meta = {
@@ -101,3 +126,4 @@ class CheckpointCallback(Callback):
             self.best_eer, self.best_epoch = val_eer, epoch + 1
             save_checkpoint(self.dir / "best", trainer.model, meta)
             logger.info("epoch %d: new best validation EER %.4f", epoch + 1, val_eer)
+        self.save_state(trainer, epoch + 1, 0)

@@ -196,6 +196,8 @@ class TrainConfig:
         threshold_rule: how the decision threshold is chosen on validation pairs: "eer",
             "accuracy" or "far" (FAR at most `target_far`).
         target_far: FAR target of the "far" threshold rule.
+        save_every: also save a resumable training state every this many steps (0 = per epoch only).
+        skip_nonfinite: skip batches with a NaN/inf loss instead of stopping the run.
     """
 
     data: DataConfig = field(default_factory=DataConfig)
@@ -207,10 +209,13 @@ class TrainConfig:
     out: str | None = None
     threshold_rule: str = "eer"
     target_far: float = 1e-3
+    save_every: int = 0
+    skip_nonfinite: bool = False
 
     def __post_init__(self) -> None:
         _choice(self.device, names.DEVICES, "device")
         _choice(self.threshold_rule, THRESHOLD_RULES, "threshold rule")
+        _positive(self.save_every, "save every", allow_zero=True)
         if not 0 < self.target_far < 1:
             raise ConfigError(f"target FAR must be in (0, 1), got {self.target_far}")
         sampler = self.sampler

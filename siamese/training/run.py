@@ -13,7 +13,7 @@ from typing import Any
 
 import numpy as np
 import torch
-from torch.utils.data import DataLoader
+from torch.utils.data import BatchSampler, DataLoader, SequentialSampler
 
 from siamese.data import (
     PRESETS,
@@ -21,6 +21,7 @@ from siamese.data import (
     ImageIndex,
     ImageLoader,
     PairDataset,
+    ResumableBatchSampler,
     Split,
     TripletDataset,
     batch_collate,
@@ -33,6 +34,7 @@ from siamese.data import (
     split_identities,
     triplet_collate,
 )
+from siamese.errors import CheckpointError, ConfigError, SiameseError
 from siamese.evaluation import accuracy_at, far_frr_at, fit_confidence, roc_auc
 from siamese.losses import get_loss, get_miner
 from siamese.models import TwinNetwork, get_encoder
@@ -44,6 +46,7 @@ from siamese.training.callbacks import (
 )
 from siamese.training.checkpoint import load_checkpoint, read_metadata, resolve_checkpoint, save_checkpoint
 from siamese.training.config import TrainConfig
+from siamese.training.state import load_training_state
 from siamese.training.trainer import Callback, Trainer
 
 logger = logging.getLogger(__name__)
@@ -56,8 +59,6 @@ def resolve_device(device: str) -> torch.device:
     if device == "auto":
         return torch.device("cuda" if torch.cuda.is_available() else "cpu")
     if device == "cuda" and not torch.cuda.is_available():
-        from siamese.errors import ConfigError
-
         raise ConfigError("--device cuda requested but CUDA is not available")
     return torch.device(device)
 
@@ -106,18 +107,26 @@ def _eval_loader(index: ImageIndex, loader: ImageLoader, transform: Any, config:
 
 
 def _train_loader(index: ImageIndex, loader: ImageLoader, transform: Any, config: TrainConfig) -> DataLoader:
+    """Training batches through a `ResumableBatchSampler`, so a resumed epoch skips done batches."""
     d, bs = config.data, config.optim.batch_size
     n = d.samples_per_epoch or 2 * len(index.genuine())
-    if config.sampler == "pairs":
-        ds = PairDataset(
-            index, loader, transform, num_pairs=n, forgery_fraction=d.forgery_fraction, seed=config.seed
-        )
-        return _loader(ds, config, batch_size=bs, collate_fn=pair_collate, drop_last=True)
-    if config.sampler == "triplets":
-        ds = TripletDataset(
-            index, loader, transform, num_triplets=n, forgery_fraction=d.forgery_fraction, seed=config.seed
-        )
-        return _loader(ds, config, batch_size=bs, collate_fn=triplet_collate, drop_last=True)
+    if config.sampler in ("pairs", "triplets"):
+        if config.sampler == "pairs":
+            ds: Any = PairDataset(
+                index, loader, transform, num_pairs=n, forgery_fraction=d.forgery_fraction, seed=config.seed
+            )
+        else:
+            ds = TripletDataset(
+                index,
+                loader,
+                transform,
+                num_triplets=n,
+                forgery_fraction=d.forgery_fraction,
+                seed=config.seed,
+            )
+        batches = ResumableBatchSampler(BatchSampler(SequentialSampler(ds), bs, drop_last=True))
+        collate = pair_collate if config.sampler == "pairs" else triplet_collate
+        return _loader(ds, config, batch_sampler=batches, collate_fn=collate)
     ds = ImageDataset(index, loader, transform)
     n_forg = round(bs * d.forgery_fraction / 2) if index.forgeries_by_identity() else 0
     sampler = identity_batch_sampler(
@@ -129,7 +138,7 @@ def _train_loader(index: ImageIndex, loader: ImageLoader, transform: Any, config
         seed=config.seed,
         forgeries_per_batch=n_forg,
     )
-    return _loader(ds, config, batch_sampler=sampler, collate_fn=batch_collate)
+    return _loader(ds, config, batch_sampler=ResumableBatchSampler(sampler), collate_fn=batch_collate)
 
 
 def prepare_data(config: TrainConfig, split: Split | None = None) -> Prepared:
@@ -163,7 +172,8 @@ def build_model(config: TrainConfig, channels: int) -> TwinNetwork:
         in_channels=channels,
         embedding_dim=m.embedding_dim,
         normalize=m.normalize,
-        pretrained=m.pretrained, **m.encoder_kwargs,
+        pretrained=m.pretrained,
+        **m.encoder_kwargs,
     )
     return TwinNetwork(encoder, distance=m.distance)
 
@@ -214,23 +224,66 @@ def calibrate_checkpoint(trainer: Trainer, val_loader: DataLoader, run_dir: Path
     return meta
 
 
-def train(config: TrainConfig, callbacks: list[Callback] | None = None) -> dict[str, Any]:
+class TrainingInterrupted(SiameseError):
+    """Training stopped on request (Ctrl-C); a resumable state was saved."""
+
+    def __init__(self, run_dir: Path, epoch: int, step: int) -> None:
+        super().__init__(
+            f"training interrupted at epoch {epoch + 1}, step {step}; state saved. "
+            f"Resume with: siamese train --resume {run_dir}"
+        )
+        self.run_dir = run_dir
+
+
+def resume_config(run_dir: str | Path) -> TrainConfig:
+    """The configuration a run was started with, to continue it in place."""
+    path = Path(run_dir) / "config.json"
+    if not path.is_file():
+        raise CheckpointError(f"cannot resume {run_dir}: no config.json (is it a siamese run directory?)")
+    try:
+        return TrainConfig.from_dict({**json.loads(path.read_text()), "out": str(run_dir)})
+    except (ValueError, TypeError, KeyError) as exc:
+        raise CheckpointError(f"cannot resume {run_dir}: unreadable config.json ({exc})") from None
+
+
+def _truncate_metrics(path: Path, epochs_done: int) -> None:
+    """Drop metric rows of epochs that will be re-run after resuming."""
+    if not path.is_file():
+        return
+    lines = path.read_text().splitlines(keepends=True)
+    kept = lines[:1] + [ln for ln in lines[1:] if int(ln.split(",", 1)[0]) <= epochs_done]
+    path.write_text("".join(kept))
+
+
+def train(
+    config: TrainConfig, callbacks: list[Callback] | None = None, resume: bool = False
+) -> dict[str, Any]:
     """Train a verification model as configured and evaluate it on the held-out test identities.
 
-    Writes `config.json`, `split.json`, `metrics.csv`, `checkpoints/{best,last}.*` and
+    Writes `config.json`, `split.json`, `metrics.csv`, `checkpoints/{best,last,state}.*` and
     `summary.json` to the run directory.
+
+    Args:
+        config: the run's configuration.
+        callbacks: extra trainer callbacks (progress display, ...).
+        resume: continue the run in `config.out` from its saved training state (see `resume_config`).
 
     Returns:
         The summary: run directory, best epoch, validation threshold, test metrics, wall time.
+
+    Raises:
+        TrainingInterrupted: `stop_requested` was set (Ctrl-C); the state was saved first.
     """
     start = time.perf_counter()
     seed_everything(config.seed)
     device = resolve_device(config.device)
-    data = prepare_data(config)
     run_dir = Path(config.out) if config.out else default_run_dir(config)
+    split = Split.from_json(run_dir / "split.json") if resume else None
+    data = prepare_data(config, split)
     run_dir.mkdir(parents=True, exist_ok=True)
-    config.save(run_dir / "config.json")
-    data.split.to_json(run_dir / "split.json")
+    if not resume:
+        config.save(run_dir / "config.json")
+        data.split.to_json(run_dir / "split.json")
     logger.info("data: %s", data.index.summary())
 
     model = build_model(config, data.channels).to(device)
@@ -248,7 +301,7 @@ def train(config: TrainConfig, callbacks: list[Callback] | None = None) -> dict[
         "target_far": config.target_far if config.threshold_rule == "far" else None,
         "loss": config.loss.name,
     }
-    checkpoints = CheckpointCallback(run_dir, metadata)
+    checkpoints = CheckpointCallback(run_dir, metadata, save_every=config.save_every)
     trainer = Trainer(
         model,
         loss_fn,
@@ -262,8 +315,18 @@ def train(config: TrainConfig, callbacks: list[Callback] | None = None) -> dict[
             checkpoints,
             *(callbacks or []),
         ],
+        skip_nonfinite=config.skip_nonfinite,
     )
-    trainer.fit(data.train_loader, config.optim.epochs)
+    start_epoch = start_step = 0
+    if resume:
+        state = load_training_state(run_dir / "checkpoints" / "state", trainer)
+        start_epoch, start_step = state["epoch"], state["step_in_epoch"]
+        checkpoints.restore(state["extra"])
+        _truncate_metrics(run_dir / "metrics.csv", start_epoch)
+        logger.info("resuming %s at epoch %d, step %d", run_dir, start_epoch + 1, start_step)
+    trainer.fit(data.train_loader, config.optim.epochs, start_epoch, start_step)
+    if trainer.interrupted:
+        raise TrainingInterrupted(run_dir, trainer.epoch, trainer.step_in_epoch)
 
     best, meta = load_checkpoint(run_dir, device=device)
     trainer.model = best

@@ -35,6 +35,8 @@ class Callback:
 
     def on_epoch_end(self, trainer: Trainer, epoch: int, metrics: dict[str, float]) -> None: ...
 
+    def on_interrupt(self, trainer: Trainer) -> None: ...
+
     def on_fit_end(self, trainer: Trainer) -> None: ...
 
 
@@ -81,6 +83,10 @@ class Trainer:
         miner: optional miner applied to batches that carry no index tuple.
         device: where batches are moved.
         callbacks: logging, evaluation, checkpointing.
+        skip_nonfinite: skip (no update) batches whose loss is NaN/inf instead of stopping.
+
+    Setting `stop_requested` (e.g. from a SIGINT handler) ends training after the current step;
+    callbacks' `on_interrupt` then run (the checkpoint callback saves a resumable state).
     """
 
     def __init__(
@@ -92,6 +98,7 @@ class Trainer:
         miner: Any = None,
         device: str | torch.device = "cpu",
         callbacks: Iterable[Callback] = (),
+        skip_nonfinite: bool = False,
     ) -> None:
         self.model = model
         self.loss_fn = loss_fn
@@ -100,9 +107,14 @@ class Trainer:
         self.miner = miner
         self.device = torch.device(device)
         self.callbacks = list(callbacks)
+        self.skip_nonfinite = skip_nonfinite
         self.epoch = 0
+        self.step_in_epoch = 0
         self.global_step = 0
+        self.skipped_steps = 0
+        self.epoch_loss = (0.0, 0)  # running (sum, count) of this epoch's training loss
         self.stop_requested = False
+        self.interrupted = False
 
     def step(self, batch: Batch, train: bool) -> tuple[torch.Tensor, torch.Tensor, tuple | None]:
         """Embed a batch, mine if needed, compute the loss and (when training) update.
@@ -120,6 +132,14 @@ class Trainer:
                 indices = self.miner(emb, labels)
             loss = self.loss_fn(emb, labels, indices)
         if not torch.isfinite(loss):
+            if train and self.skip_nonfinite:
+                logger.warning(
+                    "skipping a batch with non-finite loss at epoch %d, step %d",
+                    self.epoch + 1,
+                    self.global_step + 1,
+                )
+                self.skipped_steps += 1
+                return loss.detach(), emb.detach(), indices
             raise NonFiniteLossError(
                 f"non-finite loss ({loss.item()}) at epoch {self.epoch + 1}, step {self.global_step + 1}; "
                 "try a lower --lr"
@@ -152,32 +172,52 @@ class Trainer:
     def train_epoch(self, loader: Iterable[Batch]) -> float:
         """One pass over `loader`; returns the mean training loss."""
         self.model.train()
-        total, count = 0.0, 0
+        if self.step_in_epoch == 0:
+            self.epoch_loss = (0.0, 0)
         for batch in loader:
             loss, _, _ = self.step(batch, train=True)
             self.global_step += 1
-            total, count = total + loss.item(), count + 1
+            self.step_in_epoch += 1
+            if torch.isfinite(loss):
+                total, count = self.epoch_loss
+                self.epoch_loss = (total + loss.item(), count + 1)
             for cb in self.callbacks:
                 cb.on_step_end(self, self.global_step, loss.item())
             if self.stop_requested:
                 break
+        total, count = self.epoch_loss
         return total / max(count, 1)
 
-    def fit(self, train_loader: Any, epochs: int, start_epoch: int = 0) -> None:
-        """Train from `start_epoch` to `epochs`; callbacks evaluate, log and checkpoint."""
+    def fit(self, train_loader: Any, epochs: int, start_epoch: int = 0, start_step: int = 0) -> None:
+        """Train epochs `start_epoch`..`epochs - 1`; callbacks evaluate, log and checkpoint.
+
+        Args:
+            train_loader: a DataLoader; its dataset and batch sampler get `set_epoch` when they have it.
+            epochs: total number of epochs.
+            start_epoch: first epoch to run (when resuming).
+            start_step: batches of `start_epoch` already done (when resuming mid-epoch); needs a
+                batch sampler with a `skip` attribute (`siamese.data.ResumableBatchSampler`).
+        """
         for cb in self.callbacks:
             cb.on_fit_start(self)
         for epoch in range(start_epoch, epochs):
             self.epoch = epoch
+            self.step_in_epoch = start_step if epoch == start_epoch else 0
             for obj in (train_loader.dataset, getattr(train_loader, "batch_sampler", None)):
                 if hasattr(obj, "set_epoch"):
                     obj.set_epoch(epoch)
+            if self.step_in_epoch:
+                train_loader.batch_sampler.skip = self.step_in_epoch
             for cb in self.callbacks:
-                cb.on_epoch_start(self, epoch, len(train_loader))
-            metrics = {"epoch": epoch + 1, "train_loss": self.train_epoch(train_loader)}
+                cb.on_epoch_start(self, epoch, len(train_loader) - self.step_in_epoch)
+            train_loss = self.train_epoch(train_loader)
+            if self.stop_requested:
+                self.interrupted = True
+                for cb in self.callbacks:
+                    cb.on_interrupt(self)
+                return
+            metrics = {"epoch": epoch + 1, "train_loss": train_loss}
             for cb in self.callbacks:
                 cb.on_epoch_end(self, epoch, metrics)
-            if self.stop_requested:
-                break
         for cb in self.callbacks:
             cb.on_fit_end(self)

@@ -91,3 +91,14 @@ def test_encoder_args_are_parsed_and_validated():
     assert parse_encoder_args(None) is None
     result = runner.invoke(app, ["train", "--encoder-arg", "nonsense"])
     assert result.exit_code == 1 and "KEY=VALUE" in result.stderr
+
+
+def test_resume_rejects_other_training_options(tmp_path):
+    result = runner.invoke(app, ["train", "--resume", str(tmp_path), "--epochs", "3"])
+    assert result.exit_code == 1
+    assert result.stderr.strip() == "error: --resume continues a run with its saved config; remove --epochs"
+
+
+def test_resume_of_a_non_run_directory(tmp_path):
+    result = runner.invoke(app, ["train", "--resume", str(tmp_path)])
+    assert result.exit_code == 1 and "no config.json" in result.stderr

@@ -1,0 +1,132 @@
+"""Interrupted training loses at most the current step and resumes exactly."""
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+from safetensors.torch import load_file
+
+from siamese.training.config import build_train_config
+from siamese.training.run import TrainingInterrupted, resume_config, train
+from siamese.training.trainer import Callback
+from tests.conftest import write_identity_folder
+
+OPTIONS = dict(
+    loss="margin",
+    epochs=2,
+    batch_size=8,
+    samples_per_epoch=32,
+    eval_pairs=16,
+    val_fraction=0.25,
+    test_fraction=0.25,
+    embedding_dim=8,
+    seed=5,
+)
+
+
+class StopAt(Callback):
+    def __init__(self, step):
+        self.step = step
+
+    def on_step_end(self, trainer, step, loss):
+        if step == self.step:
+            trainer.stop_requested = True
+
+
+def _weights(run: Path, which: str = "last"):
+    return load_file(str(run / "checkpoints" / f"{which}.safetensors"))
+
+
+def _assert_same_weights(a: Path, b: Path):
+    wa, wb = _weights(a), _weights(b)
+    assert wa.keys() == wb.keys()
+    for k in wa:
+        assert (wa[k] - wb[k]).abs().max().item() <= 1e-6, k
+
+
+@pytest.fixture(scope="module")
+def data(tmp_path_factory):
+    return write_identity_folder(tmp_path_factory.mktemp("resume") / "ids", n_identities=8, n_images=5)
+
+
+@pytest.fixture(scope="module")
+def reference(data, tmp_path_factory):
+    out = tmp_path_factory.mktemp("ref") / "run"
+    train(build_train_config("digits", root=str(data), out=str(out), **OPTIONS))
+    return out
+
+
+@pytest.mark.parametrize("sampler", ["pairs", "mperclass"])
+def test_stop_mid_epoch_then_resume_matches_uninterrupted(data, tmp_path, sampler):
+    opts = {**OPTIONS, "sampler": sampler, "m_per_class": 2}
+    ref = tmp_path / "ref"
+    train(build_train_config("digits", root=str(data), out=str(ref), **opts))
+    run = tmp_path / "run"
+    with pytest.raises(TrainingInterrupted, match="--resume"):
+        train(build_train_config("digits", root=str(data), out=str(run), **opts), callbacks=[StopAt(6)])
+    state = json.loads((run / "checkpoints" / "state.json").read_text())
+    assert (state["epoch"], state["step_in_epoch"]) == (1, 2)  # 4 steps per epoch: inside epoch 2
+    train(resume_config(run), resume=True)
+    _assert_same_weights(run, ref)
+    assert (run / "metrics.csv").read_text() == (ref / "metrics.csv").read_text()
+
+
+def test_same_seed_gives_bit_identical_metrics(data, tmp_path, reference):
+    again = tmp_path / "again"
+    train(build_train_config("digits", root=str(data), out=str(again), **OPTIONS))
+    assert (again / "metrics.csv").read_text() == (reference / "metrics.csv").read_text()
+    assert (again / "summary.json").read_text().split('"wall_time_s"')[0].replace(str(again), "") == (
+        reference / "summary.json"
+    ).read_text().split('"wall_time_s"')[0].replace(str(reference), "")
+
+
+def test_sigkill_after_first_checkpoint_then_resume(data, tmp_path, reference):
+    exe = Path(sys.executable).with_name("siamese")
+    run = tmp_path / "killed"
+    args = [
+        str(exe),
+        "train",
+        str(data),
+        "--preset",
+        "digits",
+        "--out",
+        str(run),
+        "--save-every",
+        "1",
+        "--loss",
+        "margin",
+        "--epochs",
+        "2",
+        "--batch-size",
+        "8",
+        "--samples-per-epoch",
+        "32",
+        "--eval-pairs",
+        "16",
+        "--val-fraction",
+        "0.25",
+        "--test-fraction",
+        "0.25",
+        "--embedding-dim",
+        "8",
+        "--seed",
+        "5",
+    ]
+    proc = subprocess.Popen(args, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    state = run / "checkpoints" / "state.json"
+    deadline = time.time() + 120
+    while not state.exists() and time.time() < deadline and proc.poll() is None:
+        time.sleep(0.01)
+    os.kill(proc.pid, signal.SIGKILL) if proc.poll() is None else None
+    proc.wait()
+    if proc.returncode != -signal.SIGKILL:
+        pytest.skip("training finished before it could be killed")
+    result = subprocess.run([str(exe), "train", "--resume", str(run)], capture_output=True, text=True)
+    assert result.returncode == 0, result.stderr
+    _assert_same_weights(run, reference)
+    assert (run / "metrics.csv").read_text() == (reference / "metrics.csv").read_text()
