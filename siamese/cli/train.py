@@ -196,6 +196,12 @@ def train_command(
             rich_help_panel=RUN,
         ),
     ] = None,
+    max_minutes: Annotated[
+        float | None,
+        typer.Option(
+            help="Training time budget: stop after the epoch that would overrun it.", rich_help_panel=OPTIM
+        ),
+    ] = None,
     save_every: Annotated[
         int | None,
         typer.Option(
@@ -259,6 +265,7 @@ def train_command(
             threshold_rule=threshold_rule,
             target_far=target_far,
             save_every=save_every,
+            max_minutes=max_minutes,
             skip_nonfinite=skip_nonfinite,
             out=str(out) if out else None,
             seed=seed,

@@ -5,6 +5,7 @@ from __future__ import annotations
 import csv
 import logging
 import math
+import time
 from pathlib import Path
 from typing import Any
 
@@ -127,3 +128,25 @@ class CheckpointCallback(Callback):
             save_checkpoint(self.dir / "best", trainer.model, meta)
             logger.info("epoch %d: new best validation EER %.4f", epoch + 1, val_eer)
         self.save_state(trainer, epoch + 1, 0)
+
+
+class TimeBudget(Callback):
+    """Ends training normally once another epoch would exceed `seconds` of wall-clock time.
+
+    Args:
+        seconds: budget for the fit, validation included.
+    """
+
+    def __init__(self, seconds: float) -> None:
+        self.seconds = seconds
+        self.start = 0.0
+        self.epochs = 0
+
+    def on_fit_start(self, trainer: Trainer) -> None:
+        self.start, self.epochs = time.perf_counter(), 0
+
+    def on_epoch_end(self, trainer: Trainer, epoch: int, metrics: dict[str, float]) -> None:
+        self.epochs += 1
+        elapsed = time.perf_counter() - self.start
+        if elapsed * (self.epochs + 1) / self.epochs > self.seconds:
+            trainer.finish_requested = True

@@ -198,6 +198,7 @@ class TrainConfig:
         target_far: FAR target of the "far" threshold rule.
         save_every: also save a resumable training state every this many steps (0 = per epoch only).
         skip_nonfinite: skip batches with a NaN/inf loss instead of stopping the run.
+        max_minutes: stop after the epoch at which another would exceed this training time.
     """
 
     data: DataConfig = field(default_factory=DataConfig)
@@ -211,11 +212,14 @@ class TrainConfig:
     target_far: float = 1e-3
     save_every: int = 0
     skip_nonfinite: bool = False
+    max_minutes: float | None = None
 
     def __post_init__(self) -> None:
         _choice(self.device, names.DEVICES, "device")
         _choice(self.threshold_rule, THRESHOLD_RULES, "threshold rule")
         _positive(self.save_every, "save every", allow_zero=True)
+        if self.max_minutes is not None:
+            _positive(self.max_minutes, "max minutes")
         if not 0 < self.target_far < 1:
             raise ConfigError(f"target FAR must be in (0, 1), got {self.target_far}")
         sampler = self.sampler

@@ -41,6 +41,7 @@ from siamese.models import TwinNetwork, get_encoder
 from siamese.training.callbacks import (
     CheckpointCallback,
     CSVLogger,
+    TimeBudget,
     ValidationCallback,
     threshold_from_scores,
 )
@@ -267,6 +268,8 @@ def train(
         config: the run's configuration.
         callbacks: extra trainer callbacks (progress display, ...).
         resume: continue the run in `config.out` from its saved training state (see `resume_config`).
+        split: use this identity split instead of drawing one from the config's fractions
+            (benchmarks' k-fold protocols); ignored when resuming.
 
     Returns:
         The summary: run directory, best epoch, validation threshold, test metrics, wall time.
@@ -278,7 +281,8 @@ def train(
     seed_everything(config.seed)
     device = resolve_device(config.device)
     run_dir = Path(config.out) if config.out else default_run_dir(config)
-    split = Split.from_json(run_dir / "split.json") if resume else None
+    if resume:
+        split = Split.from_json(run_dir / "split.json")
     data = prepare_data(config, split)
     run_dir.mkdir(parents=True, exist_ok=True)
     if not resume:
@@ -313,6 +317,7 @@ def train(
             ValidationCallback(data.val_loader, config.threshold_rule, config.target_far),
             CSVLogger(run_dir / "metrics.csv"),
             checkpoints,
+            *([TimeBudget(config.max_minutes * 60)] if config.max_minutes else []),
             *(callbacks or []),
         ],
         skip_nonfinite=config.skip_nonfinite,

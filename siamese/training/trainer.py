@@ -114,6 +114,7 @@ class Trainer:
         self.skipped_steps = 0
         self.epoch_loss = (0.0, 0)  # running (sum, count) of this epoch's training loss
         self.stop_requested = False
+        self.finish_requested = False  # end normally after the current epoch (e.g. a time budget)
         self.interrupted = False
 
     def step(self, batch: Batch, train: bool) -> tuple[torch.Tensor, torch.Tensor, tuple | None]:
@@ -219,5 +220,8 @@ class Trainer:
             metrics = {"epoch": epoch + 1, "train_loss": train_loss}
             for cb in self.callbacks:
                 cb.on_epoch_end(self, epoch, metrics)
+            if self.finish_requested:
+                logger.info("finishing early after epoch %d", epoch + 1)
+                break
         for cb in self.callbacks:
             cb.on_fit_end(self)

@@ -96,3 +96,33 @@ def test_fit_calls_callbacks_in_order_and_sets_epochs():
     Trainer(model, get_loss("supcon"), torch.optim.AdamW(model.parameters()), callbacks=[rec]).fit(loader, 2)
     assert rec.events == [("start", 0, 1), ("end", 0, True), ("start", 1, 1), ("end", 1, True)]
     assert Loader.dataset.epochs == [0, 1]
+
+
+def test_time_budget_finishes_after_the_epoch_that_would_overrun():
+    import time as _time
+
+    from siamese.training.callbacks import TimeBudget
+
+    class Slow(Callback):
+        def on_epoch_end(self, trainer, epoch, metrics):
+            _time.sleep(0.2)
+
+    class Loader(list):
+        dataset = None
+
+    model = TwinNetwork(get_encoder("smallcnn", in_channels=1, embedding_dim=8))
+    loader = Loader([(torch.randn(4, 1, 8, 8), torch.tensor([0, 1, 0, 1]), None)])
+    seen = []
+
+    class Count(Callback):
+        def on_epoch_end(self, trainer, epoch, metrics):
+            seen.append(epoch)
+
+    trainer = Trainer(
+        model,
+        get_loss("supcon"),
+        torch.optim.AdamW(model.parameters()),
+        callbacks=[Slow(), TimeBudget(0.5), Count()],
+    )
+    trainer.fit(loader, 50)
+    assert 1 <= len(seen) <= 3 and not trainer.interrupted
