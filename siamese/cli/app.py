@@ -8,7 +8,12 @@ import typer
 
 from siamese import __version__
 from siamese.cli.common import CLIState, setup_logging
+from siamese.cli.embed import embed_command
+from siamese.cli.evaluate import evaluate_command
+from siamese.cli.export import export_command
+from siamese.cli.pairs import pairs_command
 from siamese.cli.train import train_command
+from siamese.cli.verify import verify_command
 
 app = typer.Typer(
     name="siamese",
@@ -42,6 +47,11 @@ def main_callback(
 
 
 app.command("train")(train_command)
+app.command("evaluate")(evaluate_command)
+app.command("pairs")(pairs_command)
+app.command("verify")(verify_command)
+app.command("embed")(embed_command)
+app.command("export")(export_command)
 
 
 def main() -> None:

@@ -43,7 +43,8 @@ def user_errors() -> Iterator[None]:
     except (SiameseError, FileNotFoundError, PermissionError, IsADirectoryError, NotADirectoryError) as exc:
         if CLIState.debug:
             raise
-        err_console.print(f"[bold red]error:[/] {exc}", highlight=False, soft_wrap=True)
+        err_console.print("[bold red]error:[/]", end=" ", highlight=False)
+        err_console.print(str(exc), markup=False, highlight=False, soft_wrap=True)
         raise typer.Exit(1) from None
     except KeyboardInterrupt:
         err_console.print("interrupted")

@@ -69,7 +69,7 @@ def train_command(
     preset: Annotated[
         Literal[names.PRESETS] | None,
         typer.Option(
-            help="Transforms + training defaults [default: digits without DATA, else face].",
+            help="Transforms + training defaults (default: digits without DATA, else face).",
             rich_help_panel=DATA,
         ),
     ] = None,
@@ -82,7 +82,7 @@ def train_command(
     sampler: Annotated[
         Literal[names.SAMPLERS] | None,
         typer.Option(
-            help="pairs | triplets | mperclass [default: by loss: margin→pairs, triplet→triplets, "
+            help="pairs | triplets | mperclass \\[default: by loss: margin→pairs, triplet→triplets, "
             "supcon→mperclass].",
             rich_help_panel=DATA,
         ),
@@ -90,7 +90,7 @@ def train_command(
     samples_per_epoch: Annotated[
         int | None,
         typer.Option(
-            help="Pairs/triplets/images per epoch [default: 2 × training images].", rich_help_panel=DATA
+            help="Pairs/triplets/images per epoch (default: 2 × training images).", rich_help_panel=DATA
         ),
     ] = None,
     forgery_fraction: Annotated[
@@ -117,17 +117,19 @@ def train_command(
     ] = None,
     encoder: Annotated[
         Literal[names.ENCODERS] | None,
-        typer.Option(help="Shared encoder [default: smallcnn].", rich_help_panel=MODEL),
+        typer.Option(help="Shared encoder (default: smallcnn).", rich_help_panel=MODEL),
     ] = None,
     embedding_dim: Annotated[int | None, typer.Option(help="Embedding size.", rich_help_panel=MODEL)] = None,
     distance: Annotated[
         Literal[names.DISTANCES] | None,
-        typer.Option(help="Pair distance [default: euclidean].", rich_help_panel=MODEL),
+        typer.Option(help="Pair distance (default: euclidean).", rich_help_panel=MODEL),
     ] = None,
     normalize: Annotated[
         bool | None,
         typer.Option(
-            "--normalize/--no-normalize", help="L2-normalise embeddings [default: on].", rich_help_panel=MODEL
+            "--normalize/--no-normalize",
+            help="L2-normalise embeddings (default: on).",
+            rich_help_panel=MODEL,
         ),
     ] = None,
     pretrained: Annotated[
@@ -144,10 +146,10 @@ def train_command(
         ),
     ] = None,
     margin: Annotated[
-        float | None, typer.Option(help="Margin [default: 1.0 margin, 0.2 triplet].", rich_help_panel=LOSS)
+        float | None, typer.Option(help="Margin (default: 1.0 margin, 0.2 triplet).", rich_help_panel=LOSS)
     ] = None,
     temperature: Annotated[
-        float | None, typer.Option(help="SupCon temperature [default: 0.1].", rich_help_panel=LOSS)
+        float | None, typer.Option(help="SupCon temperature (default: 0.1).", rich_help_panel=LOSS)
     ] = None,
     beta: Annotated[
         float | None,
@@ -158,21 +160,21 @@ def train_command(
         typer.Option(help="Hard-negative miner for mperclass batches.", rich_help_panel=LOSS),
     ] = None,
     epochs: Annotated[
-        int | None, typer.Option(help="Epochs [default: from preset].", rich_help_panel=OPTIM)
+        int | None, typer.Option(help="Epochs (default: from preset).", rich_help_panel=OPTIM)
     ] = None,
     batch_size: Annotated[
         int | None, typer.Option(help="Pairs/triplets/images per step.", rich_help_panel=OPTIM)
     ] = None,
     optimizer: Annotated[
-        Literal[names.OPTIMIZERS] | None, typer.Option(help="[default: adamw]", rich_help_panel=OPTIM)
+        Literal[names.OPTIMIZERS] | None, typer.Option(help="(default: adamw)", rich_help_panel=OPTIM)
     ] = None,
     lr: Annotated[
-        float | None, typer.Option(help="Peak learning rate [default: 1e-3].", rich_help_panel=OPTIM)
+        float | None, typer.Option(help="Peak learning rate (default: 1e-3).", rich_help_panel=OPTIM)
     ] = None,
-    weight_decay: Annotated[float | None, typer.Option(help="[default: 1e-4]", rich_help_panel=OPTIM)] = None,
+    weight_decay: Annotated[float | None, typer.Option(help="(default: 1e-4)", rich_help_panel=OPTIM)] = None,
     warmup_epochs: Annotated[
         float | None,
-        typer.Option(help="Linear warm-up before cosine decay [default: 1].", rich_help_panel=OPTIM),
+        typer.Option(help="Linear warm-up before cosine decay (default: 1).", rich_help_panel=OPTIM),
     ] = None,
     threshold_rule: Annotated[
         Literal["eer", "accuracy", "far"],
@@ -186,7 +188,7 @@ def train_command(
         float, typer.Option(help="FAR target of --threshold-rule far.", rich_help_panel=RUN)
     ] = 1e-3,
     out: Annotated[
-        Path | None, typer.Option(help="Run directory [default: runs/<time>-<loss>].", rich_help_panel=RUN)
+        Path | None, typer.Option(help="Run directory (default: runs/<time>-<loss>).", rich_help_panel=RUN)
     ] = None,
     resume: Annotated[
         Path | None,
@@ -205,7 +207,8 @@ def train_command(
     save_every: Annotated[
         int | None,
         typer.Option(
-            help="Also save a resumable state every N steps [default: every epoch only].", rich_help_panel=RUN
+            help="Also save a resumable state every N steps (default: every epoch only).",
+            rich_help_panel=RUN,
         ),
     ] = None,
     skip_nonfinite: Annotated[
@@ -289,12 +292,13 @@ def _resume(ctx: typer.Context, run_dir: Path) -> None:
 
 
 def _run(config, resume: bool = False) -> None:  # noqa: ANN001 - TrainConfig, imported lazily
+    from rich.markup import escape
     from rich.table import Table
 
     from siamese.cli.progress import EpochLine, RichProgress, StopOnSigint
     from siamese.training.run import TrainingInterrupted, train
 
-    source = config.data.root or "embedded scikit-learn digits"
+    source = escape(config.data.root or "embedded scikit-learn digits")
     if resume:
         console.print(f"resuming {config.out}", highlight=False)
     console.print(

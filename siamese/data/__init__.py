@@ -13,6 +13,7 @@ from siamese.data.datasets import ImageDataset
 from siamese.data.digits import default_cache_dir, materialize_digits
 from siamese.data.folder import ImageIndex, ImageRecord, list_images, scan_folder
 from siamese.data.images import IMAGE_EXTENSIONS, ImageLoader, is_image_file, open_image, to_mode
+from siamese.data.oneshot_runs import OneShotRun, list_oneshot_runs, read_oneshot_run
 from siamese.data.pair_files import generate_pairs, read_pairs, write_pairs_csv
 from siamese.data.pairs import IdentityPools, PairDataset, pair_collate
 from siamese.data.presets import PRESETS, Preset, get_preset, get_transform, preprocessing_spec
@@ -29,6 +30,7 @@ __all__ = [
     "ImageIndex",
     "ImageLoader",
     "ImageRecord",
+    "OneShotRun",
     "PairDataset",
     "Preset",
     "Split",
@@ -41,10 +43,12 @@ __all__ = [
     "identity_batch_sampler",
     "is_image_file",
     "list_images",
+    "list_oneshot_runs",
     "materialize_digits",
     "open_image",
     "pair_collate",
     "preprocessing_spec",
+    "read_oneshot_run",
     "read_pairs",
     "scan_folder",
     "split_identities",

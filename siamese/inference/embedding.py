@@ -75,7 +75,10 @@ def embed_images(
         One `EmbeddingBatch` per batch; unreadable files are reported in `failed`, not raised.
     """
     loader = DataLoader(
-        _PathDataset(paths, channels, transform), batch_size=batch_size, num_workers=workers, collate_fn=_collate
+        _PathDataset(paths, channels, transform),
+        batch_size=batch_size,
+        num_workers=workers,
+        collate_fn=_collate,
     )
     for positions, images, failed in loader:
         if images is None:

@@ -257,7 +257,10 @@ def _truncate_metrics(path: Path, epochs_done: int) -> None:
 
 
 def train(
-    config: TrainConfig, callbacks: list[Callback] | None = None, resume: bool = False
+    config: TrainConfig,
+    callbacks: list[Callback] | None = None,
+    resume: bool = False,
+    split: Split | None = None,
 ) -> dict[str, Any]:
     """Train a verification model as configured and evaluate it on the held-out test identities.
 

@@ -95,3 +95,24 @@ def test_threshold_rules_and_calibration_are_stored(tmp_path):
     assert metas["far"]["target_far"] == 0.01 and metas["eer"]["target_far"] is None
     cal = metas["eer"]["calibration"]
     assert set(cal) == {"coef", "intercept"} and cal["coef"] < 0  # larger distance -> less likely the same
+
+
+def test_explicit_split_is_used(tmp_path):
+    from siamese.data import Split
+
+    data = write_identity_folder(tmp_path / "ids", n_identities=8, n_images=4)
+    split = Split(train=("id00", "id01", "id02", "id03"), val=("id04", "id05"), test=("id06", "id07"))
+    cfg = build_train_config(
+        "digits",
+        root=str(data),
+        epochs=1,
+        batch_size=8,
+        samples_per_epoch=16,
+        eval_pairs=8,
+        embedding_dim=8,
+        out=str(tmp_path / "run"),
+    )
+    train(cfg, split=split)
+    assert json.loads((tmp_path / "run" / "split.json").read_text()) == {
+        k: list(v) for k, v in split.to_dict().items()
+    }

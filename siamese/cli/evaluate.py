@@ -1,0 +1,239 @@
+"""`siamese evaluate`: verification (pairs, k-fold) or one-shot evaluation of a trained model."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Annotated, Any, Literal
+
+import typer
+from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
+from rich.table import Table
+
+from siamese import names
+from siamese.cli.common import console, err_console, user_errors
+from siamese.errors import ConfigError
+
+Protocol = Literal["pairs", "kfold", "oneshot"]
+SplitName = Literal["test", "val", "train", "all"]
+PROTOCOL_PANEL = "Protocol"
+RUN_PANEL = "Run"
+
+
+class EmbeddingBar:
+    """A transient rich progress bar fed by the `on_progress(done, total)` callback of `evaluate`."""
+
+    def __init__(self) -> None:
+        self.progress = Progress(
+            TextColumn("embedding"),
+            BarColumn(),
+            MofNCompleteColumn(),
+            TimeRemainingColumn(),
+            console=err_console,
+            transient=True,
+        )
+        self.task: Any = None
+
+    def __call__(self, done: int, total: int) -> None:
+        if self.task is None:
+            self.progress.start()
+            self.task = self.progress.add_task("embed", total=total)
+        self.progress.update(self.task, completed=done, total=total)
+
+    def __enter__(self) -> EmbeddingBar:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.progress.stop()
+
+
+def _check_flags(protocol: str, pairs: Path | None, given: dict[str, object]) -> None:
+    """Refuse flags the chosen protocol would ignore."""
+    if protocol != "kfold" and given["--folds"] is not None:
+        raise ConfigError("--folds is only used with --protocol kfold")
+    if protocol == "oneshot":
+        flags = ["--pairs", "--forgeries", "--split", "--num-pairs", "--seed"]
+        reason = "with --protocol oneshot (DATA is a folder of one-shot runs)"
+    elif pairs is not None:
+        flags = ["--forgeries", "--split", "--num-pairs", "--seed"]
+        reason = "with --pairs (the file fixes the pairs)"
+    else:
+        return
+    bad = [flag for flag in flags if given[flag] is not None]
+    if bad:
+        raise ConfigError(f"{', '.join(bad)} cannot be used {reason}")
+
+
+def _out_name(protocol: str, pairs: Path | None, split: str) -> str:
+    """Default output folder name: `eval-<split>`, `eval-<pairs file stem>` or `eval-oneshot`."""
+    if protocol == "oneshot":
+        return "eval-oneshot"
+    base = f"eval-{pairs.stem}" if pairs is not None else f"eval-{split}"
+    return base + ("-kfold" if protocol == "kfold" else "")
+
+
+def _pct(x: float | None) -> str:
+    return "n/a" if x is None else f"{x:.2%}"
+
+
+def _verification_rows(table: Table, report: dict[str, Any]) -> None:
+    v = report["verification"]
+    table.add_row(
+        "pairs", f"{v['n_genuine'] + v['n_impostor']} ({v['n_genuine']} genuine / {v['n_impostor']} impostor)"
+    )
+    table.add_row("images embedded", str(report["n_images"]))
+    table.add_row("EER", f"{_pct(v['eer'])}  (at distance {v['eer_threshold']:.4f})")
+    table.add_row("AUC", f"{v['auc']:.4f}")
+    for key, label in (("tar@far=0.01", "TAR @ FAR=1e-2"), ("tar@far=0.001", "TAR @ FAR=1e-3")):
+        table.add_row(label, _pct(v[key]))
+    if "accuracy" in v:
+        table.add_row(
+            f"at stored threshold {v['threshold']:.4f}",
+            f"accuracy {_pct(v['accuracy'])}  (FAR {_pct(v['far'])}, FRR {_pct(v['frr'])})",
+        )
+    r = report.get("retrieval")
+    if r is not None:
+        table.add_row("precision@1", f"{r['precision_at_1']:.4f}")
+        table.add_row("MAP@R", f"{r['mean_average_precision_at_r']:.4f}")
+    k = report.get("kfold")
+    if k is not None:
+        table.add_row(
+            f"{k['n_folds']}-fold accuracy", f"{_pct(k['accuracy_mean'])} ± {_pct(k['accuracy_std'])}"
+        )
+        for key, label in (("tar@far=0.01", "1e-2"), ("tar@far=0.001", "1e-3")):
+            table.add_row(
+                f"{k['n_folds']}-fold TAR @ FAR={label}",
+                f"{_pct(k[f'{key}_mean'])} ± {_pct(k[f'{key}_std'])}",
+            )
+
+
+def _oneshot_rows(table: Table, report: dict[str, Any]) -> None:
+    o = report["oneshot"]
+    ways = sorted({r["n_way"] for r in o["runs"]})
+    table.add_row("one-shot runs", f"{o['n_runs']} ({'/'.join(map(str, ways))}-way)")
+    table.add_row("one-shot mean accuracy", f"{_pct(o['mean_accuracy'])} ± {_pct(o['std_accuracy'])}")
+
+
+def _print_table(report: dict[str, Any]) -> None:
+    table = Table(title=f"siamese evaluate ({report['protocol']})", show_header=False)
+    table.add_column(no_wrap=True)
+    table.add_column(overflow="fold")
+    table.add_row("model", report["model"])
+    table.add_row("data", report["data"])
+    if report["protocol"] == "oneshot":
+        _oneshot_rows(table, report)
+    else:
+        _verification_rows(table, report)
+    files = report.get("files", {})
+    if "report" in files:
+        table.add_row("report written to", files["report"])
+    plots = [Path(files[k]).name for k in ("roc", "det", "distances") if k in files]
+    if plots:
+        table.add_row("plots", f"{', '.join(plots)} in {Path(files['roc']).parent}")
+    console.print(table)
+
+
+def evaluate_command(
+    data: Annotated[
+        Path,
+        typer.Argument(
+            help="Identity-folder root (or, with --protocol oneshot, an Omniglot one_shot_runs folder)."
+        ),
+    ],
+    model: Annotated[
+        Path | None,
+        typer.Option(
+            help="Run directory or checkpoint (default: the newest run under ./runs).",
+            rich_help_panel=RUN_PANEL,
+        ),
+    ] = None,
+    pairs: Annotated[
+        Path | None,
+        typer.Option(
+            help="Pair list (LFW pairs.txt or CSV path1,path2,is_same), paths relative to DATA.",
+            rich_help_panel=PROTOCOL_PANEL,
+        ),
+    ] = None,
+    forgeries: Annotated[
+        Path | None,
+        typer.Option(
+            help="Skilled forgeries FORGERIES/<identity>/ used as impostors of <identity>.",
+            rich_help_panel=PROTOCOL_PANEL,
+        ),
+    ] = None,
+    protocol: Annotated[
+        Protocol,
+        typer.Option(
+            help="pairs | kfold (LFW-style folds) | oneshot (Omniglot runs).", rich_help_panel=PROTOCOL_PANEL
+        ),
+    ] = "pairs",
+    split: Annotated[
+        SplitName | None,
+        typer.Option(
+            help="Part of the run's split.json to pair up; all = every identity of DATA (default: test).",
+            rich_help_panel=PROTOCOL_PANEL,
+        ),
+    ] = None,
+    num_pairs: Annotated[
+        int | None, typer.Option(help="Pairs to generate (default: 2000).", rich_help_panel=PROTOCOL_PANEL)
+    ] = None,
+    folds: Annotated[
+        int | None,
+        typer.Option(help="Folds of --protocol kfold (default: 10).", rich_help_panel=PROTOCOL_PANEL),
+    ] = None,
+    seed: Annotated[
+        int | None,
+        typer.Option(help="Seed of the generated pairs (default: 0).", rich_help_panel=PROTOCOL_PANEL),
+    ] = None,
+    out: Annotated[
+        Path | None,
+        typer.Option(
+            help="Folder for report.json and plots "
+            "(default: RUN/eval-<split, pairs file or oneshot>[-kfold]).",
+            rich_help_panel=RUN_PANEL,
+        ),
+    ] = None,
+    json_output: Annotated[
+        bool, typer.Option("--json", help="Print only the report as JSON.", rich_help_panel=RUN_PANEL)
+    ] = False,
+    device: Annotated[
+        Literal[names.DEVICES], typer.Option(help="auto = CUDA when available.", rich_help_panel=RUN_PANEL)
+    ] = "auto",
+    batch_size: Annotated[int, typer.Option(help="Images per forward pass.", rich_help_panel=RUN_PANEL)] = 64,
+    workers: Annotated[
+        int, typer.Option(help="Image-decoding worker processes.", rich_help_panel=RUN_PANEL)
+    ] = 0,
+) -> None:
+    """Evaluate a trained model on DATA: EER, AUC, TAR@FAR, accuracy at its threshold, plots."""
+    with user_errors():
+        given = {"--pairs": pairs, "--forgeries": forgeries, "--split": split}
+        _check_flags(protocol, pairs, {**given, "--num-pairs": num_pairs, "--seed": seed, "--folds": folds})
+        from siamese.evaluation.evaluate import evaluate, run_dir_of
+        from siamese.inference.verifier import latest_run
+
+        if model is None:
+            model = latest_run()
+            err_console.print(f"using the most recent run: {model}", highlight=False)
+        split = split or "test"
+        out = out or run_dir_of(model) / _out_name(protocol, pairs, split)
+        with EmbeddingBar() as bar:
+            report = evaluate(
+                model,
+                data,
+                pairs_file=pairs,
+                forgeries=forgeries,
+                protocol=protocol,
+                split=split,
+                num_pairs=2000 if num_pairs is None else num_pairs,
+                seed=0 if seed is None else seed,
+                folds=10 if folds is None else folds,
+                out_dir=out,
+                device=device,
+                batch_size=batch_size,
+                workers=workers,
+                on_progress=bar,
+            )
+        if json_output:
+            typer.echo(json.dumps(report, indent=2))
+        else:
+            _print_table(report)

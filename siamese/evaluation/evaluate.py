@@ -1,0 +1,442 @@
+"""The evaluation pipeline: a checkpoint and a dataset in, a report dict (and files) out.
+
+This is the stateful wrapper around the pure metric functions of `siamese.evaluation`: it loads
+the model, reads or generates the pairs, embeds every unique image once, scores the pairs with the
+model's distance and writes `report.json` plus plots. It imports torch, so `siamese.evaluation`
+does not re-export it; import it as `siamese.evaluation.evaluate`.
+
+Sign convention: the metric functions want scores where higher means "same", so pairs are scored
+`-distance`; every threshold in the report is converted back to a DISTANCE (same if
+`distance <= threshold`), like the checkpoint's own `threshold`.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import math
+import os
+from collections.abc import Callable, Sequence
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+
+from siamese.data import (
+    ImageIndex,
+    Split,
+    generate_pairs,
+    get_transform,
+    list_oneshot_runs,
+    read_oneshot_run,
+    read_pairs,
+    scan_folder,
+)
+from siamese.errors import ConfigError, DataError, ImageError
+from siamese.evaluation.kfold import kfold_verification
+from siamese.evaluation.metrics import verification_report
+from siamese.evaluation.oneshot import n_way_one_shot_accuracy
+from siamese.evaluation.plots import plot_det, plot_roc, plot_score_histograms
+from siamese.evaluation.retrieval import retrieval_metrics
+from siamese.inference.embedding import embed_all
+from siamese.models import TwinNetwork
+from siamese.training.checkpoint import CHECKPOINT_DIR, load_checkpoint, resolve_checkpoint
+from siamese.training.run import resolve_device
+
+logger = logging.getLogger(__name__)
+
+PROTOCOLS = ("pairs", "kfold", "oneshot")
+SPLITS = ("test", "val", "train", "all")
+REPORT_FARS = (1e-1, 1e-2, 1e-3)
+KFOLD_FARS = (1e-2, 1e-3)
+REPORT_FILE = "report.json"
+PLOT_FILES = {"roc": "roc.png", "det": "det.png", "distances": "distances.png"}
+
+ProgressCallback = Callable[[int, int], None]
+"""Called after every embedded batch with (images done, images in total)."""
+
+Pair = tuple[str, str, bool]
+
+
+def run_dir_of(model_path: str | os.PathLike) -> Path:
+    """Run directory of a model path: `<run>/checkpoints/best` (or the run itself) -> `<run>`.
+
+    Raises:
+        CheckpointError: nothing loadable at `model_path`.
+    """
+    stem = resolve_checkpoint(model_path)
+    return stem.parent.parent if stem.parent.name == CHECKPOINT_DIR else stem.parent
+
+
+def load_split_index(
+    data_root: str | os.PathLike,
+    forgeries: str | os.PathLike | None = None,
+    run_dir: str | os.PathLike | None = None,
+    split: str = "all",
+) -> ImageIndex:
+    """Scan `data_root` (plus forgeries) and keep the identities of one part of a run's split.
+
+    Args:
+        data_root: identity-folder root.
+        forgeries: optional skilled-forgery root (same identity names).
+        run_dir: run directory holding `split.json`; needed unless `split` is "all".
+        split: "train", "val", "test", or "all" for every identity (e.g. another dataset).
+
+    Raises:
+        ConfigError: unknown split, or a split without a run directory.
+        DataError: missing or empty split, or split identities absent from `data_root`.
+    """
+    if split not in SPLITS:
+        raise ConfigError(f"unknown split {split!r}; choose one of {', '.join(SPLITS)}")
+    index = scan_folder(data_root, forgeries)
+    if split == "all":
+        return index
+    if run_dir is None:
+        raise ConfigError(f"split {split!r} needs the run directory whose split.json defines it")
+    split_file = Path(run_dir) / "split.json"
+    names = getattr(Split.from_json(split_file), split)
+    if not names:
+        raise DataError(f"the {split!r} part of {split_file} is empty; choose another split or 'all'")
+    missing = sorted(set(names) - set(index.identities))
+    if missing:
+        raise DataError(
+            f"{len(missing)} of the {len(names)} {split!r} identities of {split_file} are not in "
+            f"{data_root} (e.g. {missing[0]!r}); use split 'all' to evaluate every identity "
+            "of another dataset"
+        )
+    return index.subset(names)
+
+
+def embed_paths(
+    model: TwinNetwork,
+    meta: dict[str, Any],
+    paths: Sequence[str],
+    device: str | torch.device = "cpu",
+    batch_size: int = 64,
+    workers: int = 0,
+    on_progress: ProgressCallback | None = None,
+) -> np.ndarray:
+    """Embed image files with the model's deterministic eval transform.
+
+    Returns:
+        (N, D) float32 embeddings, row i for `paths[i]`.
+
+    Raises:
+        ImageError: some files could not be decoded (their count and the first error).
+    """
+    transform = get_transform(meta["preset"], False, tuple(meta["image_size"]), meta["channels"])
+    done = 0
+
+    def advance(n: int) -> None:
+        nonlocal done
+        done += n
+        if on_progress is not None:
+            on_progress(done, len(paths))
+
+    emb, failed = embed_all(
+        model.encoder, paths, transform, meta["channels"], batch_size, device, workers, on_batch=advance
+    )
+    if failed:
+        raise ImageError(f"{len(failed)} of {len(paths)} images could not be read; first: {failed[0][1]}")
+    return emb  # (N, D)
+
+
+def index_pairs(pairs: Sequence[Pair]) -> tuple[list[str], np.ndarray, np.ndarray, np.ndarray]:
+    """Unique image paths (first-seen order) and, per pair, the positions of its images in them.
+
+    Returns:
+        paths, first (P,), second (P,), is_same (P,) bool.
+    """
+    position: dict[str, int] = {}
+    first = [position.setdefault(a, len(position)) for a, _, _ in pairs]
+    second = [position.setdefault(b, len(position)) for _, b, _ in pairs]
+    is_same = np.array([bool(s) for _, _, s in pairs], dtype=bool)
+    return list(position), np.array(first, dtype=np.int64), np.array(second, dtype=np.int64), is_same
+
+
+@torch.no_grad()
+def pair_distances(model: TwinNetwork, emb: np.ndarray, first: np.ndarray, second: np.ndarray) -> np.ndarray:
+    """The model's distance between `emb[first[k]]` and `emb[second[k]]`, as a (P,) float64 array."""
+    e1, e2 = torch.from_numpy(emb[first]), torch.from_numpy(emb[second])  # (P, D) each
+    return model.pair_distance(e1, e2).double().numpy()  # (P,)
+
+
+def distance_report(distances: np.ndarray, is_same: np.ndarray, threshold: float | None) -> dict[str, Any]:
+    """`verification_report` on `-distances`, with its thresholds turned back into distances.
+
+    `threshold` is a distance (same if `distance <= threshold`); None skips accuracy/FAR/FRR.
+    """
+    score_threshold = None if threshold is None else -float(threshold)
+    report = verification_report(-distances, is_same, threshold=score_threshold, fars=REPORT_FARS)
+    report["eer_threshold"] = -report["eer_threshold"]
+    if threshold is not None:
+        report["threshold"] = float(threshold)
+    return report
+
+
+def kfold_distance_report(distances: np.ndarray, is_same: np.ndarray, folds: int) -> dict[str, Any]:
+    """`kfold_verification` on `-distances` (contiguous folds, pair order kept), thresholds as distances."""
+    result: dict[str, Any] = kfold_verification(-distances, is_same, folds=folds, fars=KFOLD_FARS, seed=None)
+    for key, value in result.items():
+        if key.startswith("fold_threshold"):
+            result[key] = [-t for t in value]
+    return result
+
+
+def retrieval_report(
+    emb: np.ndarray, labels: Sequence[str], distance: str, device: str
+) -> dict[str, float] | None:
+    """Leave-one-out retrieval metrics, or None when no identity has two images (or only one identity)."""
+    _, counts = np.unique(np.asarray(labels), return_counts=True)
+    if len(counts) < 2 or counts.max() < 2:
+        return None
+    return retrieval_metrics(emb, labels, k="max_bin_count", distance=distance, device=device)
+
+
+def _genuine_labels_from_file(pairs: Sequence[Pair]) -> dict[str, str]:
+    """Images of genuine pairs (surely genuine), labelled by their folder."""
+    return {p: os.path.dirname(p) for a, b, same in pairs if same for p in (a, b)}
+
+
+def _genuine_labels_from_index(index: ImageIndex) -> dict[str, str]:
+    return {r.path: r.identity for r in index.records if not r.forgery}
+
+
+def _pair_source(
+    data_root: str | os.PathLike,
+    run_dir: Path,
+    pairs_file: str | os.PathLike | None,
+    forgeries: str | os.PathLike | None,
+    split: str,
+    num_pairs: int,
+    seed: int,
+    forgery_fraction: float,
+) -> tuple[list[Pair], dict[str, str], dict[str, Any]]:
+    """The pairs, the genuine images' identity labels, and a description for the report."""
+    if pairs_file is not None:
+        pairs = read_pairs(pairs_file, data_root)
+        info = {"source": "file", "file": str(Path(pairs_file).absolute())}
+        return pairs, _genuine_labels_from_file(pairs), info
+    index = load_split_index(data_root, forgeries, run_dir, split)
+    pairs = generate_pairs(index, num_pairs, seed=seed, forgery_fraction=forgery_fraction)
+    info = {
+        "source": "generated",
+        "split": split,
+        "num_pairs": num_pairs,
+        "seed": seed,
+        "forgeries": None if forgeries is None else str(Path(forgeries).absolute()),
+        "n_identities": len(index.identities),
+    }
+    return pairs, _genuine_labels_from_index(index), info
+
+
+def _write_plots(
+    out_dir: Path, distances: np.ndarray, is_same: np.ndarray, meta: dict[str, Any]
+) -> dict[str, str]:
+    scores = -distances  # higher = more likely the same
+    roc = plot_roc(scores, is_same, out_dir / PLOT_FILES["roc"], title="ROC (score = -distance)")
+    det = plot_det(scores, is_same, out_dir / PLOT_FILES["det"], title="DET (score = -distance)")
+    hist = plot_score_histograms(
+        distances,
+        is_same,
+        meta.get("threshold"),
+        out_dir / PLOT_FILES["distances"],
+        xlabel=f"{meta['distance']} distance",
+    )
+    return {"roc": str(roc), "det": str(det), "distances": str(hist)}
+
+
+def _oneshot_report(
+    embed: Callable[[Sequence[str]], np.ndarray], data_root: str | os.PathLike, distance: str
+) -> dict:
+    runs = [read_oneshot_run(path) for path in list_oneshot_runs(data_root)]
+    position: dict[str, int] = {}
+    for run in runs:
+        for path in run.support_paths + run.query_paths:
+            position.setdefault(path, len(position))
+    emb = embed(list(position))  # (N, D), each unique image once
+
+    def rows(paths: Sequence[str]) -> np.ndarray:
+        return emb[[position[p] for p in paths]]
+
+    per_run = [
+        {
+            "name": run.name,
+            "n_way": run.n_way,
+            "n_queries": len(run.query_paths),
+            "accuracy": n_way_one_shot_accuracy(
+                rows(run.support_paths), run.support_labels, rows(run.query_paths), run.query_labels, distance
+            ),
+        }
+        for run in runs
+    ]
+    accuracies = [r["accuracy"] for r in per_run]
+    return {
+        "n_images": len(position),
+        "oneshot": {
+            "n_runs": len(runs),
+            "mean_accuracy": float(np.mean(accuracies)),
+            "std_accuracy": float(np.std(accuracies)),
+            "runs": per_run,
+        },
+    }
+
+
+def _verification_protocol(
+    model: TwinNetwork,
+    meta: dict[str, Any],
+    embed: Callable[[Sequence[str]], np.ndarray],
+    pairs: Sequence[Pair],
+    labels: dict[str, str],
+    protocol: str,
+    folds: int,
+    device: torch.device,
+) -> tuple[dict[str, Any], np.ndarray, np.ndarray]:
+    """Embed each unique image once, score the pairs, and build the verification (+ k-fold, retrieval) part.
+
+    Returns:
+        The report part, the pair distances (P,) and is_same (P,).
+    """
+    paths, first, second, is_same = index_pairs(pairs)
+    emb = embed(paths)  # (N, D)
+    distances = pair_distances(model, emb, first, second)  # (P,)
+    part: dict[str, Any] = {
+        "n_images": len(paths),
+        "verification": distance_report(distances, is_same, meta.get("threshold")),
+    }
+    if protocol == "kfold":
+        part["kfold"] = kfold_distance_report(distances, is_same, folds)
+    keep = [i for i, p in enumerate(paths) if p in labels]  # embedded genuine images
+    part["retrieval"] = (
+        retrieval_report(emb[keep], [labels[paths[i]] for i in keep], meta["distance"], str(device))
+        if keep
+        else None
+    )
+    return part, distances, is_same
+
+
+def _check_options(
+    protocol: str, pairs_file: object, forgeries: object, folds: int, batch_size: int, workers: int
+) -> None:
+    if protocol not in PROTOCOLS:
+        raise ConfigError(f"unknown protocol {protocol!r}; choose one of {', '.join(PROTOCOLS)}")
+    if protocol == "oneshot" and (pairs_file is not None or forgeries is not None):
+        raise ConfigError("the oneshot protocol reads its own runs; it takes no pairs file and no forgeries")
+    if pairs_file is not None and forgeries is not None:
+        raise ConfigError(
+            "a pairs file already lists its impostors; forgeries are only used to generate pairs"
+        )
+    for name, value, low in (("batch_size", batch_size, 1), ("workers", workers, 0), ("folds", folds, 2)):
+        if isinstance(value, bool) or not isinstance(value, int) or value < low:
+            raise ConfigError(f"{name} must be an integer >= {low}, got {value!r}")
+
+
+def _json_safe(value: Any) -> Any:
+    """Plain JSON types; NaN and infinities (e.g. an unreachable FAR threshold) become None."""
+    if isinstance(value, dict):
+        return {str(k): _json_safe(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [_json_safe(v) for v in value]
+    if isinstance(value, (bool, np.bool_)):
+        return bool(value)
+    if isinstance(value, (int, np.integer)):
+        return int(value)
+    if isinstance(value, (float, np.floating)):
+        return float(value) if math.isfinite(value) else None
+    return value
+
+
+def evaluate(
+    model_path: str | os.PathLike,
+    data_root: str | os.PathLike,
+    *,
+    pairs_file: str | os.PathLike | None = None,
+    forgeries: str | os.PathLike | None = None,
+    protocol: str = "pairs",
+    split: str = "test",
+    num_pairs: int = 2000,
+    seed: int = 0,
+    folds: int = 10,
+    forgery_fraction: float = 0.5,
+    out_dir: str | os.PathLike | None = None,
+    device: str | torch.device = "cpu",
+    batch_size: int = 64,
+    workers: int = 0,
+    on_progress: ProgressCallback | None = None,
+) -> dict[str, Any]:
+    """Evaluate a trained model on a dataset under one protocol.
+
+    Protocols:
+        "pairs": verification on pairs read from `pairs_file` or generated deterministically
+            (`generate_pairs` with `num_pairs`, `seed`, `forgery_fraction`) on the identities of the
+            run's `split` ("all" = every identity of `data_root`). Reports EER, AUC, TAR@FAR,
+            accuracy/FAR/FRR at the checkpoint's threshold, plus retrieval metrics over the
+            embedded genuine images (their identity: the index's for generated pairs, the folder
+            of the images of genuine pairs for a pairs file).
+        "kfold": the same plus the LFW k-fold protocol (`folds` contiguous blocks of the pairs).
+        "oneshot": `data_root` is an Omniglot `one_shot_runs` folder; per-run N-way accuracy and mean.
+
+    Args:
+        model_path: run directory, checkpoint stem or checkpoint file.
+        data_root: identity-folder root, or the one-shot runs folder.
+        pairs_file: LFW-style or CSV pair list (its paths relative to `data_root`); `split`,
+            `num_pairs`, `seed` and `forgery_fraction` are then not used.
+        forgeries: skilled-forgery root for generated pairs.
+        protocol: "pairs", "kfold" or "oneshot".
+        split: "test", "val", "train" or "all".
+        num_pairs: pairs to generate.
+        seed: seed of the generated pairs.
+        folds: number of folds of the "kfold" protocol.
+        forgery_fraction: share of generated impostors that are forgeries (when there are some).
+        out_dir: if given, `report.json` (and for pairs/kfold `roc.png`, `det.png`, `distances.png`)
+            are written there.
+        device: where the model runs ("auto" = CUDA when available).
+        batch_size: images per forward pass.
+        workers: DataLoader processes decoding images.
+        on_progress: called with (images embedded, total) after every batch.
+
+    Returns:
+        The JSON-serialisable report (infinite values are None).
+
+    Raises:
+        ConfigError: bad options. DataError: bad data or pairs file (naming the line).
+        ImageError: undecodable images. CheckpointError: bad model path.
+    """
+    _check_options(protocol, pairs_file, forgeries, folds, batch_size, workers)
+    dev = resolve_device(str(device))
+    run_dir = run_dir_of(model_path)
+    model, meta = load_checkpoint(model_path, device=dev)
+
+    def embed(paths: Sequence[str]) -> np.ndarray:
+        return embed_paths(model, meta, paths, dev, batch_size, workers, on_progress)
+
+    report: dict[str, Any] = {
+        "protocol": protocol,
+        "model": str(resolve_checkpoint(model_path).absolute()),
+        "run_dir": str(run_dir.absolute()),
+        "data": str(Path(data_root).absolute()),
+        "distance": meta["distance"],
+        "threshold": meta.get("threshold"),
+        "threshold_rule": meta.get("threshold_rule"),
+    }
+    out = Path(out_dir).absolute() if out_dir is not None else None
+    if protocol == "oneshot":
+        report.update(_oneshot_report(embed, data_root, meta["distance"]))
+    else:
+        pairs, labels, info = _pair_source(
+            data_root, run_dir, pairs_file, forgeries, split, num_pairs, seed, forgery_fraction
+        )
+        part, distances, is_same = _verification_protocol(
+            model, meta, embed, pairs, labels, protocol, folds, dev
+        )
+        report.update(pairs=info, **part)
+        if out is not None:
+            report["files"] = _write_plots(out, distances, is_same, meta)
+    report = _json_safe(report)
+    if out is not None:
+        report.setdefault("files", {})["report"] = str(out / REPORT_FILE)
+        out.mkdir(parents=True, exist_ok=True)
+        (out / REPORT_FILE).write_text(json.dumps(report, indent=2, allow_nan=False) + "\n", encoding="utf-8")
+    logger.info("evaluated %s on %s (%s)", report["model"], data_root, protocol)
+    return report

@@ -1,0 +1,50 @@
+"""Using trained models: batched embedding, pair verification, embedding files, ONNX/TorchScript export.
+
+Importing this package imports torch but never torchvision, pytorch-metric-learning, scikit-learn
+or matplotlib (so `siamese verify` stays fast); pyarrow, onnx and onnxruntime are imported only by
+the functions that need them.
+"""
+
+from siamese.inference.embedding import EmbeddingBatch, embed_all, embed_images
+from siamese.inference.export import EXPORT_FORMATS, export_metadata, export_model, metadata_path
+from siamese.inference.verifier import VerificationResult, Verifier, latest_run, resolve_device
+from siamese.inference.writers import (
+    FORMATS,
+    CsvWriter,
+    EmbeddingInput,
+    EmbeddingWriter,
+    EmbedSummary,
+    NpyWriter,
+    ParquetWriter,
+    check_output,
+    list_inputs,
+    open_writer,
+    output_files,
+    write_embeddings,
+)
+
+__all__ = [
+    "EXPORT_FORMATS",
+    "FORMATS",
+    "CsvWriter",
+    "EmbedSummary",
+    "EmbeddingBatch",
+    "EmbeddingInput",
+    "EmbeddingWriter",
+    "NpyWriter",
+    "ParquetWriter",
+    "VerificationResult",
+    "Verifier",
+    "check_output",
+    "embed_all",
+    "embed_images",
+    "export_metadata",
+    "export_model",
+    "latest_run",
+    "list_inputs",
+    "metadata_path",
+    "open_writer",
+    "output_files",
+    "resolve_device",
+    "write_embeddings",
+]

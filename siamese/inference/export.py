@@ -1,0 +1,195 @@
+"""Exporting a checkpoint's encoder to ONNX or TorchScript, with a parity check against PyTorch.
+
+The exported model maps a normalised image batch `(B, C, H, W)` (any B) to embeddings `(B, D)`.
+Everything needed to use it is written beside it as `<out>.json`: the preprocessing (size,
+channels, invert, fit, mean, std), the distance, the decision threshold and the confidence
+calibration.
+
+ONNX export uses PyTorch's TorchScript-based exporter (`dynamo=False`), which works offline
+without onnxscript; checking it needs the optional `onnx` and `onnxruntime` packages
+(`pip install 'siamese[onnx]'`).
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+import warnings
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+
+from siamese.errors import CheckpointError, ConfigError, SiameseError
+from siamese.training.checkpoint import load_checkpoint, resolve_checkpoint
+
+logger = logging.getLogger(__name__)
+
+EXPORT_FORMATS = ("onnx", "torchscript")
+PARITY_TOLERANCE = 1e-4
+ONNX_OPSET = 17
+INPUT_NAME = "images"
+OUTPUT_NAME = "embeddings"
+
+
+def metadata_path(out: str | os.PathLike) -> Path:
+    """Where the metadata of an export to `out` goes: `<out>.json`."""
+    out = Path(out)
+    return out.with_name(out.name + ".json")
+
+
+def _require_onnx() -> tuple[Any, Any]:
+    try:
+        import onnx
+        import onnxruntime
+    except ImportError as exc:
+        raise SiameseError(
+            f"ONNX export needs the onnx extra ({exc.name or 'onnx'} is missing): pip install 'siamese[onnx]'"
+        ) from None
+    return onnx, onnxruntime
+
+
+def _export_onnx(encoder: torch.nn.Module, example: torch.Tensor, out: Path) -> Any:
+    """Write the ONNX file, check it and return a function running it on a numpy batch."""
+    onnx, ort = _require_onnx()
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", DeprecationWarning)  # the TorchScript-based exporter is "legacy"
+        torch.onnx.export(
+            encoder,
+            (example,),
+            str(out),
+            dynamo=False,
+            input_names=[INPUT_NAME],
+            output_names=[OUTPUT_NAME],
+            dynamic_axes={INPUT_NAME: {0: "batch"}, OUTPUT_NAME: {0: "batch"}},
+            opset_version=ONNX_OPSET,
+        )
+    onnx.checker.check_model(str(out))
+    session = ort.InferenceSession(str(out), providers=["CPUExecutionProvider"])
+    return lambda x: session.run(None, {INPUT_NAME: x})[0]
+
+
+def _export_torchscript(encoder: torch.nn.Module, example: torch.Tensor, out: Path) -> Any:
+    """Trace and save the encoder, then reload it with `torch.jit.load` for the parity check."""
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", FutureWarning)  # torch.jit is "deprecated" in favour of torch.export
+        traced = torch.jit.trace(encoder, example)
+        traced.save(str(out))
+        loaded = torch.jit.load(str(out), map_location="cpu")
+    loaded.eval()
+
+    def run(x: np.ndarray) -> np.ndarray:
+        with torch.no_grad():
+            return loaded(torch.from_numpy(x)).numpy()
+
+    return run
+
+
+def export_metadata(meta: dict[str, Any], fmt: str, source: Path) -> dict[str, Any]:
+    """The JSON written beside an export: how to feed the model and how to read its output."""
+    pre = meta.get("preprocessing") or {}
+    channels = int(pre.get("channels", meta.get("channels", meta["encoder"]["in_channels"])))
+    size = [int(s) for s in pre.get("size", meta.get("image_size", []))]
+    return {
+        "format": "siamese-export",
+        "version": 1,
+        "model_format": fmt,
+        "source_checkpoint": str(source),
+        "input": {"name": INPUT_NAME, "shape": ["batch", channels, *size], "dtype": "float32"},
+        "output": {"name": OUTPUT_NAME, "shape": ["batch", meta["embedding_dim"]], "dtype": "float32"},
+        "encoder": meta["encoder"],
+        "embedding_dim": meta["embedding_dim"],
+        "preprocessing": {
+            "preset": pre.get("preset", meta.get("preset")),
+            "size": size,
+            "channels": channels,
+            "invert": pre.get("invert"),
+            "fit": pre.get("fit"),
+            "pad_fill": pre.get("pad_fill"),
+            "resample": pre.get("resample"),
+            "mean": pre.get("mean"),
+            "std": pre.get("std"),
+            "order": "convert to L/RGB, invert, fit to size, scale to [0, 1], (x - mean) / std",
+        },
+        "distance": meta["distance"],
+        "threshold": meta.get("threshold"),
+        "decision": "same identity when distance(embedding_a, embedding_b) <= threshold",
+        "calibration": meta.get("calibration"),
+    }
+
+
+def export_model(
+    checkpoint_path: str | os.PathLike,
+    fmt: str,
+    out: str | os.PathLike,
+    batch_size: int = 4,
+    seed: int = 0,
+) -> dict[str, Any]:
+    """Export a checkpoint's encoder and check it reproduces PyTorch's embeddings.
+
+    The model is exported from a batch of one size and checked on a random batch of another
+    (`batch_size`), which proves the batch dimension is dynamic.
+
+    Args:
+        checkpoint_path: run directory, checkpoint stem or one of its files.
+        fmt: "onnx" or "torchscript".
+        out: model file to write; the metadata goes to `<out>.json`.
+        batch_size: size of the random parity-check batch (>= 2).
+        seed: seed of the random batch.
+
+    Returns:
+        `{"format", "model", "metadata", "max_abs_diff", "batch_size"}`.
+
+    Raises:
+        ConfigError: unknown format or batch size below 2.
+        CheckpointError: missing or corrupt checkpoint.
+        SiameseError: the onnx extra is missing, or the exported model differs from PyTorch by
+            more than 1e-4 (the files are removed).
+    """
+    if fmt not in EXPORT_FORMATS:
+        raise ConfigError(f"unknown export format {fmt!r}; choose one of: {', '.join(EXPORT_FORMATS)}")
+    if batch_size < 2:
+        raise ConfigError(f"batch_size must be >= 2 to check the dynamic batch dimension, got {batch_size}")
+    if fmt == "onnx":
+        _require_onnx()
+    stem = resolve_checkpoint(checkpoint_path)
+    model, meta = load_checkpoint(stem, device="cpu")
+    encoder = model.encoder.eval()
+    out = Path(out)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    meta_out = metadata_path(out)
+    gen = torch.Generator().manual_seed(seed)
+    size = (meta.get("preprocessing") or {}).get("size", meta.get("image_size"))
+    if not isinstance(size, list) or len(size) != 2:
+        raise CheckpointError(f"{stem}.json does not record the input image size")
+    shape = (encoder.in_channels, int(size[0]), int(size[1]))  # (C, H, W)
+    example = torch.randn(batch_size - 1, *shape, generator=gen)  # (B-1, C, H, W), traced
+    check = torch.randn(batch_size, *shape, generator=gen)  # (B, C, H, W), compared
+    exporter = _export_onnx if fmt == "onnx" else _export_torchscript
+    try:
+        try:
+            run = exporter(encoder, example, out)
+        except (RuntimeError, ValueError, TypeError) as exc:  # the exporters' own failures
+            first = (str(exc).strip().splitlines() or [type(exc).__name__])[0]
+            raise SiameseError(f"{fmt} export of {stem} failed: {first}") from exc
+        with torch.no_grad():
+            expected = encoder(check).numpy()  # (B, D)
+        got = np.asarray(run(check.numpy()))  # (B, D)
+        if got.shape != expected.shape:
+            raise SiameseError(f"exported {fmt} model returns {got.shape}, PyTorch {expected.shape}")
+        diff = float(np.abs(got - expected).max())
+        if not diff <= PARITY_TOLERANCE:
+            raise SiameseError(
+                f"exported {fmt} model differs from PyTorch by {diff:.3g} > {PARITY_TOLERANCE:g}; "
+                "nothing written"
+            )
+    except BaseException:
+        out.unlink(missing_ok=True)
+        raise
+    info = export_metadata(meta, fmt, stem)
+    info["parity"] = {"max_abs_diff": diff, "batch_size": batch_size, "tolerance": PARITY_TOLERANCE}
+    meta_out.write_text(json.dumps(info, indent=2) + "\n")
+    logger.info("exported %s to %s (max abs diff %.3g)", fmt, out, diff)
+    return {"format": fmt, "model": out, "metadata": meta_out, "max_abs_diff": diff, "batch_size": batch_size}
