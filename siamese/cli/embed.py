@@ -32,6 +32,9 @@ def embed_command(
     batch_size: Annotated[int, typer.Option(min=1, help="Images per forward pass.")] = 64,
     workers: Annotated[int, typer.Option(min=0, help="DataLoader worker processes decoding images.")] = 0,
     device: Annotated[Literal[names.DEVICES], typer.Option(help="auto = CUDA when available.")] = "auto",
+    strict: Annotated[
+        bool, typer.Option("--strict", help="Fail on an unreadable image instead of skipping it.")
+    ] = False,
 ) -> None:
     """Embed the images of DATA with a trained encoder and write one row per readable image."""
     with user_errors():
@@ -50,6 +53,7 @@ def embed_command(
                 batch_size=batch_size,
                 workers=workers,
                 on_batch=lambda n: progress.advance(task, n),
+                strict=strict,
             )
     if summary.skipped:
         console.print(f"[yellow]skipped {len(summary.skipped)} unreadable files:[/]", highlight=False)

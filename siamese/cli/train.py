@@ -112,6 +112,12 @@ def train_command(
     eval_pairs: Annotated[
         int | None, typer.Option(help="Validation/test pairs scored.", rich_help_panel=DATA)
     ] = None,
+    strict: Annotated[
+        bool | None,
+        typer.Option(
+            "--strict", help="Stop on an unreadable image instead of skipping it.", rich_help_panel=DATA
+        ),
+    ] = None,
     workers: Annotated[
         int | None, typer.Option(help="DataLoader worker processes.", rich_help_panel=DATA)
     ] = None,
@@ -248,6 +254,7 @@ def train_command(
             split_seed=split_seed,
             eval_pairs=eval_pairs,
             workers=workers,
+            strict=strict,
             encoder=encoder,
             embedding_dim=embedding_dim,
             distance=distance,

@@ -19,8 +19,10 @@ from siamese.data.pairs import IdentityPools, PairDataset, pair_collate
 from siamese.data.presets import PRESETS, Preset, get_preset, get_transform, preprocessing_spec
 from siamese.data.splits import Split, split_identities
 from siamese.data.triplets import TripletDataset, triplet_collate
+from siamese.data.validate import drop_unreadable
 
 __all__ = [
+    "drop_unreadable",
     "IMAGE_EXTENSIONS",
     "PRESETS",
     "IdentityBatchSampler",

@@ -27,7 +27,7 @@ import numpy as np
 
 from siamese.data.folder import list_images
 from siamese.data.images import IMAGE_EXTENSIONS, is_image_file
-from siamese.errors import ConfigError, DataError, SiameseError
+from siamese.errors import ConfigError, DataError, ImageError, SiameseError
 
 if TYPE_CHECKING:
     from siamese.inference.verifier import Verifier
@@ -362,6 +362,7 @@ def write_embeddings(
     batch_size: int = 64,
     workers: int = 0,
     on_batch: Callable[[int], None] | None = None,
+    strict: bool = False,
 ) -> EmbedSummary:
     """Embed `inputs` with a `Verifier`'s encoder and stream the rows into `out`.
 
@@ -372,9 +373,10 @@ def write_embeddings(
         batch_size: images per forward pass.
         workers: DataLoader worker processes decoding images.
         on_batch: called with the number of inputs handled after each batch (progress).
+        strict: raise on the first unreadable image (the partial output is removed).
 
     Returns:
-        The summary; unreadable images are skipped and listed, not raised.
+        The summary; unreadable images are skipped and listed, not raised (unless `strict`).
 
     Raises:
         ConfigError: unknown output extension or a bad batch size / worker count.
@@ -398,6 +400,8 @@ def write_embeddings(
         )
         for batch in batches:
             skipped += [(paths[i], reason) for i, reason in batch.failed]
+            if strict and skipped:
+                raise ImageError(f"{skipped[0][1]} (--strict)")
             if batch.positions:
                 rows = [inputs[i] for i in batch.positions]
                 writer.write([r.path for r in rows], [r.identity for r in rows], batch.embeddings)

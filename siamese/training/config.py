@@ -53,6 +53,7 @@ class DataConfig:
         eval_pairs: balanced validation/test pairs scored each epoch and at the end.
         workers: DataLoader worker processes.
         cache: decode images once and keep them in memory; None = when <= 20000 images.
+        strict: stop on an unreadable image instead of skipping it with a warning.
     """
 
     root: str | None = None
@@ -70,6 +71,7 @@ class DataConfig:
     eval_pairs: int = 1000
     workers: int = 0
     cache: bool | None = None
+    strict: bool = False
 
     def __post_init__(self) -> None:
         _choice(self.preset, names.PRESETS, "preset")

@@ -25,6 +25,7 @@ from siamese.data import (
     Split,
     TripletDataset,
     batch_collate,
+    drop_unreadable,
     get_transform,
     identity_batch_sampler,
     materialize_digits,
@@ -147,11 +148,14 @@ def prepare_data(config: TrainConfig, split: Split | None = None) -> Prepared:
     d = config.data
     root = d.root if d.root is not None else materialize_digits()
     index = scan_folder(root, d.forgeries)
-    split = split or split_identities(index.identities, d.val_fraction, d.test_fraction, d.split_seed)
     preset = PRESETS[d.preset]
     channels = d.channels or preset.channels
     size = tuple(d.image_size or preset.image_size)
-    loader = ImageLoader(channels, cache=d.cache if d.cache is not None else len(index) <= CACHE_LIMIT)
+    cache = d.cache if d.cache is not None else len(index) <= CACHE_LIMIT
+    loader = ImageLoader(channels, cache=cache)
+    # decode everything once up front (filling the cache) so a bad file never stops an epoch
+    index = drop_unreadable(index, (lambda p, c: loader(p)) if cache else None, channels, strict=d.strict)
+    split = split or split_identities(index.identities, d.val_fraction, d.test_fraction, d.split_seed)
     train_tf = get_transform(preset, train=True, image_size=size, channels=channels)
     eval_tf = get_transform(preset, train=False, image_size=size, channels=channels)
     return Prepared(
