@@ -45,7 +45,7 @@ def test_forward_backward(name, in_channels, embedding_dim):
 
 @pytest.mark.parametrize("name", names.ENCODERS)
 def test_spec_round_trip_rebuilds_same_architecture(name):
-    extra = {"width": 8, "stem_stride": 2} if name == "smallcnn" else {}
+    extra = {"width": 8, "stem_stride": 2, "grid": 2, "dropout": 0.0} if name == "smallcnn" else {}
     enc = get_encoder(name, in_channels=2, embedding_dim=8, normalize=False, **extra).eval()
     spec = json.loads(json.dumps(enc.spec))
     assert spec == {"name": name, "in_channels": 2, "embedding_dim": 8, "normalize": False, **extra}
@@ -222,3 +222,17 @@ def test_pretrained_download_failure_is_checkpoint_error(monkeypatch):
     monkeypatch.setattr(models.WeightsEnum, "get_state_dict", offline)
     with pytest.raises(CheckpointError, match="resnet18"):
         get_encoder("resnet18", pretrained=True)
+
+
+def test_smallcnn_grid_pooling_keeps_layout_and_round_trips():
+    enc = get_encoder("smallcnn", in_channels=1, embedding_dim=16, grid=3, dropout=0.1)
+    assert enc.feature_dim == 256 * 9
+    x = torch.zeros(2, 1, 40, 40)
+    x[0, :, :20] = 1.0  # same content, different place: global pooling could not tell them apart
+    x[1, :, 20:] = 1.0
+    enc.eval()
+    feats = enc.forward_features(x)
+    assert feats.shape == (2, 256 * 9) and not torch.allclose(feats[0], feats[1])
+    rebuilt = get_encoder(**json.loads(json.dumps(enc.spec)))
+    rebuilt.load_state_dict(enc.state_dict(), strict=True)
+    assert rebuilt.spec["grid"] == 3 and rebuilt.spec["dropout"] == 0.1
