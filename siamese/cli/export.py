@@ -14,7 +14,9 @@ def export_command(
     model: Annotated[Path, typer.Option(help="Run directory or checkpoint.", show_default=False)],
     fmt: Annotated[
         Literal["onnx", "torchscript"],
-        typer.Option("--format", help="onnx (needs `pip install 'siamese[onnx]'`) or torchscript."),
+        typer.Option(
+            "--format", help="onnx (needs the onnx extra: pip install 'siamese\\[onnx]') or torchscript."
+        ),
     ],
     out: Annotated[
         Path, typer.Option(help="Model file to write; its metadata goes to <out>.json.", show_default=False)
