@@ -1,6 +1,7 @@
 """Checkpoints that never unpickle: weights as safetensors, metadata as JSON.
 
-A checkpoint is a pair of files sharing a stem, `best.safetensors` + `best.json`. A run
+A checkpoint is a pair of files sharing a stem, `best.safetensors` + `best.json`. A `.pt`/`.pth`
+state dict in place of the safetensors file is read with `torch.load(weights_only=True)` only. A run
 directory keeps them in `checkpoints/`. Writes go to a temporary file and are renamed into
 place, so a crash never leaves a half-written checkpoint behind.
 """
@@ -65,6 +66,14 @@ def save_checkpoint(stem: str | Path, model: TwinNetwork, metadata: dict[str, An
     return stem
 
 
+WEIGHT_SUFFIXES = (".safetensors", ".pt", ".pth")
+
+
+def weights_file(stem: Path) -> Path | None:
+    """The weights file of a checkpoint stem: safetensors, else a `.pt`/`.pth` state dict."""
+    return next((stem.with_suffix(s) for s in WEIGHT_SUFFIXES if stem.with_suffix(s).is_file()), None)
+
+
 def resolve_checkpoint(path: str | Path, which: str = "best") -> Path:
     """Turn a run directory, a stem or either checkpoint file into a checkpoint stem.
 
@@ -72,13 +81,33 @@ def resolve_checkpoint(path: str | Path, which: str = "best") -> Path:
         CheckpointError: nothing loadable at `path`.
     """
     p = Path(path)
-    if p.suffix in (".safetensors", ".json"):
+    if p.suffix in (*WEIGHT_SUFFIXES, ".json"):
         p = p.with_suffix("")
     elif p.is_dir():
         p = p / CHECKPOINT_DIR / which if (p / CHECKPOINT_DIR).is_dir() else p / which
-    if not p.with_suffix(".json").is_file() or not p.with_suffix(".safetensors").is_file():
+    if not p.with_suffix(".json").is_file() or weights_file(p) is None:
         raise CheckpointError(f"no checkpoint at {path} (expected {p}.safetensors and {p}.json)")
     return p
+
+
+def load_weights(path: Path) -> dict[str, torch.Tensor]:
+    """Read a state dict without executing code: safetensors, or `torch.load(weights_only=True)`.
+
+    Raises:
+        CheckpointError: unreadable file, or a pickle that asks for anything but tensors.
+    """
+    try:
+        if path.suffix == ".safetensors":
+            return load_file(str(path))
+        state = torch.load(path, map_location="cpu", weights_only=True)
+    except (SafetensorError, OSError, RuntimeError, ValueError, EOFError) as exc:
+        first = (str(exc).strip().splitlines() or [type(exc).__name__])[0]
+        raise CheckpointError(f"unreadable or unsafe weights {path}: {first}") from None
+    except Exception as exc:  # noqa: BLE001 - the restricted unpickler raises many types
+        raise CheckpointError(f"unsafe or corrupt weights {path}: {type(exc).__name__}") from None
+    if not isinstance(state, dict) or not all(torch.is_tensor(v) for v in state.values()):
+        raise CheckpointError(f"{path} does not hold a state dict of tensors")
+    return state
 
 
 def read_metadata(stem: Path) -> dict[str, Any]:
@@ -125,12 +154,13 @@ def load_checkpoint(
         encoder = get_encoder(**spec)
     except Exception as exc:  # noqa: BLE001 - any failure means the spec is unusable
         raise CheckpointError(f"cannot rebuild encoder from {stem}.json: {exc}") from None
+    weights = weights_file(stem)
+    state = load_weights(weights)
     try:
-        state = load_file(str(stem.with_suffix(".safetensors")))
         encoder.load_state_dict(state, strict=True)
-    except (SafetensorError, OSError, RuntimeError, ValueError) as exc:
+    except (RuntimeError, ValueError) as exc:
         first = str(exc).strip().splitlines()[0]
-        raise CheckpointError(f"corrupt or incompatible weights {stem}.safetensors: {first}") from None
+        raise CheckpointError(f"corrupt or incompatible weights {weights}: {first}") from None
     model = TwinNetwork(encoder, distance=meta["distance"]).to(device)
     model.eval()
     return model, meta

@@ -33,7 +33,7 @@ def test_truncated_weights(tmp_path, model):
     stem = save_checkpoint(tmp_path / "best", model, {})
     data = stem.with_suffix(".safetensors").read_bytes()
     stem.with_suffix(".safetensors").write_bytes(data[: len(data) // 2])
-    with pytest.raises(CheckpointError, match="corrupt or incompatible"):
+    with pytest.raises(CheckpointError, match="unreadable or unsafe weights"):
         load_checkpoint(stem)
 
 
@@ -69,3 +69,36 @@ def test_weights_for_another_channel_count(tmp_path, model):
     stem.with_suffix(".json").write_text(json.dumps(meta))
     with pytest.raises(CheckpointError, match="corrupt or incompatible"):
         load_checkpoint(stem)
+
+
+class _Evil:
+    """Unpickling this would create a file: the proof that code ran."""
+
+    def __init__(self, target):
+        self.target = target
+
+    def __reduce__(self):
+        return (open, (self.target, "w"))
+
+
+@pytest.mark.parametrize("suffix", [".pt", ".safetensors"])
+def test_malicious_pickle_never_runs(tmp_path, model, suffix):
+    import pickle
+
+    stem = save_checkpoint(tmp_path / "best", model, {})
+    stem.with_suffix(".safetensors").unlink()
+    marker = tmp_path / "pwned"
+    stem.with_suffix(suffix).write_bytes(pickle.dumps({"w": _Evil(str(marker))}))
+    with pytest.raises(CheckpointError, match="unsafe|unreadable|corrupt"):
+        load_checkpoint(stem)
+    assert not marker.exists()
+
+
+def test_pt_state_dict_loads_with_weights_only(tmp_path, model):
+    stem = save_checkpoint(tmp_path / "best", model, {})
+    torch.save(model.encoder.state_dict(), stem.with_suffix(".pt"))
+    stem.with_suffix(".safetensors").unlink()
+    loaded, _ = load_checkpoint(stem.with_suffix(".pt"))
+    x = torch.randn(2, 1, 16, 16)
+    model.eval()
+    assert torch.allclose(loaded.embed(x), model.embed(x), atol=1e-6)
