@@ -235,8 +235,8 @@ def _write_plots(
     out_dir: Path, distances: np.ndarray, is_same: np.ndarray, meta: dict[str, Any]
 ) -> dict[str, str]:
     scores = -distances  # higher = more likely the same
-    roc = plot_roc(scores, is_same, out_dir / PLOT_FILES["roc"], title="ROC (score = -distance)")
-    det = plot_det(scores, is_same, out_dir / PLOT_FILES["det"], title="DET (score = -distance)")
+    roc = plot_roc(scores, is_same, out_dir / PLOT_FILES["roc"], title="ROC", negated_distance=True)
+    det = plot_det(scores, is_same, out_dir / PLOT_FILES["det"], title="DET", negated_distance=True)
     hist = plot_score_histograms(
         distances,
         is_same,

@@ -34,8 +34,18 @@ def _save(fig: Figure, path: str | Path) -> Path:
     return out
 
 
+def _eer_label(rate: float, threshold: float, negated_distance: bool) -> str:
+    if negated_distance:
+        return f"EER = {rate:.2%} at distance {-threshold:.4g}"
+    return f"EER = {rate:.2%} at {threshold:.4g}"
+
+
 def plot_roc(
-    scores: npt.ArrayLike, is_same: npt.ArrayLike, path: str | Path, title: str | None = None
+    scores: npt.ArrayLike,
+    is_same: npt.ArrayLike,
+    path: str | Path,
+    title: str | None = None,
+    negated_distance: bool = False,
 ) -> Path:
     """ROC curve with a logarithmic FAR axis from 1 / n_impostor to 1, the EER point marked.
 
@@ -44,6 +54,7 @@ def plot_roc(
         is_same: True for genuine pairs.
         path: Where to write the PNG (parent folders are created).
         title: Figure title; defaults to "ROC".
+        negated_distance: `scores` are `-distance`; the legend then gives the EER threshold as a distance.
 
     Returns:
         The PNG's path.
@@ -64,7 +75,9 @@ def plot_roc(
     ax.plot(far[visible], tar[visible], lw=2, label=f"ROC (AUC = {roc_auc(s, y):.4f})")
     chance = np.logspace(np.log10(x_min), 0, 50)
     ax.plot(chance, chance, ls=":", color="grey", label="chance")
-    ax.plot([max(rate, x_min)], [1.0 - rate], "o", color="C3", label=f"EER = {rate:.2%} at {threshold:.4g}")
+    ax.plot(
+        [max(rate, x_min)], [1.0 - rate], "o", color="C3", label=_eer_label(rate, threshold, negated_distance)
+    )
     ax.set_xscale("log")
     ax.set_xlim(x_min, 1.0)
     ax.set_ylim(0.0, 1.01)
@@ -77,7 +90,11 @@ def plot_roc(
 
 
 def plot_det(
-    scores: npt.ArrayLike, is_same: npt.ArrayLike, path: str | Path, title: str | None = None
+    scores: npt.ArrayLike,
+    is_same: npt.ArrayLike,
+    path: str | Path,
+    title: str | None = None,
+    negated_distance: bool = False,
 ) -> Path:
     """DET curve (FAR vs FRR) on normal-deviate axes, the EER point and the FAR = FRR line marked.
 
@@ -89,6 +106,7 @@ def plot_det(
         is_same: True for genuine pairs.
         path: Where to write the PNG.
         title: Figure title; defaults to "DET".
+        negated_distance: `scores` are `-distance`; the legend then gives the EER threshold as a distance.
 
     Returns:
         The PNG's path.
@@ -111,7 +129,7 @@ def plot_det(
     ax.plot(lim, lim, ls=":", color="grey", label="FAR = FRR")
     ax.plot(deviate(np.clip(far, eps, 1 - eps)), deviate(np.clip(frr, eps, 1 - eps)), lw=2, label="DET")
     eer_xy = deviate(np.clip(rate, eps, 1 - eps))
-    ax.plot([eer_xy], [eer_xy], "o", color="C3", label=f"EER = {rate:.2%} at {threshold:.4g}")
+    ax.plot([eer_xy], [eer_xy], "o", color="C3", label=_eer_label(rate, threshold, negated_distance))
     ticks = [t for t in _DET_TICKS if eps <= t <= 1 - eps]
     for set_ticks, set_labels in ((ax.set_xticks, ax.set_xticklabels), (ax.set_yticks, ax.set_yticklabels)):
         set_ticks(deviate(ticks))

@@ -69,3 +69,10 @@ def test_bad_input_raises_data_error(tmp_path: Path) -> None:
     with pytest.raises(DataError):
         plot_roc([0.1, 0.2], [True], tmp_path / "x.png")
     assert not (tmp_path / "x.png").exists()
+
+
+def test_eer_label_reports_distance_for_negated_scores():
+    from siamese.evaluation.plots import _eer_label
+
+    assert _eer_label(0.05, -0.4, True) == "EER = 5.00% at distance 0.4"
+    assert _eer_label(0.05, 0.7, False) == "EER = 5.00% at 0.7"
