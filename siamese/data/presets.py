@@ -76,13 +76,14 @@ class Preset:
 PRESETS: dict[str, Preset] = {
     "face": Preset(
         name="face",
-        image_size=(112, 92),
+        image_size=(56, 46),
         channels=1,
         description=(
-            "Faces (ORL/AT&T-like, 92x112 W x H grayscale): 112x92 (H x W), aspect-preserving resize and "
-            "centre crop (ORL passes unchanged); training adds horizontal flips, affine (+/-10 deg, "
-            "+/-5% shift, 0.9-1.1 zoom) and brightness/contrast jitter 0.2. 1 channel by default; "
-            "use channels=3 for colour faces."
+            "Faces (ORL/AT&T-like, 92x112 W x H grayscale): 56x46 (H x W, half of ORL's native size, "
+            "which generalised better and trains 4x faster on a CPU than 112x92), aspect-preserving "
+            "resize and centre crop; training adds horizontal flips, affine (+/-10 deg, +/-5% shift, "
+            "0.9-1.1 zoom) and brightness/contrast jitter 0.2. 1 channel by default; use channels=3 "
+            "for colour faces."
         ),
         fit="crop",
         hflip=True,

@@ -264,8 +264,19 @@ class TrainConfig:
 
 # Training defaults each preset brings; a flag the user passes always wins.
 PRESET_DEFAULTS: dict[str, dict[str, Any]] = {
-    "digits": {"epochs": 8, "embedding_dim": 64, "batch_size": 64},
-    "face": {"epochs": 20, "embedding_dim": 128, "batch_size": 32, "encoder_kwargs": {"stem_stride": 2}},
+    "digits": {
+        "epochs": 8,
+        "embedding_dim": 64,
+        "batch_size": 64,
+        "m_per_class": 16,  # only 6 training digits: 4 per batch
+        "encoder_kwargs": {"grid": 2},
+    },
+    "face": {
+        "epochs": 30,
+        "embedding_dim": 128,
+        "batch_size": 32,
+        "encoder_kwargs": {"grid": 3, "dropout": 0.3},
+    },
     "signature": {"epochs": 15, "embedding_dim": 128, "batch_size": 32, "encoder_kwargs": {"stem_stride": 2}},
     "omniglot": {"epochs": 10, "embedding_dim": 128, "batch_size": 64},
 }

@@ -71,7 +71,7 @@ def test_eval_is_deterministic_and_face_keeps_orl_size():
     rng = np.random.default_rng(0)
     arr = rng.integers(0, 256, (112, 92), dtype=np.uint8)  # ORL: 92 wide, 112 high
     img = Image.fromarray(arr)
-    transform = get_transform("face", train=False)
+    transform = get_transform("face", train=False, image_size=(112, 92))
     out = transform(img)
     assert torch.equal(out, transform(img))
     expected = (torch.from_numpy(arr).float() / 255 - 0.5) / 0.5

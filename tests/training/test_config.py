@@ -56,7 +56,10 @@ def test_round_trip_through_json(tmp_path):
 
 
 def test_preset_encoder_options_apply_to_smallcnn_only():
-    assert build_train_config("signature", root="g").model.encoder_kwargs == {"stem_stride": 2}
+    assert (
+        build_train_config("signature", root="g").model.encoder_kwargs
+        == PRESET_DEFAULTS["signature"]["encoder_kwargs"]
+    )
     assert build_train_config("signature", root="g", encoder="resnet18").model.encoder_kwargs == {}
     explicit = build_train_config("signature", root="g", encoder_kwargs={"width": 16})
     assert explicit.model.encoder_kwargs == {"width": 16}
