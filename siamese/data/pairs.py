@@ -75,7 +75,60 @@ class IdentityPools:
         return int(self.genuine[other][rng.integers(len(self.genuine[other]))])
 
 
-class PairDataset(Dataset):
+class EpochSampledDataset(Dataset):
+    """Shared machinery of `PairDataset` and `TripletDataset`: `count` items per epoch, item i of
+    an epoch drawn from `np.random.default_rng([seed, epoch, i])`.
+
+    The epoch lives in shared memory, so `set_epoch` (called before iterating the DataLoader for
+    that epoch) also reaches persistent DataLoader workers.
+    """
+
+    def __init__(
+        self,
+        index: ImageIndex,
+        loader: ImageLoader,
+        transform: Transform | None,
+        count: int,
+        forgery_fraction: float,
+        seed: int,
+        what: str,
+    ) -> None:
+        check_sampling_options(count, forgery_fraction, seed, what)
+        self.index = index
+        self.loader = loader
+        self.transform = transform
+        self.count = int(count)
+        self.forgery_fraction = forgery_fraction
+        self.seed = int(seed)
+        # Shared memory: set_epoch reaches DataLoader workers, persistent ones included.
+        self._epoch = torch.zeros((), dtype=torch.int64).share_memory_()
+        self.pools = IdentityPools(index, forgery_fraction)
+        self.labels = index.labels()  # (N,)
+
+    def set_epoch(self, epoch: int) -> None:
+        """Select the epoch whose items are served (also in already running DataLoader workers)."""
+        if epoch < 0:
+            raise ConfigError(f"epoch must be non-negative, got {epoch}")
+        self._epoch.fill_(int(epoch))
+
+    @property
+    def epoch(self) -> int:
+        """The current epoch (0 until `set_epoch` is called)."""
+        return int(self._epoch)
+
+    def __len__(self) -> int:
+        return self.count
+
+    def _rng(self, i: int) -> np.random.Generator:
+        """The generator of item i of the current epoch (after checking i)."""
+        i = check_item_index(i, self.count)
+        return np.random.default_rng([self.seed, self.epoch, i])
+
+    def _load(self, position: int) -> object:
+        return load_transformed(self.loader, self.transform, self.index.records[position].path)
+
+
+class PairDataset(EpochSampledDataset):
     """`num_pairs` image pairs per epoch: even items genuine, odd items impostor.
 
     Pair i is drawn from `np.random.default_rng([seed, epoch, i])`, so it does not depend on access
@@ -107,36 +160,12 @@ class PairDataset(Dataset):
         forgery_fraction: float = 0.5,
         seed: int = 0,
     ) -> None:
-        check_sampling_options(num_pairs, forgery_fraction, seed, "num_pairs")
-        self.index = index
-        self.loader = loader
-        self.transform = transform
-        self.num_pairs = int(num_pairs)
-        self.forgery_fraction = forgery_fraction
-        self.seed = int(seed)
-        # Shared memory: set_epoch reaches DataLoader workers, persistent ones included.
-        self._epoch = torch.zeros((), dtype=torch.int64).share_memory_()
-        self.pools = IdentityPools(index, forgery_fraction)
-        self.labels = index.labels()  # (N,)
-
-    def set_epoch(self, epoch: int) -> None:
-        """Select the epoch whose pairs are served (also in already running DataLoader workers)."""
-        if epoch < 0:
-            raise ConfigError(f"epoch must be non-negative, got {epoch}")
-        self._epoch.fill_(int(epoch))
-
-    @property
-    def epoch(self) -> int:
-        """The current epoch (0 until `set_epoch` is called)."""
-        return int(self._epoch)
-
-    def __len__(self) -> int:
-        return self.num_pairs
+        super().__init__(index, loader, transform, num_pairs, forgery_fraction, seed, "num_pairs")
+        self.num_pairs = self.count
 
     def pair(self, i: int) -> tuple[int, int, bool]:
         """Record positions and is_same of pair i of the current epoch."""
-        i = check_item_index(i, self.num_pairs)
-        rng = np.random.default_rng([self.seed, self.epoch, i])
+        rng = self._rng(i)
         if i % 2 == 0:
             _, a, p = self.pools.positive_pair(rng)
             return a, p, True
@@ -149,10 +178,7 @@ class PairDataset(Dataset):
 
     def __getitem__(self, i: int) -> tuple[object, object, int, int, bool]:
         a, b, is_same = self.pair(i)
-        paths = self.index.records
-        img1 = load_transformed(self.loader, self.transform, paths[a].path)
-        img2 = load_transformed(self.loader, self.transform, paths[b].path)
-        return img1, img2, int(self.labels[a]), int(self.labels[b]), is_same
+        return self._load(a), self._load(b), int(self.labels[a]), int(self.labels[b]), is_same
 
 
 def pair_collate(

@@ -4,18 +4,15 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 
-import numpy as np
 import torch
-from torch.utils.data import Dataset
 
-from siamese.data.datasets import Transform, check_item_index, load_transformed
+from siamese.data.datasets import Transform
 from siamese.data.folder import ImageIndex
 from siamese.data.images import ImageLoader
-from siamese.data.pairs import IdentityPools, check_sampling_options
-from siamese.errors import ConfigError
+from siamese.data.pairs import EpochSampledDataset
 
 
-class TripletDataset(Dataset):
+class TripletDataset(EpochSampledDataset):
     """`num_triplets` triplets per epoch, triplet i drawn from `np.random.default_rng([seed, epoch, i])`.
 
     Anchor and positive are two different genuine images of an identity with at least two images;
@@ -45,36 +42,12 @@ class TripletDataset(Dataset):
         forgery_fraction: float = 0.5,
         seed: int = 0,
     ) -> None:
-        check_sampling_options(num_triplets, forgery_fraction, seed, "num_triplets")
-        self.index = index
-        self.loader = loader
-        self.transform = transform
-        self.num_triplets = int(num_triplets)
-        self.forgery_fraction = forgery_fraction
-        self.seed = int(seed)
-        # Shared memory: set_epoch reaches DataLoader workers, persistent ones included.
-        self._epoch = torch.zeros((), dtype=torch.int64).share_memory_()
-        self.pools = IdentityPools(index, forgery_fraction)
-        self.labels = index.labels()  # (N,)
-
-    def set_epoch(self, epoch: int) -> None:
-        """Select the epoch whose triplets are served (also in already running DataLoader workers)."""
-        if epoch < 0:
-            raise ConfigError(f"epoch must be non-negative, got {epoch}")
-        self._epoch.fill_(int(epoch))
-
-    @property
-    def epoch(self) -> int:
-        """The current epoch (0 until `set_epoch` is called)."""
-        return int(self._epoch)
-
-    def __len__(self) -> int:
-        return self.num_triplets
+        super().__init__(index, loader, transform, num_triplets, forgery_fraction, seed, "num_triplets")
+        self.num_triplets = self.count
 
     def triplet(self, i: int) -> tuple[int, int, int]:
         """Record positions (anchor, positive, negative) of triplet i of the current epoch."""
-        i = check_item_index(i, self.num_triplets)
-        rng = np.random.default_rng([self.seed, self.epoch, i])
+        rng = self._rng(i)
         k, a, p = self.pools.positive_pair(rng)
         return a, p, self.pools.negative(rng, k)
 
@@ -83,12 +56,9 @@ class TripletDataset(Dataset):
         return [self.triplet(i) for i in range(self.num_triplets)]
 
     def __getitem__(self, i: int) -> tuple[object, object, object, int, int, int]:
-        positions = self.triplet(i)
-        images = [
-            load_transformed(self.loader, self.transform, self.index.records[j].path) for j in positions
-        ]
-        a, p, n = positions
-        return images[0], images[1], images[2], int(self.labels[a]), int(self.labels[p]), int(self.labels[n])
+        a, p, n = self.triplet(i)
+        labels = self.labels
+        return self._load(a), self._load(p), self._load(n), int(labels[a]), int(labels[p]), int(labels[n])
 
 
 def triplet_collate(

@@ -1,0 +1,229 @@
+"""CEDAR signatures: writer-independent 5-fold verification with skilled and random forgeries.
+
+Each fold holds out 11 of the 55 writers as test writers; of the other 44, a seeded subset of 8
+serves only as validation writers (decision threshold, best epoch) and 36 train, with their skilled
+forgeries as negatives (`forgeries=`). Test pairs, per test writer: genuine = all pairs of the
+writer's 24 genuine signatures (276); skilled impostors = each genuine signature against each
+forgery of that writer (576). Random impostors = genuine signatures of two different test writers,
+sampled (seeded) to as many pairs as there are genuine pairs. Reported per impostor kind: EER, AUC,
+TAR at FAR = 1%, and accuracy at the validation threshold. The threshold is the EER point of the
+validation writers' pairs (genuine, skilled and as many random impostors as skilled ones); test
+writers never influence it. The peers (see peers.py) share splits, pairs and the wall-clock budget.
+
+    python benchmarks/cedar.py /work/shared/data/cedar [--set epochs=30] [--folds 1] [--smoke]
+"""
+
+from __future__ import annotations
+
+import logging
+from collections import Counter
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+from common import (
+    Pairs,
+    PairSet,
+    all_pairs,
+    base_parser,
+    checked_overrides,
+    cross_pairs,
+    evaluate_method,
+    fmt,
+    fmt_mean_std,
+    fold_split,
+    identity_folds,
+    markdown_table,
+    mean_std,
+    parse_overrides,
+    require_dir,
+    run_main,
+    setup_logging,
+    subsample,
+    write_results,
+)
+from peers import PEERS, Fold, compare_on_fold
+
+from siamese.data import ImageIndex, open_image, scan_folder
+from siamese.data.presets import background_colour
+
+logger = logging.getLogger("benchmarks.cedar")
+
+NAME = "cedar"
+PRESET = "signature"
+FOLDS = 5
+VAL_WRITERS = 8
+SMOKE_WRITERS = 13  # 3 test, 2 validation, 8 training (a 32-image batch of 4 per class needs 8)
+SMOKE_IMAGES_PER_WRITER = 8  # genuine and forged images per val/test writer
+SMOKE = {"options": {"epochs": 1, "samples_per_epoch": 64, "eval_pairs": 32}, "budget": 4.0, "peer_batch": 8}
+KINDS = ("skilled", "random")
+METRICS = (("eer", "EER %", "pct"), ("auc", "AUC", "auc"), ("accuracy", "acc. % (val thr)", "pct"))
+LABELS = {"ours": "siamese (ours)", **PEERS, "background": "background grey level only (no training)"}
+
+
+class BackgroundScorer:
+    """Sanity baseline: the median border grey level of the raw image, score = -|difference|.
+
+    CEDAR's forgeries were scanned with a brighter background than the genuine signatures (median
+    border ~254 vs ~240), so this one-number "model" separates skilled forgeries almost perfectly. Any
+    skilled-forgery result should be read against it.
+    """
+
+    def features(self, paths: list[str]) -> np.ndarray:
+        return np.array([[background_colour(open_image(p, 1))] for p in paths], dtype=np.float64)  # (N, 1)
+
+    def score(self, feats: np.ndarray, pairs: Pairs) -> np.ndarray:
+        return -np.abs(feats[pairs.i, 0] - feats[pairs.j, 0])
+
+
+def writer_pairs(
+    index: ImageIndex, writers: tuple[str, ...], seed: int, per_writer: int | None = None
+) -> PairSet:
+    """Genuine, skilled-forgery and random-forgery pairs of `writers`.
+
+    Sets: "skilled" = genuine + skilled impostors, "random" = genuine + as many random impostors,
+    "val" = genuine + skilled + as many random impostors as skilled ones. `per_writer` keeps only
+    the first that many genuine and forged images of each writer (smoke runs).
+    """
+    keep, seen = set(writers), Counter()
+    recs = []
+    for r in index.records:
+        if r.identity in keep and (per_writer is None or seen[r.identity, r.forgery] < per_writer):
+            seen[r.identity, r.forgery] += 1
+            recs.append(r)
+    who = np.array([r.identity for r in recs])
+    forged = np.array([r.forgery for r in recs], dtype=bool)
+    genuine, skilled = [], []
+    for w in writers:
+        g, f = np.flatnonzero((who == w) & ~forged), np.flatnonzero((who == w) & forged)
+        within = all_pairs(np.zeros(len(g)))  # every pair of this writer's genuine signatures
+        genuine.append(Pairs(g[within.i], g[within.j], within.is_same))
+        skilled.append(cross_pairs(g, f, is_same=False))
+    gen, sk = Pairs.concat(*genuine), Pairs.concat(*skilled)
+    g_all = np.flatnonzero(~forged)
+    between = all_pairs(who[g_all])
+    impostor = ~between.is_same
+    others = Pairs(g_all[between.i[impostor]], g_all[between.j[impostor]], between.is_same[impostor])
+    sets = {
+        "skilled": Pairs.concat(gen, sk),
+        "random": Pairs.concat(gen, subsample(others, len(gen), seed)),
+        "val": Pairs.concat(gen, sk, subsample(others, len(sk), seed + 1)),
+    }
+    return PairSet([r.path for r in recs], sets)
+
+
+def training_data(root: Path) -> dict[str, str]:
+    """`root=` and `forgeries=` of our recipe."""
+    return {"root": str(root / "genuine"), "forgeries": str(root / "forged")}
+
+
+def run_fold(args: Any, index: ImageIndex, k: int, test_ids: tuple[str, ...], writers: list[str]) -> dict:
+    """Train and evaluate every method on fold `k`."""
+    split = fold_split(writers, test_ids, 2 if args.smoke else VAL_WRITERS, args.seed + k)
+    per_writer = SMOKE_IMAGES_PER_WRITER if args.smoke else None
+    val = writer_pairs(index, split.val, args.seed + k, per_writer)
+    val = PairSet(val.paths, {"val": val.sets["val"]})
+    test = writer_pairs(index, split.test, args.seed + k, per_writer)
+    test = PairSet(test.paths, {kind: test.sets[kind] for kind in KINDS})
+    counts = {kind: test.sets[kind].counts for kind in KINDS}
+    logger.info(
+        "fold %d: %d/%d/%d writers, test pairs %s",
+        k + 1,
+        len(split.train),
+        len(split.val),
+        len(test_ids),
+        counts,
+    )
+    fold = Fold(
+        k, split, val, test, index, training_data(args.data_root), args.work_dir / NAME / f"fold{k + 1}"
+    )
+    result = compare_on_fold(args, PRESET, fold, SMOKE)
+    result["methods"]["background"] = {**evaluate_method(BackgroundScorer(), val, test), "train_time_s": 0.0}
+    return {
+        "fold": k + 1,
+        "split": split.to_dict(),
+        "test_pairs": counts,
+        "val_pairs": val.sets["val"].counts,
+        **result,
+    }
+
+
+def flat(result: dict[str, Any]) -> dict[str, float]:
+    """One method's fold result as `<kind>_<metric>` columns plus training time."""
+    out = {
+        f"{kind}_{key}": result[kind][key]
+        for kind in KINDS
+        for key in ("eer", "auc", "tar@far=0.01", "accuracy")
+    }
+    return {**out, "train_time_s": result["train_time_s"]}
+
+
+def columns() -> list[tuple[str, str, str]]:
+    """(flat key, header, format) of the table columns."""
+    cols = [
+        (f"{kind}_{key}", f"{kind} {head}", kind_fmt) for kind in KINDS for key, head, kind_fmt in METRICS
+    ]
+    return [*cols, ("train_time_s", "train s", "s")]
+
+
+def tables(folds: list[dict[str, Any]], summary: dict[str, Any]) -> str:
+    """Summary (mean ± std over folds) and per-fold markdown tables."""
+    cols = columns()
+    heads = [h for _, h, _ in cols]
+    rows = [[LABELS[m], *(fmt_mean_std(summary[m][key], f) for key, _, f in cols)] for m in summary]
+    per_fold = [
+        [f["fold"], LABELS[m], *(fmt(flat(r)[key], fm) for key, _, fm in cols)]
+        for f in folds
+        for m, r in f["methods"].items()
+    ]
+    c = folds[0]["test_pairs"]
+    title = (
+        f"CEDAR signatures: writer-independent folds ({len(folds)} run); test pairs per fold: "
+        f"{c['skilled']['genuine']} genuine, {c['skilled']['impostor']} skilled, "
+        f"{c['random']['impostor']} random"
+    )
+    return "\n\n".join(
+        [
+            f"### {title}",
+            markdown_table(["method", *heads], rows),
+            markdown_table(["fold", "method", *heads], per_fold),
+        ]
+    )
+
+
+def main() -> None:
+    args = base_parser(__doc__.split("\n")[0], FOLDS).parse_args()
+    setup_logging()
+    for sub in ("genuine", "forged"):
+        require_dir(args.data_root / sub, f"CEDAR {sub}/ folder")
+    checked_overrides(
+        args, PRESET, root=str(args.data_root / "genuine"), forgeries=str(args.data_root / "forged")
+    )
+    index = scan_folder(args.data_root / "genuine", args.data_root / "forged")
+    writers = list(index.identities)
+    if args.smoke:
+        rng = np.random.default_rng(args.seed)
+        writers = sorted(rng.choice(writers, size=SMOKE_WRITERS, replace=False).tolist())
+    n_folds = 1 if args.smoke else min(args.folds, FOLDS)
+    groups = identity_folds(writers, FOLDS, args.seed)
+    folds = [run_fold(args, index, k, groups[k], writers) for k in range(n_folds)]
+    keys = [key for key, _, _ in columns()] + [f"{kind}_tar@far=0.01" for kind in KINDS]
+    summary = {m: mean_std([flat(f["methods"][m]) for f in folds], keys) for m in folds[0]["methods"]}
+    payload = {
+        "protocol": {
+            "folds_total": FOLDS,
+            "folds_run": n_folds,
+            "val_writers": len(folds[0]["split"]["val"]),
+            "threshold_rule": "EER on validation writers' genuine + skilled + random pairs",
+            "seed": args.seed,
+            "overrides": parse_overrides(args.overrides),
+            "data_root": Path(args.data_root),
+        },
+        "summary": summary,
+        "folds": folds,
+    }
+    write_results(args.out, NAME, payload, tables(folds, summary), args.smoke)
+
+
+if __name__ == "__main__":
+    run_main(main)

@@ -1,0 +1,430 @@
+"""Shared pieces of the real-data benchmarks: CLI options, identity folds, exhaustive test pairs,
+scoring, training our recipe, and writing result tables.
+
+Every protocol follows the same shape: train on some identities, pick a decision threshold on the
+pairs of *validation* identities (EER rule, the same rule for every method), then report metrics on
+pairs of *test* identities that no method ever saw. Scores are "higher = more likely the same", so
+distances are negated before they reach `siamese.evaluation`.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import os
+import platform
+import sys
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from datetime import datetime, timezone
+from pathlib import Path
+from typing import Any, Protocol
+
+import numpy as np
+import torch
+
+from siamese.data import PRESETS, ImageIndex, Split, get_transform
+from siamese.errors import SiameseError
+from siamese.evaluation import accuracy_at, eer, far_frr_at, roc_auc, tar_at_far
+from siamese.inference import embed_all
+from siamese.models.twin import pair_distance
+from siamese.training.checkpoint import load_checkpoint
+from siamese.training.config import TrainConfig, build_train_config
+from siamese.training.run import train
+
+logger = logging.getLogger("benchmarks")
+
+RESULTS_DIR = Path(__file__).resolve().parent / "results"
+EMBED_BATCH = 64
+TEST_FAR = 1e-2
+
+
+# ----------------------------------------------------------------------------------------------- CLI
+
+
+def parse_value(raw: str) -> Any:
+    """A `--set` value: JSON when it parses (numbers, true/false/null, lists, dicts), else the string.
+
+    >>> parse_value("3"), parse_value("1e-3"), parse_value("true"), parse_value("supcon")
+    (3, 0.001, True, 'supcon')
+    >>> parse_value('{"width": 32}')
+    {'width': 32}
+    """
+    try:
+        value = json.loads(raw)
+    except ValueError:
+        return raw
+    return tuple(value) if isinstance(value, list) else value
+
+
+def parse_overrides(items: Sequence[str]) -> dict[str, Any]:
+    """`["epochs=5", "loss=supcon"]` -> `{"epochs": 5, "loss": "supcon"}` (flat training options)."""
+    out: dict[str, Any] = {}
+    for item in items:
+        key, sep, raw = item.partition("=")
+        if not sep or not key:
+            sys.exit(f"--set must look like KEY=VALUE, got {item!r}")
+        out[key.strip().replace("-", "_")] = parse_value(raw.strip())
+    return out
+
+
+def base_parser(
+    description: str,
+    folds: int,
+    folds_help: str | None = None,
+    budget_help: str = "peer training budget in seconds (default: our measured training time per fold)",
+    peers: bool = True,
+    work_dir: bool = True,
+) -> argparse.ArgumentParser:
+    """The options every benchmark script shares (`--set`, `--peers` only where they mean something)."""
+    p = argparse.ArgumentParser(description=description)
+    p.add_argument("data_root", type=Path, help="dataset root (read-only)")
+    p.add_argument("--smoke", action="store_true", help="tiny CI run: one fold, one epoch, few identities")
+    p.add_argument("--folds", type=int, default=folds, help=folds_help or f"folds to run (of {folds})")
+    p.add_argument("--budget", type=float, default=None, help=budget_help)
+    p.add_argument("--seed", type=int, default=0, help="seed of folds, validation subsets, training")
+    p.add_argument("--out", type=Path, default=RESULTS_DIR, help="where <name>.json/.md go")
+    if work_dir:
+        p.add_argument(
+            "--work-dir", type=Path, default=Path("runs") / "benchmarks", help="run directories (checkpoints)"
+        )
+    p.add_argument(
+        "--set",
+        dest="overrides",
+        action="append",
+        default=[],
+        metavar="KEY=VALUE",
+        help="override one flat training option of our recipe (repeatable), e.g. --set epochs=30",
+    )
+    p.add_argument("--device", default="cpu", help="cpu or cuda")
+    if peers:
+        p.add_argument(
+            "--peers",
+            default="pairbce,pml",
+            help="comma-separated peer recipes to run: pairbce, pml, or none",
+        )
+    return p
+
+
+def checked_overrides(args: argparse.Namespace, preset: str, **data: Any) -> dict[str, Any]:
+    """Parse `--set` and build our config once, so a bad option stops the script before any training."""
+    overrides = parse_overrides(args.overrides)
+    try:
+        build_train_config(preset, **{**data, **overrides})
+    except SiameseError as exc:
+        sys.exit(f"error in --set: {exc}")
+    return overrides
+
+
+def run_main(main: Callable[[], None]) -> None:
+    """Run a benchmark's `main`, turning the library's user errors into one line and exit status 1."""
+    try:
+        main()
+    except SiameseError as exc:
+        sys.exit(f"error: {exc}")
+
+
+def require_dir(path: Path, what: str) -> None:
+    """Exit (status 0, so CI without the data passes) with a message when `path` is not a folder."""
+    if not path.is_dir():
+        print(f"skipped: {what} not found at {path}", file=sys.stderr)
+        sys.exit(0)
+
+
+def setup_logging() -> None:
+    """INFO messages of the library and the benchmarks, with timestamps."""
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s: %(message)s", datefmt="%H:%M:%S")
+
+
+def peer_names(arg: str) -> list[str]:
+    """Parse `--peers`."""
+    names = [n.strip() for n in arg.split(",") if n.strip() and n.strip() != "none"]
+    unknown = sorted(set(names) - {"pairbce", "pml"})
+    if unknown:
+        sys.exit(f"unknown peer recipe(s): {', '.join(unknown)}; choose from pairbce, pml, none")
+    return names
+
+
+# --------------------------------------------------------------------------------------- folds/pairs
+
+
+def identity_folds(identities: Sequence[str], k: int, seed: int) -> list[tuple[str, ...]]:
+    """`k` disjoint groups of test identities covering all `identities` (seeded shuffle, sizes +/-1)."""
+    order = np.random.default_rng(seed).permutation(len(identities))
+    return [tuple(sorted(identities[i] for i in part)) for part in np.array_split(order, k)]
+
+
+def fold_split(identities: Sequence[str], test: Sequence[str], n_val: int, seed: int) -> Split:
+    """Train/val/test split of one fold: `n_val` seeded validation identities out of the non-test ones."""
+    rest = sorted(set(identities) - set(test))
+    rng = np.random.default_rng(seed)
+    val = set(rng.choice(len(rest), size=n_val, replace=False).tolist())
+    return Split(
+        train=[n for i, n in enumerate(rest) if i not in val],
+        val=[n for i, n in enumerate(rest) if i in val],
+        test=sorted(test),
+    )
+
+
+@dataclass(frozen=True)
+class Pairs:
+    """Image pairs `(i[k], j[k])` indexing a list of paths, and whether each pair is genuine."""
+
+    i: np.ndarray  # (P,) int64
+    j: np.ndarray  # (P,) int64
+    is_same: np.ndarray  # (P,) bool
+
+    def __len__(self) -> int:
+        return len(self.i)
+
+    @property
+    def counts(self) -> dict[str, int]:
+        """Numbers of genuine and impostor pairs."""
+        n_same = int(self.is_same.sum())
+        return {"genuine": n_same, "impostor": len(self) - n_same}
+
+    @staticmethod
+    def concat(*parts: Pairs) -> Pairs:
+        """All pairs of `parts`, in order."""
+        return Pairs(*(np.concatenate([getattr(p, f) for p in parts]) for f in ("i", "j", "is_same")))
+
+
+def all_pairs(labels: Sequence[Any]) -> Pairs:
+    """Every unordered pair `i < j` among images with these labels; genuine when the labels match."""
+    lab = np.asarray(labels)
+    i, j = np.triu_indices(len(lab), k=1)
+    return Pairs(i.astype(np.int64), j.astype(np.int64), lab[i] == lab[j])
+
+
+def cross_pairs(left: Sequence[int], right: Sequence[int], is_same: bool) -> Pairs:
+    """Every pair `(l, r)` with `l` in `left` and `r` in `right`, all with the same `is_same`."""
+    i, j = np.meshgrid(np.asarray(left, np.int64), np.asarray(right, np.int64), indexing="ij")
+    return Pairs(i.ravel(), j.ravel(), np.full(i.size, is_same))
+
+
+def subsample(pairs: Pairs, n: int, seed: int) -> Pairs:
+    """`n` pairs drawn without replacement (seeded), in their original order; all when `n >= len`."""
+    if n >= len(pairs):
+        return pairs
+    keep = np.sort(np.random.default_rng(seed).choice(len(pairs), size=n, replace=False))
+    return Pairs(pairs.i[keep], pairs.j[keep], pairs.is_same[keep])
+
+
+def genuine_paths(index: ImageIndex, identities: Sequence[str]) -> tuple[list[str], list[str]]:
+    """Paths and identity labels of the genuine images of `identities` (index order)."""
+    wanted = set(identities)
+    recs = [r for r in index.records if not r.forgery and r.identity in wanted]
+    return [r.path for r in recs], [r.identity for r in recs]
+
+
+# ------------------------------------------------------------------------------------------- scoring
+
+
+class Scorer(Protocol):
+    """Something that turns images into per-image features and scores pairs of them."""
+
+    def features(self, paths: Sequence[str]) -> np.ndarray:
+        """Per-image features `(N, F)`."""
+        ...
+
+    def score(self, feats: np.ndarray, pairs: Pairs) -> np.ndarray:
+        """Pair scores `(P,)`, higher = more likely the same."""
+        ...
+
+
+def embed_paths(
+    encoder: torch.nn.Module, paths: Sequence[str], transform: Callable, channels: int, device: str
+) -> np.ndarray:
+    """`embed_all` in eval mode; any unreadable image stops the benchmark."""
+    encoder.eval()
+    emb, failed = embed_all(encoder, list(paths), transform, channels, EMBED_BATCH, device)
+    if failed:
+        raise SiameseError(f"{len(failed)} unreadable images, e.g. {failed[0][1]}")
+    return emb
+
+
+@dataclass
+class EmbeddingScorer:
+    """Score = -distance between embeddings (the library's own distance)."""
+
+    encoder: torch.nn.Module
+    transform: Callable
+    channels: int
+    distance: str = "euclidean"
+    normalize: bool = False
+    device: str = "cpu"
+
+    def features(self, paths: Sequence[str]) -> np.ndarray:
+        emb = embed_paths(self.encoder, paths, self.transform, self.channels, self.device)
+        if self.normalize:
+            emb = emb / np.maximum(np.linalg.norm(emb, axis=1, keepdims=True), 1e-12)
+        return emb
+
+    def score(self, feats: np.ndarray, pairs: Pairs) -> np.ndarray:
+        e = torch.from_numpy(feats)
+        d = pair_distance(e[torch.from_numpy(pairs.i)], e[torch.from_numpy(pairs.j)], self.distance)  # (P,)
+        return -d.double().numpy()
+
+
+def score_sets(scorer: Scorer, paths: Sequence[str], sets: dict[str, Pairs]) -> dict[str, np.ndarray]:
+    """Scores of several pair sets over the same images (each image is embedded once)."""
+    feats = scorer.features(paths)
+    return {name: scorer.score(feats, pairs) for name, pairs in sets.items()}
+
+
+def verification_metrics(scores: np.ndarray, is_same: np.ndarray, threshold: float) -> dict[str, float]:
+    """EER, AUC, TAR@FAR=1e-2, and accuracy/FAR/FRR at a threshold chosen elsewhere."""
+    far, frr = far_frr_at(scores, is_same, threshold)
+    return {
+        "eer": eer(scores, is_same)[0],
+        "auc": roc_auc(scores, is_same),
+        "tar@far=0.01": tar_at_far(scores, is_same, TEST_FAR)[0],
+        "accuracy": accuracy_at(scores, is_same, threshold),
+        "far": far,
+        "frr": frr,
+    }
+
+
+@dataclass(frozen=True)
+class PairSet:
+    """Images and the pair sets to score among them (each image is embedded once)."""
+
+    paths: list[str]
+    sets: dict[str, Pairs]
+
+
+def evaluate_method(scorer: Scorer, val: PairSet, test: PairSet, val_set: str = "val") -> dict[str, Any]:
+    """Threshold from the validation pairs (EER rule), then metrics on every test pair set.
+
+    Returns:
+        `threshold`, `val_eer`, and one `verification_metrics` dict per test set name.
+    """
+    val_scores = score_sets(scorer, val.paths, {val_set: val.sets[val_set]})[val_set]
+    is_same = val.sets[val_set].is_same
+    val_eer, threshold = eer(val_scores, is_same)
+    test_scores = score_sets(scorer, test.paths, test.sets)
+    out: dict[str, Any] = {"threshold": threshold, "val_eer": val_eer}
+    for name, scores in test_scores.items():
+        out[name] = verification_metrics(scores, test.sets[name].is_same, threshold)
+    return out
+
+
+# ---------------------------------------------------------------------------------------- our recipe
+
+
+@dataclass
+class OursResult:
+    """Our recipe trained on one fold."""
+
+    summary: dict[str, Any]
+    config: TrainConfig
+    scorer: EmbeddingScorer
+    train_time_s: float
+    checkpoint: dict[str, Any] = field(default_factory=dict)
+
+
+def train_ours(
+    preset: str, split: Split, run_dir: Path, overrides: dict[str, Any], device: str, **data: Any
+) -> OursResult:
+    """Train the preset's recipe (`build_train_config(preset, ...)`) on `split` and load its best model.
+
+    Args:
+        preset: "face", "signature" or "omniglot".
+        split: the fold's identities.
+        run_dir: the run directory `train` writes.
+        overrides: flat training options (`--set`), applied over the preset defaults.
+        device: "cpu" or "cuda".
+        data: `root=` and optionally `forgeries=`.
+    """
+    config = build_train_config(preset, **{**data, "device": device, "out": str(run_dir), **overrides})
+    start = time.perf_counter()
+    summary = train(config, split=split)
+    elapsed = time.perf_counter() - start
+    model, meta = load_checkpoint(run_dir, device=device)
+    transform = get_transform(meta["preset"], False, tuple(meta["image_size"]), meta["channels"])
+    scorer = EmbeddingScorer(model.encoder, transform, meta["channels"], model.distance, device=device)
+    keep = ("epoch", "val_eer", "threshold", "calibration")
+    return OursResult(summary, config, scorer, elapsed, {k: meta.get(k) for k in keep})
+
+
+def input_shape(config: TrainConfig) -> tuple[tuple[int, int], int]:
+    """(image size (H, W), channels) our recipe trained on, for the peers' transforms."""
+    preset = PRESETS[config.data.preset]
+    return tuple(config.data.image_size or preset.image_size), config.data.channels or preset.channels
+
+
+# ------------------------------------------------------------------------------------------- results
+
+
+def mean_std(rows: Sequence[dict[str, float]], keys: Sequence[str]) -> dict[str, dict[str, float]]:
+    """Per key: mean and standard deviation (ddof=0) over rows (folds)."""
+    out = {}
+    for k in keys:
+        vals = np.array([r[k] for r in rows], dtype=np.float64)
+        out[k] = {"mean": float(vals.mean()), "std": float(vals.std())}
+    return out
+
+
+def fmt(value: float, kind: str = "pct") -> str:
+    """Format a metric: rates as percentages, AUC with 4 decimals, seconds as integers."""
+    if kind == "pct":
+        return f"{100 * value:.2f}"
+    if kind == "auc":
+        return f"{value:.4f}"
+    return f"{value:.0f}"
+
+
+def fmt_mean_std(stats: dict[str, float], kind: str = "pct") -> str:
+    """`mean ± std` in the metric's format."""
+    return f"{fmt(stats['mean'], kind)} ± {fmt(stats['std'], kind)}"
+
+
+def markdown_table(headers: Sequence[str], rows: Sequence[Sequence[Any]]) -> str:
+    """A GitHub markdown table."""
+    lines = ["| " + " | ".join(headers) + " |", "|" + "|".join("---" for _ in headers) + "|"]
+    lines += ["| " + " | ".join(str(c) for c in row) + " |" for row in rows]
+    return "\n".join(lines)
+
+
+def machine() -> dict[str, Any]:
+    """What the numbers were measured on."""
+    return {
+        "platform": platform.platform(),
+        "processor": platform.processor() or platform.machine(),
+        "cpu_count": os.cpu_count(),
+        "torch_threads": torch.get_num_threads(),
+        "torch": torch.__version__,
+        "python": platform.python_version(),
+        "cuda": torch.cuda.is_available(),
+    }
+
+
+def write_results(out_dir: Path, name: str, payload: dict[str, Any], markdown: str, smoke: bool) -> Path:
+    """Write `<name>.json` and `<name>.md` (`<name>-smoke.*` for smoke runs), print the table."""
+    out_dir.mkdir(parents=True, exist_ok=True)
+    stem = out_dir / (f"{name}-smoke" if smoke else name)
+    payload = {
+        "benchmark": name,
+        "smoke": smoke,
+        "command": " ".join([Path(sys.argv[0]).as_posix(), *sys.argv[1:]]),
+        "finished": datetime.now(timezone.utc).isoformat(timespec="seconds"),
+        "machine": machine(),
+        **payload,
+    }
+    stem.with_suffix(".json").write_text(json.dumps(payload, indent=2, default=_jsonable) + "\n")
+    stem.with_suffix(".md").write_text(markdown + "\n")
+    print(markdown)
+    print(f"\nresults: {stem}.json, {stem}.md")
+    return stem
+
+
+def _jsonable(obj: Any) -> Any:
+    if isinstance(obj, (np.integer, np.floating)):
+        return obj.item()
+    if isinstance(obj, np.ndarray):
+        return obj.tolist()
+    if isinstance(obj, Path):
+        return str(obj)
+    raise TypeError(f"not JSON-serialisable: {type(obj).__name__}")

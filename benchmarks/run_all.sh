@@ -1,0 +1,12 @@
+#!/usr/bin/env bash
+# Run every benchmark one after another (never in parallel: the peers' budgets are wall-clock time).
+# Usage: benchmarks/run_all.sh [DATA_DIR] [extra options, e.g. --smoke]
+set -euo pipefail
+cd "$(dirname "$0")/.."
+DATA="${1:-/work/shared/data}"
+shift || true
+PY="${PYTHON:-.venv/bin/python}"
+"$PY" benchmarks/throughput.py "$DATA/att_faces" --preset face "$@"
+"$PY" benchmarks/orl.py "$DATA/att_faces" "$@"
+"$PY" benchmarks/omniglot.py "$DATA/omniglot" "$@"
+"$PY" benchmarks/cedar.py "$DATA/cedar" "$@"
