@@ -125,3 +125,21 @@ def test_preprocessing_spec():
 def test_import_does_not_load_torchvision():
     code = "import sys, siamese.data; assert 'torchvision' not in sys.modules, 'torchvision imported'"
     subprocess.run([sys.executable, "-c", code], check=True)
+
+
+def test_otsu_threshold_splits_two_levels():
+    from siamese.data.presets import otsu_threshold
+
+    arr = np.array([30] * 50 + [220] * 150, dtype=np.uint8)
+    t = otsu_threshold(arr)
+    assert 30 <= t < 220
+    assert otsu_threshold(np.full(10, 128, np.uint8)) == 255  # constant image: nothing is background
+
+
+def test_signature_background_tone_carries_no_signal():
+    def scan(paper):
+        img = Image.new("L", (220, 155), paper)
+        ImageDraw.Draw(img).line([(20, 80), (200, 70)], fill=20, width=4)
+        return get_transform("signature", train=False)(img)
+
+    torch.testing.assert_close(scan(240), scan(254))  # genuine vs forged CEDAR scans differ in tone
