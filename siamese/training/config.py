@@ -275,9 +275,14 @@ PRESET_DEFAULTS: dict[str, dict[str, Any]] = {
         "epochs": 30,
         "embedding_dim": 128,
         "batch_size": 32,
-        "encoder_kwargs": {"grid": 3, "dropout": 0.3},
+        "encoder_kwargs": {"grid": 3, "dropout": 0.5},
     },
-    "signature": {"epochs": 15, "embedding_dim": 128, "batch_size": 32, "encoder_kwargs": {"stem_stride": 2}},
+    "signature": {
+        "epochs": 15,
+        "embedding_dim": 128,
+        "batch_size": 32,
+        "encoder_kwargs": {"stem_stride": 2, "grid": 2, "dropout": 0.3},
+    },
     "omniglot": {"epochs": 10, "embedding_dim": 128, "batch_size": 64},
 }
 
