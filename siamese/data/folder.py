@@ -5,7 +5,7 @@ from __future__ import annotations
 import logging
 import os
 import re
-from collections.abc import Iterable
+from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -165,10 +165,13 @@ def _check_root(root: Path, what: str) -> None:
         raise DataError(f"{what} must be a folder of identity sub-folders, got a file: {root}")
 
 
-def _walk_identities(root: Path) -> tuple[dict[str, list[str]], int]:
-    """Map identity name -> sorted absolute image paths; also count images lying directly in root."""
-    found: dict[str, list[str]] = {}
-    loose = 0
+def walk_image_folders(root: str | os.PathLike) -> Iterator[tuple[str, list[str]]]:
+    """Yield `(relative folder, sorted image paths)` for every folder under `root` holding images.
+
+    The relative folder is "." for `root` itself and uses "/" separators; hidden folders are skipped,
+    symlinked folders are followed once (cycles are cut), and the order is deterministic.
+    """
+    root = Path(root)
     seen: set[str] = set()
     for dirpath, dirnames, _ in os.walk(root, followlinks=True):
         real = os.path.realpath(dirpath)
@@ -178,13 +181,19 @@ def _walk_identities(root: Path) -> tuple[dict[str, list[str]], int]:
         seen.add(real)
         dirnames[:] = sorted(d for d in dirnames if not _hidden(d))
         images = list_images(dirpath)
-        if not images:
-            continue
-        rel = Path(dirpath).relative_to(root).as_posix()
+        if images:
+            yield Path(dirpath).relative_to(root).as_posix(), [os.path.join(dirpath, n) for n in images]
+
+
+def _walk_identities(root: Path) -> tuple[dict[str, list[str]], int]:
+    """Map identity name -> sorted absolute image paths; also count images lying directly in root."""
+    found: dict[str, list[str]] = {}
+    loose = 0
+    for rel, images in walk_image_folders(root):
         if rel == ".":
             loose = len(images)
-            continue
-        found[rel] = [os.path.join(dirpath, name) for name in images]
+        else:
+            found[rel] = images
     return found, loose
 
 

@@ -25,7 +25,7 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
-from siamese.data.folder import list_images
+from siamese.data.folder import walk_image_folders
 from siamese.data.images import IMAGE_EXTENSIONS, is_image_file
 from siamese.errors import ConfigError, DataError, ImageError, SiameseError
 
@@ -56,17 +56,9 @@ def _hidden(name: str) -> bool:
 
 def _scan(root: Path) -> list[EmbeddingInput]:
     items: list[EmbeddingInput] = []
-    seen: set[str] = set()
-    for dirpath, dirnames, _ in os.walk(root, followlinks=True):
-        real = os.path.realpath(dirpath)
-        if real in seen:  # symlink cycle
-            dirnames[:] = []
-            continue
-        seen.add(real)
-        dirnames[:] = sorted(d for d in dirnames if not _hidden(d))
-        rel = Path(dirpath).relative_to(root).as_posix()
+    for rel, paths in walk_image_folders(root):
         identity = "" if rel == "." else rel
-        items += [EmbeddingInput(os.path.join(dirpath, name), identity) for name in list_images(dirpath)]
+        items += [EmbeddingInput(path, identity) for path in paths]
     return items
 
 
