@@ -260,6 +260,49 @@ def _truncate_metrics(path: Path, epochs_done: int) -> None:
     path.write_text("".join(kept))
 
 
+def checkpoint_metadata(config: TrainConfig, data: Prepared) -> dict[str, Any]:
+    """What inference needs besides the weights: preprocessing and the threshold rule."""
+    return {
+        "preset": config.data.preset,
+        "image_size": list(data.image_size),
+        "channels": data.channels,
+        "preprocessing": preprocessing_spec(config.data.preset, data.image_size, data.channels),
+        "threshold_rule": config.threshold_rule,
+        "target_far": config.target_far if config.threshold_rule == "far" else None,
+        "loss": config.loss.name,
+    }
+
+
+def build_trainer(
+    config: TrainConfig, data: Prepared, run_dir: Path, device: torch.device, callbacks: list[Callback]
+) -> tuple[Trainer, CheckpointCallback]:
+    """Model, loss, miner, optimiser and the standard callbacks (validation, CSV, checkpoints)."""
+    model = build_model(config, data.channels).to(device)
+    loss_fn = get_loss(config.loss.name, **config.loss.loss_kwargs(config.model.distance)).to(device)
+    miner = get_miner(config.loss.miner) if config.sampler == "mperclass" else None
+    if config.loss.miner != "none" and miner is None:
+        logger.warning("--miner %s ignored: mining needs --sampler mperclass", config.loss.miner)
+    optimizer, scheduler = build_optimizer(config, model, len(data.train_loader))
+    checkpoints = CheckpointCallback(run_dir, checkpoint_metadata(config, data), save_every=config.save_every)
+    budget = [TimeBudget(config.max_minutes * 60)] if config.max_minutes else []
+    standard = [
+        ValidationCallback(data.val_loader, config.threshold_rule, config.target_far),
+        CSVLogger(run_dir / "metrics.csv"),
+        checkpoints,
+    ]
+    trainer = Trainer(
+        model,
+        loss_fn,
+        optimizer,
+        scheduler,
+        miner=miner,
+        device=device,
+        callbacks=[*standard, *budget, *callbacks],
+        skip_nonfinite=config.skip_nonfinite,
+    )
+    return trainer, checkpoints
+
+
 def train(
     config: TrainConfig,
     callbacks: list[Callback] | None = None,
@@ -297,38 +340,7 @@ def train(
         data.split.to_json(run_dir / "split.json")
     logger.info("data: %s", data.index.summary())
 
-    model = build_model(config, data.channels).to(device)
-    loss_fn = get_loss(config.loss.name, **config.loss.loss_kwargs(config.model.distance)).to(device)
-    miner = get_miner(config.loss.miner) if config.sampler == "mperclass" else None
-    if config.loss.miner != "none" and miner is None:
-        logger.warning("--miner %s ignored: mining needs --sampler mperclass", config.loss.miner)
-    optimizer, scheduler = build_optimizer(config, model, len(data.train_loader))
-    metadata = {
-        "preset": config.data.preset,
-        "image_size": list(data.image_size),
-        "channels": data.channels,
-        "preprocessing": preprocessing_spec(config.data.preset, data.image_size, data.channels),
-        "threshold_rule": config.threshold_rule,
-        "target_far": config.target_far if config.threshold_rule == "far" else None,
-        "loss": config.loss.name,
-    }
-    checkpoints = CheckpointCallback(run_dir, metadata, save_every=config.save_every)
-    trainer = Trainer(
-        model,
-        loss_fn,
-        optimizer,
-        scheduler,
-        miner=miner,
-        device=device,
-        callbacks=[
-            ValidationCallback(data.val_loader, config.threshold_rule, config.target_far),
-            CSVLogger(run_dir / "metrics.csv"),
-            checkpoints,
-            *([TimeBudget(config.max_minutes * 60)] if config.max_minutes else []),
-            *(callbacks or []),
-        ],
-        skip_nonfinite=config.skip_nonfinite,
-    )
+    trainer, checkpoints = build_trainer(config, data, run_dir, device, callbacks or [])
     start_epoch = start_step = 0
     if resume:
         state = load_training_state(run_dir / "checkpoints" / "state", trainer)
