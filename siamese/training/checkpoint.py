@@ -81,6 +81,8 @@ def resolve_checkpoint(path: str | Path, which: str = "best") -> Path:
         CheckpointError: nothing loadable at `path`.
     """
     p = Path(path)
+    if not p.exists() and not p.with_suffix(".json").exists():
+        raise CheckpointError(f"model not found: {path} (pass a run directory or a checkpoint file)")
     if p.suffix in (*WEIGHT_SUFFIXES, ".json"):
         p = p.with_suffix("")
     elif p.is_dir():
@@ -159,8 +161,12 @@ def load_checkpoint(
     try:
         encoder.load_state_dict(state, strict=True)
     except (RuntimeError, ValueError) as exc:
-        first = str(exc).strip().splitlines()[0]
-        raise CheckpointError(f"corrupt or incompatible weights {weights}: {first}") from None
+        lines = [ln.strip() for ln in str(exc).strip().splitlines() if ln.strip()]
+        detail = lines[1] if len(lines) > 1 else lines[0]  # line 0 is only "Error(s) in loading ..."
+        raise CheckpointError(
+            f"corrupt or incompatible weights {weights} for the architecture in {stem}.json "
+            f"({spec['name']}, {spec['in_channels']} input channels): {detail}"
+        ) from None
     model = TwinNetwork(encoder, distance=meta["distance"]).to(device)
     model.eval()
     return model, meta

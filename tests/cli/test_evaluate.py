@@ -96,7 +96,7 @@ def test_missing_model_is_one_line_error(tiny_run, tmp_path) -> None:
     _, data = tiny_run
     result = runner.invoke(app, ["evaluate", str(data), "--model", str(tmp_path / "nope")])
     assert result.exit_code == 1
-    assert result.stderr.startswith("error: no checkpoint at")
+    assert result.stderr.startswith("error: model not found")
 
 
 def test_default_model_is_newest_run_and_default_out(tiny_run, tmp_path, monkeypatch) -> None:

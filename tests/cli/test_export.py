@@ -41,7 +41,7 @@ def test_export_missing_model_is_one_line_error(tmp_path):
     )
     assert result.exit_code == 1
     lines = result.stderr.strip().splitlines()
-    assert len(lines) == 1 and lines[0].startswith("error: no checkpoint at")
+    assert len(lines) == 1 and lines[0].startswith("error: model not found")
 
 
 def test_export_unknown_format_lists_choices(tiny_run, tmp_path):

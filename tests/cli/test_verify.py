@@ -86,7 +86,7 @@ def test_missing_model_is_one_line_error(images, tmp_path):
     line = _one_line_error(
         runner.invoke(app, ["verify", images[0], images[1], "--model", str(tmp_path / "nope")])
     )
-    assert "no checkpoint at" in line
+    assert "model not found" in line
 
 
 def test_corrupt_image_is_one_line_error(tiny_run, images, tmp_path):

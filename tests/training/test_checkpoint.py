@@ -25,7 +25,7 @@ def test_round_trip_preserves_outputs_and_metadata(tmp_path, model):
 
 
 def test_missing_checkpoint(tmp_path):
-    with pytest.raises(CheckpointError, match="no checkpoint"):
+    with pytest.raises(CheckpointError, match="model not found"):
         load_checkpoint(tmp_path / "nothing")
 
 
@@ -67,7 +67,7 @@ def test_weights_for_another_channel_count(tmp_path, model):
     meta = json.loads(stem.with_suffix(".json").read_text())
     meta["encoder"]["in_channels"] = 3
     stem.with_suffix(".json").write_text(json.dumps(meta))
-    with pytest.raises(CheckpointError, match="corrupt or incompatible"):
+    with pytest.raises(CheckpointError, match=r"smallcnn, 3 input channels\): size mismatch"):
         load_checkpoint(stem)
 
 
@@ -102,3 +102,8 @@ def test_pt_state_dict_loads_with_weights_only(tmp_path, model):
     x = torch.randn(2, 1, 16, 16)
     model.eval()
     assert torch.allclose(loaded.embed(x), model.embed(x), atol=1e-6)
+
+
+def test_existing_folder_without_checkpoint(tmp_path):
+    with pytest.raises(CheckpointError, match="no checkpoint at"):
+        load_checkpoint(tmp_path)
