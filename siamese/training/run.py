@@ -133,7 +133,7 @@ def _train_loader(index: ImageIndex, loader: ImageLoader, transform: Any, config
     n_forg = round(bs * d.forgery_fraction / 2) if index.forgeries_by_identity() else 0
     sampler = identity_batch_sampler(
         index,
-        index.genuine(),
+        range(len(index)),  # the dataset's positions, forgeries included (appended as negatives)
         batch_size=bs,
         m=d.m_per_class,
         length=n,

@@ -116,3 +116,29 @@ def test_explicit_split_is_used(tmp_path):
     assert json.loads((tmp_path / "run" / "split.json").read_text()) == {
         k: list(v) for k, v in split.to_dict().items()
     }
+
+
+def test_mperclass_batches_carry_skilled_forgeries_as_unique_labels(tmp_path):
+    from siamese.training.run import prepare_data
+
+    genuine = write_identity_folder(tmp_path / "genuine", n_identities=8, n_images=4, seed=1)
+    forged = write_identity_folder(tmp_path / "forged", n_identities=8, n_images=3, seed=2)
+    cfg = build_train_config(
+        "signature",
+        root=str(genuine),
+        forgeries=str(forged),
+        loss="supcon",
+        batch_size=8,
+        m_per_class=2,
+        samples_per_epoch=16,
+        eval_pairs=8,
+        image_size=(24, 32),
+        val_fraction=0.25,
+        test_fraction=0.25,
+    )
+    data = prepare_data(cfg)
+    n_ids = len(data.index.subset(data.split.train).identities)
+    images, labels, _ = next(iter(data.train_loader))
+    forgery_labels = labels[labels >= n_ids]
+    assert len(images) == 8 + 2 and len(forgery_labels) == 2  # forgery_fraction 0.5 of bs/2
+    assert len(set(forgery_labels.tolist())) == 2  # each forgery its own label: never a positive
