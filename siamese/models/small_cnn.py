@@ -19,6 +19,34 @@ def _conv_block(in_channels: int, out_channels: int, stride: int) -> nn.Sequenti
     )
 
 
+class GridPool(nn.Module):
+    """Adaptive average pooling to `grid x grid` written as one matrix product.
+
+    Equals `nn.AdaptiveAvgPool2d(grid)` (same bins), but exports to ONNX for any input size: the
+    legacy exporter only handles adaptive pooling whose output divides the input.
+    """
+
+    def __init__(self, grid: int) -> None:
+        super().__init__()
+        self.grid = grid
+
+    @staticmethod
+    def _bins(size: int, grid: int) -> torch.Tensor:
+        """(grid, size) row-normalised membership of each input index in each adaptive bin."""
+        m = torch.zeros(grid, size)
+        for i in range(grid):
+            start, end = (i * size) // grid, -((-(i + 1) * size) // grid)  # floor, ceil
+            m[i, start:end] = 1.0 / (end - start)
+        return m
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        """`(B, C, H, W) -> (B, C, grid, grid)`."""
+        h, w = int(x.shape[-2]), int(x.shape[-1])
+        rows = self._bins(h, self.grid).to(x)  # (g, H)
+        cols = self._bins(w, self.grid).to(x)  # (g, W)
+        return torch.einsum("gh,bchw,kw->bcgk", rows, x, cols)
+
+
 class SmallCNN(nn.Module):
     """Four conv blocks with `width * (1, 2, 4, 8)` channels, then global average pooling.
 
@@ -62,7 +90,7 @@ class SmallCNN(nn.Module):
         self.features = nn.Sequential(*blocks)
         if not 0.0 <= dropout < 1.0:
             raise ConfigError(f"smallcnn dropout must be in [0, 1), got {dropout!r}")
-        self.pool = nn.AdaptiveAvgPool2d(grid)
+        self.pool = nn.AdaptiveAvgPool2d(1) if grid == 1 else GridPool(grid)
         self.dropout = nn.Dropout(dropout)
         self.feature_dim = channels[-1] * grid * grid
         self._init_weights()

@@ -87,3 +87,19 @@ def test_bad_arguments(verifier, tmp_path):
         export_model(verifier.source, "tflite", tmp_path / "x")
     with pytest.raises(ConfigError, match="batch_size"):
         export_model(verifier.source, "torchscript", tmp_path / "x", batch_size=1)
+
+
+def test_onnx_export_of_grid_pooled_smallcnn_on_odd_sizes(tiny_run, tmp_path):
+    """The face preset's grid pooling on a 56x46 input leaves a 4x3 map: not a multiple of 3."""
+    pytest.importorskip("onnxruntime")
+    from siamese.models import TwinNetwork, get_encoder
+    from siamese.training.checkpoint import read_metadata, resolve_checkpoint, save_checkpoint
+
+    meta = read_metadata(resolve_checkpoint(tiny_run[0]))
+    meta.update(image_size=[56, 46], preset="face")
+    meta["preprocessing"] = {**meta["preprocessing"], "size": [56, 46]}
+    model = TwinNetwork(get_encoder("smallcnn", in_channels=1, embedding_dim=8, grid=3))
+    keep = {k: v for k, v in meta.items() if k not in ("format", "version", "encoder", "embedding_dim")}
+    stem = save_checkpoint(tmp_path / "best", model, keep)
+    report = export_model(stem, "onnx", tmp_path / "grid.onnx")
+    assert report["max_abs_diff"] <= 1e-4

@@ -236,3 +236,11 @@ def test_smallcnn_grid_pooling_keeps_layout_and_round_trips():
     rebuilt = get_encoder(**json.loads(json.dumps(enc.spec)))
     rebuilt.load_state_dict(enc.state_dict(), strict=True)
     assert rebuilt.spec["grid"] == 3 and rebuilt.spec["dropout"] == 0.1
+
+
+@pytest.mark.parametrize("size", [(4, 3), (7, 6), (9, 9), (2, 5)])
+def test_grid_pool_equals_adaptive_avg_pool(size):
+    from siamese.models.small_cnn import GridPool
+
+    x = torch.randn(2, 5, *size)
+    torch.testing.assert_close(GridPool(3)(x), nn.AdaptiveAvgPool2d(3)(x))
