@@ -29,11 +29,9 @@ from common import (
     checked_overrides,
     cross_pairs,
     evaluate_method,
-    fmt,
-    fmt_mean_std,
     fold_split,
+    fold_tables,
     identity_folds,
-    markdown_table,
     mean_std,
     parse_overrides,
     require_dir,
@@ -168,27 +166,13 @@ def columns() -> list[tuple[str, str, str]]:
 
 def tables(folds: list[dict[str, Any]], summary: dict[str, Any]) -> str:
     """Summary (mean ± std over folds) and per-fold markdown tables."""
-    cols = columns()
-    heads = [h for _, h, _ in cols]
-    rows = [[LABELS[m], *(fmt_mean_std(summary[m][key], f) for key, _, f in cols)] for m in summary]
-    per_fold = [
-        [f["fold"], LABELS[m], *(fmt(flat(r)[key], fm) for key, _, fm in cols)]
-        for f in folds
-        for m, r in f["methods"].items()
-    ]
     c = folds[0]["test_pairs"]
     title = (
         f"CEDAR signatures: writer-independent folds ({len(folds)} run); test pairs per fold: "
         f"{c['skilled']['genuine']} genuine, {c['skilled']['impostor']} skilled, "
         f"{c['random']['impostor']} random"
     )
-    return "\n\n".join(
-        [
-            f"### {title}",
-            markdown_table(["method", *heads], rows),
-            markdown_table(["fold", "method", *heads], per_fold),
-        ]
-    )
+    return fold_tables(title, folds, summary, columns(), LABELS, flat)
 
 
 def main() -> None:

@@ -381,6 +381,35 @@ def fmt_mean_std(stats: dict[str, float], kind: str = "pct") -> str:
     return f"{fmt(stats['mean'], kind)} ± {fmt(stats['std'], kind)}"
 
 
+def fold_tables(
+    title: str,
+    folds: list[dict[str, Any]],
+    summary: dict[str, Any],
+    columns: Sequence[tuple[str, str, str]],
+    labels: dict[str, str],
+    flatten: Callable[[dict[str, Any]], dict[str, float]],
+) -> str:
+    """Summary (mean ± std over folds) and per-fold markdown tables of a k-fold benchmark.
+
+    `columns` are `(metric key, heading, format kind)`; `labels` name the methods; `flatten` turns
+    one method's fold result into the columns' values.
+    """
+    heads = [h for _, h, _ in columns]
+    rows = [[labels[m], *(fmt_mean_std(summary[m][key], kind) for key, _, kind in columns)] for m in summary]
+    per_fold = [
+        [f["fold"], labels[m], *(fmt(flatten(r)[key], kind) for key, _, kind in columns)]
+        for f in folds
+        for m, r in f["methods"].items()
+    ]
+    return "\n\n".join(
+        [
+            f"### {title}",
+            markdown_table(["method", *heads], rows),
+            markdown_table(["fold", "method", *heads], per_fold),
+        ]
+    )
+
+
 def markdown_table(headers: Sequence[str], rows: Sequence[Sequence[Any]]) -> str:
     """A GitHub markdown table."""
     lines = ["| " + " | ".join(headers) + " |", "|" + "|".join("---" for _ in headers) + "|"]

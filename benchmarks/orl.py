@@ -22,12 +22,10 @@ from common import (
     all_pairs,
     base_parser,
     checked_overrides,
-    fmt,
-    fmt_mean_std,
     fold_split,
+    fold_tables,
     genuine_paths,
     identity_folds,
-    markdown_table,
     mean_std,
     parse_overrides,
     require_dir,
@@ -91,25 +89,12 @@ def flat(result: dict[str, Any]) -> dict[str, float]:
 
 def tables(folds: list[dict[str, Any]], summary: dict[str, Any]) -> str:
     """Summary (mean ± std over folds) and per-fold markdown tables."""
-    heads = [h for _, h, _ in METRICS]
-    rows = [[LABELS[m], *(fmt_mean_std(summary[m][key], kind) for key, _, kind in METRICS)] for m in summary]
-    per_fold = [
-        [f["fold"], LABELS[m], *(fmt(flat(r)[key], kind) for key, _, kind in METRICS)]
-        for f in folds
-        for m, r in f["methods"].items()
-    ]
     pairs = folds[0]["test_pairs"]
     title = (
         f"ORL (AT&T faces): identity-disjoint folds ({len(folds)} run), all test pairs per fold "
         f"({pairs['genuine']} genuine / {pairs['impostor']} impostor)"
     )
-    return "\n\n".join(
-        [
-            f"### {title}",
-            markdown_table(["method", *heads], rows),
-            markdown_table(["fold", "method", *heads], per_fold),
-        ]
-    )
+    return fold_tables(title, folds, summary, METRICS, LABELS, flat)
 
 
 def main() -> None:
