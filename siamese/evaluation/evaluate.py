@@ -33,6 +33,7 @@ from siamese.data import (
     read_pairs,
     scan_folder,
 )
+from siamese.devices import resolve_device
 from siamese.errors import ConfigError, DataError, ImageError
 from siamese.evaluation.kfold import kfold_verification
 from siamese.evaluation.metrics import verification_report
@@ -42,7 +43,6 @@ from siamese.evaluation.retrieval import retrieval_metrics
 from siamese.inference.embedding import embed_all
 from siamese.models import TwinNetwork
 from siamese.training.checkpoint import CHECKPOINT_DIR, load_checkpoint, resolve_checkpoint
-from siamese.training.run import resolve_device
 
 logger = logging.getLogger(__name__)
 

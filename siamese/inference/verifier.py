@@ -22,6 +22,7 @@ import numpy as np
 import torch
 
 from siamese.data.presets import get_transform
+from siamese.devices import resolve_device
 from siamese.errors import CheckpointError, ConfigError, ImageError
 from siamese.evaluation.calibration import confidence as calibrated_confidence
 from siamese.inference.embedding import embed_all
@@ -54,24 +55,6 @@ def latest_run(runs_dir: str | os.PathLike = "runs") -> Path:
             f"no trained model found under {root}/ (train one with `siamese train`, or pass --model RUN)"
         )
     return max(candidates)[2]
-
-
-def resolve_device(device: str | torch.device) -> torch.device:
-    """ "auto" picks CUDA when available, else the CPU.
-
-    Raises:
-        ConfigError: CUDA requested but not available.
-    """
-    if isinstance(device, torch.device):
-        return device
-    if device == "auto":
-        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    if device == "cuda" and not torch.cuda.is_available():
-        raise ConfigError("--device cuda requested but CUDA is not available")
-    try:
-        return torch.device(device)
-    except RuntimeError:
-        raise ConfigError(f"unknown device {device!r}; use auto, cpu or cuda") from None
 
 
 @dataclass

@@ -35,7 +35,8 @@ from siamese.data import (
     split_identities,
     triplet_collate,
 )
-from siamese.errors import CheckpointError, ConfigError, SiameseError
+from siamese.devices import resolve_device
+from siamese.errors import CheckpointError, SiameseError
 from siamese.evaluation import accuracy_at, far_frr_at, fit_confidence, roc_auc
 from siamese.losses import get_loss, get_miner
 from siamese.models import TwinNetwork, get_encoder
@@ -54,15 +55,6 @@ from siamese.training.trainer import Callback, Trainer
 logger = logging.getLogger(__name__)
 
 CACHE_LIMIT = 20000
-
-
-def resolve_device(device: str) -> torch.device:
-    """ "auto" picks CUDA when available, else the CPU."""
-    if device == "auto":
-        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    if device == "cuda" and not torch.cuda.is_available():
-        raise ConfigError("--device cuda requested but CUDA is not available")
-    return torch.device(device)
 
 
 def seed_everything(seed: int) -> None:
