@@ -58,8 +58,14 @@ def train_command(
         typer.Argument(help="Identity-folder root: DATA/<identity>/<image>. Omit for the embedded digits."),
     ] = None,
     loss: Annotated[
-        Literal[names.LOSSES], typer.Option(help="Training objective.", rich_help_panel=LOSS)
-    ] = "margin",
+        Literal[names.LOSSES] | None,
+        typer.Option(
+            help="Training objective \\[default: the preset's: margin for digits, supcon for face, "
+            "signature and omniglot].",
+            show_default=False,
+            rich_help_panel=LOSS,
+        ),
+    ] = None,
     forgeries: Annotated[
         Path | None,
         typer.Option(
@@ -99,6 +105,15 @@ def train_command(
     ] = None,
     m_per_class: Annotated[
         int | None, typer.Option(help="Images per identity in a mperclass batch.", rich_help_panel=DATA)
+    ] = None,
+    rotations: Annotated[
+        int | None,
+        typer.Option(
+            help="1, 2 or 4: also train on each identity turned by 180° (2) or every quarter turn (4) "
+            "as new identities (handwritten characters) \\[default: the preset's].",
+            show_default=False,
+            rich_help_panel=DATA,
+        ),
     ] = None,
     val_fraction: Annotated[
         float | None, typer.Option(help="Share of identities for validation.", rich_help_panel=DATA)
@@ -249,6 +264,7 @@ def train_command(
             samples_per_epoch=samples_per_epoch,
             forgery_fraction=forgery_fraction,
             m_per_class=m_per_class,
+            rotations=rotations,
             val_fraction=val_fraction,
             test_fraction=test_fraction,
             split_seed=split_seed,

@@ -11,7 +11,7 @@ from siamese.data.batches import (
 )
 from siamese.data.datasets import ImageDataset
 from siamese.data.digits import default_cache_dir, materialize_digits
-from siamese.data.folder import ImageIndex, ImageRecord, list_images, scan_folder
+from siamese.data.folder import ImageIndex, ImageRecord, list_images, rotated_classes, scan_folder
 from siamese.data.images import IMAGE_EXTENSIONS, ImageLoader, is_image_file, open_image, to_mode
 from siamese.data.oneshot_runs import OneShotRun, list_oneshot_runs, read_oneshot_run
 from siamese.data.pair_files import generate_pairs, read_pairs, write_pairs_csv
@@ -52,6 +52,7 @@ __all__ = [
     "preprocessing_spec",
     "read_oneshot_run",
     "read_pairs",
+    "rotated_classes",
     "scan_folder",
     "split_identities",
     "to_mode",

@@ -8,7 +8,7 @@ import numpy as np
 from PIL import Image
 from torch.utils.data import Dataset
 
-from siamese.data.folder import ImageIndex
+from siamese.data.folder import ImageIndex, ImageRecord
 from siamese.data.images import ImageLoader
 
 Transform = Callable[[Image.Image], object]
@@ -55,11 +55,17 @@ class ImageDataset(Dataset):
     def __getitem__(self, i: int) -> tuple[object, int]:
         i = check_item_index(i, len(self))
         pos = int(self.positions[i])
-        image = load_transformed(self.loader, self.transform, self.index.records[pos].path)
+        image = load_transformed(self.loader, self.transform, self.index.records[pos])
         return image, int(self.labels[i])
 
 
-def load_transformed(loader: ImageLoader, transform: Transform | None, path: str) -> object:
-    """Open `path` with `loader` and apply `transform` (None keeps the Pillow image)."""
-    img = loader(path)
+_TURNS = {1: Image.Transpose.ROTATE_90, 2: Image.Transpose.ROTATE_180, 3: Image.Transpose.ROTATE_270}
+
+
+def load_transformed(loader: ImageLoader, transform: Transform | None, record: ImageRecord) -> object:
+    """Open `record`'s file with `loader`, rotate it by its `turns` and apply `transform`
+    (None keeps the Pillow image)."""
+    img = loader(record.path)
+    if record.turns:
+        img = img.transpose(_TURNS[record.turns])
     return img if transform is None else transform(img)

@@ -55,11 +55,14 @@ class ImageRecord:
         path: absolute path of the file.
         identity: identity name (folder path relative to the dataset root, "/"-separated).
         forgery: True for a skilled forgery imitating `identity` (a negative for it).
+        turns: quarter turns (counter-clockwise, 0-3) applied to the image when it is loaded;
+            non-zero only for the extra classes of `rotated_classes`.
     """
 
     path: str
     identity: str
     forgery: bool = False
+    turns: int = 0
 
 
 @dataclass(frozen=True)
@@ -264,3 +267,38 @@ def _forgery_records(root: Path, identities: set[str]) -> list[ImageRecord]:
         if name in identities
         for path in found[name]
     ]
+
+
+ROTATIONS = (1, 2, 4)
+"""Allowed orientation counts of `rotated_classes`: none, 0/180 degrees, or all four quarter turns."""
+
+
+def rotated_classes(index: ImageIndex, rotations: int) -> ImageIndex:
+    """Add each identity rotated by 180 (rotations=2) or by 90, 180 and 270 degrees (rotations=4)
+    as new identities, `"<name>@rot<degrees>"`: class augmentation for rotation-variant data such as
+    handwritten characters (Santoro et al. 2016; Vinyals et al. 2016 on Omniglot).
+
+    The rotated copies point to the same files; `ImageRecord.turns` tells the loaders to rotate.
+    Forgeries of an identity become forgeries of each of its rotated copies too.
+
+    Raises:
+        DataError: `rotations` not in `ROTATIONS`.
+    """
+    if rotations not in ROTATIONS:
+        raise DataError(f"rotations must be one of {ROTATIONS}, got {rotations!r}")
+    if rotations == 1:
+        return index
+    turns = range(0, 4, 4 // rotations)  # (0, 2) or (0, 1, 2, 3)
+
+    def name(identity: str, k: int) -> str:
+        return identity if k == 0 else f"{identity}@rot{90 * k}"
+
+    records = [
+        ImageRecord(r.path, name(r.identity, k), r.forgery, (r.turns + k) % 4)
+        for forged in (False, True)  # genuine images first, as `ImageIndex` expects
+        for k in turns
+        for r in index.records
+        if r.forgery == forged
+    ]
+    identities = sorted(name(i, k) for i in index.identities for k in turns)
+    return ImageIndex(records=tuple(records), identities=tuple(identities))

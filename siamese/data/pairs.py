@@ -125,7 +125,7 @@ class EpochSampledDataset(Dataset):
         return np.random.default_rng([self.seed, self.epoch, i])
 
     def _load(self, position: int) -> object:
-        return load_transformed(self.loader, self.transform, self.index.records[position].path)
+        return load_transformed(self.loader, self.transform, self.index.records[position])
 
 
 class PairDataset(EpochSampledDataset):

@@ -54,6 +54,9 @@ class DataConfig:
         workers: DataLoader worker processes.
         cache: decode images once and keep them in memory; None = when <= 20000 images.
         strict: stop on an unreadable image instead of skipping it with a warning.
+        rotations: 1 (off), 2 or 4: train on each identity rotated by 180 degrees (2) or by every
+            quarter turn (4) as extra identities (`siamese.data.rotated_classes`); for data whose
+            rotations are new classes, such as handwritten characters.
     """
 
     root: str | None = None
@@ -72,9 +75,12 @@ class DataConfig:
     workers: int = 0
     cache: bool | None = None
     strict: bool = False
+    rotations: int = 1
 
     def __post_init__(self) -> None:
         _choice(self.preset, names.PRESETS, "preset")
+        if self.rotations not in (1, 2, 4):
+            raise ConfigError(f"rotations must be 1, 2 or 4, got {self.rotations}")
         if self.sampler is not None:
             _choice(self.sampler, names.SAMPLERS, "sampler")
         if self.channels is not None and self.channels not in (1, 3):
@@ -272,18 +278,20 @@ PRESET_DEFAULTS: dict[str, dict[str, Any]] = {
         "encoder_kwargs": {"grid": 2},
     },
     "face": {
+        "loss": "supcon",
         "epochs": 30,
         "embedding_dim": 128,
         "batch_size": 32,
         "encoder_kwargs": {"grid": 3, "dropout": 0.5},
     },
     "signature": {
+        "loss": "supcon",
         "epochs": 6,  # 155x220 inputs: ~75 s per epoch of CEDAR on a 2-core CPU
         "embedding_dim": 128,
         "batch_size": 32,
         "encoder_kwargs": {"stem_stride": 2, "grid": 2, "dropout": 0.3},
     },
-    "omniglot": {"epochs": 10, "embedding_dim": 128, "batch_size": 64},
+    "omniglot": {"loss": "supcon", "epochs": 10, "embedding_dim": 128, "batch_size": 64, "rotations": 4},
 }
 
 _SECTIONS = {"data": DataConfig, "model": ModelConfig, "loss": LossConfig, "optim": OptimConfig}

@@ -31,6 +31,7 @@ from siamese.data import (
     materialize_digits,
     pair_collate,
     preprocessing_spec,
+    rotated_classes,
     scan_folder,
     split_identities,
     triplet_collate,
@@ -155,7 +156,9 @@ def prepare_data(config: TrainConfig, split: Split | None = None) -> Prepared:
         split=split,
         channels=channels,
         image_size=size,
-        train_loader=_train_loader(index.subset(split.train), loader, train_tf, config),
+        train_loader=_train_loader(
+            rotated_classes(index.subset(split.train), d.rotations), loader, train_tf, config
+        ),
         val_loader=_eval_loader(index.subset(split.val), loader, eval_tf, config, seed=config.seed + 1),
         test_loader=_eval_loader(index.subset(split.test), loader, eval_tf, config, seed=config.seed + 2),
     )

@@ -9,7 +9,15 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from siamese.data import ImageIndex, ImageRecord, list_images, scan_folder
+from siamese.data import (
+    ImageDataset,
+    ImageIndex,
+    ImageLoader,
+    ImageRecord,
+    list_images,
+    rotated_classes,
+    scan_folder,
+)
 from siamese.errors import DataError
 from tests.conftest import write_identity_folder
 
@@ -166,3 +174,47 @@ def test_index_validation():
         ImageIndex(records=(), identities=("b", "a"))
     with pytest.raises(DataError, match="missing from the index"):
         ImageIndex(records=(ImageRecord("/x.png", "c"),), identities=("a", "b"))
+
+
+@pytest.mark.parametrize(
+    "rotations, suffixes", [(2, ["", "@rot180"]), (4, ["", "@rot90", "@rot180", "@rot270"])]
+)
+def test_rotated_classes_are_new_identities(forgery_folders, rotations, suffixes):
+    genuine, forged = forgery_folders
+    index = scan_folder(genuine, forged)
+    rotated = rotated_classes(index, rotations)
+    assert rotated.identities == tuple(sorted(n + s for n in index.identities for s in suffixes))
+    assert len(rotated) == rotations * len(index)
+    # genuine records first, then forgeries; every copy keeps its file and forgery flag
+    flags = [r.forgery for r in rotated.records]
+    assert flags == sorted(flags)
+    for r in rotated.records:
+        name, _, degrees = r.identity.partition("@rot")
+        assert r.turns == (int(degrees) // 90 if degrees else 0)
+        assert Path(r.path).parent.name == name
+    labels = rotated.labels()
+    by_id = rotated.by_identity()
+    assert all(len(v) == 4 for v in by_id.values())
+    assert len({int(labels[v[0]]) for v in by_id.values()}) == len(rotated.identities)
+    forged_of = rotated.forgeries_by_identity()
+    assert sorted(forged_of) == list(rotated.identities) and all(len(v) == 3 for v in forged_of.values())
+
+
+def test_rotated_classes_off_and_errors(image_folder):
+    index = scan_folder(image_folder)
+    assert rotated_classes(index, 1) is index
+    with pytest.raises(DataError, match="rotations must be one of"):
+        rotated_classes(index, 3)
+
+
+def test_loaded_rotated_image_is_turned(tmp_path):
+    pixels = np.arange(12, dtype=np.uint8).reshape(3, 4) * 20  # (H, W), not symmetric
+    for who in ("a", "b"):
+        (tmp_path / who).mkdir()
+        Image.fromarray(pixels, mode="L").save(tmp_path / who / "x.png")
+    rotated = rotated_classes(scan_folder(tmp_path), 4)
+    dataset = ImageDataset(rotated, ImageLoader(1), transform=None)
+    for i, record in enumerate(rotated.records):
+        image, label = dataset[i]
+        assert label == rotated.identities.index(record.identity)
+        np.testing.assert_array_equal(np.asarray(image), np.rot90(pixels, record.turns))  # counter-clockwise

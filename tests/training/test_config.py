@@ -13,6 +13,18 @@ def test_defaults_come_from_preset_and_flags_win():
     assert cfg.optim.epochs == 3 and cfg.loss.name == "supcon"
 
 
+def test_loss_and_rotations_follow_the_preset_unless_given():
+    assert build_train_config().loss.name == "margin"
+    for preset in ("face", "signature", "omniglot"):
+        assert build_train_config(preset, root="x").loss.name == "supcon"
+        assert build_train_config(preset, root="x", loss="margin").loss.name == "margin"
+    assert build_train_config("omniglot", root="x").data.rotations == 4
+    assert build_train_config("omniglot", root="x", rotations=1).data.rotations == 1
+    assert build_train_config("face", root="x").data.rotations == 1
+    with pytest.raises(ConfigError, match="rotations must be 1, 2 or 4, got 3"):
+        build_train_config("face", root="x", rotations=3)
+
+
 def test_preset_default_depends_on_root():
     assert build_train_config().data.preset == "digits"
     assert build_train_config(root="faces").data.preset == "face"

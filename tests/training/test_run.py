@@ -142,3 +142,21 @@ def test_mperclass_batches_carry_skilled_forgeries_as_unique_labels(tmp_path):
     forgery_labels = labels[labels >= n_ids]
     assert len(images) == 8 + 2 and len(forgery_labels) == 2  # forgery_fraction 0.5 of bs/2
     assert len(set(forgery_labels.tolist())) == 2  # each forgery its own label: never a positive
+
+
+def test_rotations_multiply_training_identities_only(tmp_path):
+    from siamese.training.run import prepare_data
+
+    root = write_identity_folder(tmp_path / "chars", n_identities=10, n_images=4, size=(12, 12))
+    cfg = build_train_config(
+        "omniglot", root=str(root), batch_size=8, m_per_class=2, samples_per_epoch=16, eval_pairs=8
+    )
+    assert cfg.data.rotations == 4
+    data = prepare_data(cfg)
+    train_index = data.train_loader.dataset.index
+    assert len(train_index.identities) == 4 * len(data.split.train)
+    assert {name.partition("@")[0] for name in train_index.identities} == set(data.split.train)
+    val_paths = {r.path for r in data.val_loader.dataset.index.records}
+    assert not any("@" in r.identity for r in data.val_loader.dataset.index.records) and val_paths
+    images, labels, _ = next(iter(data.train_loader))
+    assert images.shape == (8, 1, 64, 64) and len(set(labels.tolist())) == 4
