@@ -54,6 +54,8 @@ class Preset:
         shear: random shear range (+/- degrees, horizontal) in training.
         brightness: colour-jitter brightness strength in training (0 disables).
         contrast: colour-jitter contrast strength in training (0 disables).
+        erase: probability of random erasing in training (Zhong et al. 2020): one rectangle of
+            2-20% of the image, aspect 0.3-3.3, set to the normalised mid-grey 0 (0 disables).
         mean: normalisation mean, same for every channel.
         std: normalisation standard deviation, same for every channel.
     """
@@ -72,6 +74,7 @@ class Preset:
     shear: float = 0.0
     brightness: float = 0.0
     contrast: float = 0.0
+    erase: float = 0.0
     mean: float = 0.5
     std: float = 0.5
 
@@ -306,7 +309,10 @@ def get_transform(
         steps.append(_RandomAffine(p.degrees, p.translate, p.scale, p.shear))
     if p.brightness or p.contrast:
         steps.append(v2.ColorJitter(brightness=p.brightness, contrast=p.contrast))
-    return _Compose([*steps, _ToNormalizedTensor(p.mean, p.std)])
+    steps.append(_ToNormalizedTensor(p.mean, p.std))
+    if p.erase:
+        steps.append(v2.RandomErasing(p=p.erase, scale=(0.02, 0.2), ratio=(0.3, 3.3), value=0.0))
+    return _Compose(steps)
 
 
 class _Compose:

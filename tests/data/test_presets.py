@@ -143,3 +143,18 @@ def test_signature_background_tone_carries_no_signal():
         return get_transform("signature", train=False)(img)
 
     torch.testing.assert_close(scan(240), scan(254))  # genuine vs forged CEDAR scans differ in tone
+
+
+def test_random_erasing_blanks_one_rectangle_in_training_only():
+    preset = Preset(name="erase", image_size=(40, 50), channels=1, description="", erase=1.0)
+    img = _pil((50, 40), value=255)  # white: 1.0 after normalisation
+    torch.manual_seed(0)
+    for _ in range(20):
+        x = get_transform(preset, train=True)(img)[0]  # (H, W)
+        erased = (x == 0.0).numpy()
+        assert 0.02 * 2000 - 1 <= erased.sum() <= 0.2 * 2000 + 1 and set(np.unique(x.numpy())) <= {0.0, 1.0}
+        rows, cols = np.nonzero(erased)
+        assert erased[rows.min() : rows.max() + 1, cols.min() : cols.max() + 1].all()  # one rectangle
+    assert (get_transform(preset, train=False)(img) == 1.0).all()
+    off = Preset(name="off", image_size=(40, 50), channels=1, description="")
+    assert (get_transform(off, train=True)(img) == 1.0).all()
