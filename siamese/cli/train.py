@@ -208,6 +208,15 @@ def train_command(
     target_far: Annotated[
         float, typer.Option(help="FAR target of --threshold-rule far.", rich_help_panel=RUN)
     ] = 1e-3,
+    select: Annotated[
+        Literal["best", "last"] | None,
+        typer.Option(
+            help="The model the run keeps: the epoch with the lowest validation EER, or the last "
+            "epoch \\[default: the preset's: last for face, else best].",
+            show_default=False,
+            rich_help_panel=RUN,
+        ),
+    ] = None,
     out: Annotated[
         Path | None, typer.Option(help="Run directory (default: runs/<time>-<loss>).", rich_help_panel=RUN)
     ] = None,
@@ -290,6 +299,7 @@ def train_command(
             warmup_epochs=warmup_epochs,
             threshold_rule=threshold_rule,
             target_far=target_far,
+            select=select,
             save_every=save_every,
             max_minutes=max_minutes,
             skip_nonfinite=skip_nonfinite,
@@ -341,7 +351,8 @@ def _run(config, resume: bool = False) -> None:  # noqa: ANN001 - TrainConfig, i
     table.add_column(no_wrap=True)
     table.add_column(overflow="fold")
     table.add_row("validation threshold (distance)", f"{summary['threshold']:.4f}")
-    table.add_row("best epoch (val EER)", f"{summary['best_epoch']} ({summary['val_eer']:.2%})")
+    kept = "last epoch" if config.select == "last" else "best epoch"
+    table.add_row(f"model: {kept} (val EER)", f"{summary['best_epoch']} ({summary['val_eer']:.2%})")
     table.add_row("test EER", f"{test['eer']:.2%}")
     table.add_row("test AUC", f"{test['auc']:.4f}")
     table.add_row(

@@ -76,19 +76,24 @@ class CSVLogger(Callback):
 
 
 class CheckpointCallback(Callback):
-    """Saves model checkpoints (`last` every epoch, `best` when the validation EER improves) and
-    the resumable training state (every epoch, every `save_every` steps and on interruption).
+    """Saves model checkpoints (`last` every epoch; `best`, the run's model, when the validation
+    EER improves or, with `select="last"`, every epoch) and the resumable training state (every
+    epoch, every `save_every` steps and on interruption).
 
     Args:
         run_dir: run directory; checkpoints go to `<run_dir>/checkpoints/`.
         metadata: static metadata (preset, preprocessing, ...) merged into every checkpoint.
         save_every: also save the training state every this many steps (0 = only per epoch).
+        select: "best" (lowest validation EER) or "last" (final epoch) becomes `best`.
     """
 
-    def __init__(self, run_dir: str | Path, metadata: dict[str, Any], save_every: int = 0) -> None:
+    def __init__(
+        self, run_dir: str | Path, metadata: dict[str, Any], save_every: int = 0, select: str = "best"
+    ) -> None:
         self.dir = Path(run_dir) / CHECKPOINT_DIR
         self.metadata = metadata
         self.save_every = save_every
+        self.select = select
         self.best_eer = math.inf
         self.best_epoch = 0
 
@@ -123,10 +128,11 @@ class CheckpointCallback(Callback):
         }
         save_checkpoint(self.dir / "last", trainer.model, meta)
         val_eer = metrics.get("val_eer", math.inf)
-        if val_eer < self.best_eer or self.best_epoch == 0:
+        if val_eer < self.best_eer or self.best_epoch == 0 or self.select == "last":
             self.best_eer, self.best_epoch = val_eer, epoch + 1
             save_checkpoint(self.dir / "best", trainer.model, meta)
-            logger.info("epoch %d: new best validation EER %.4f", epoch + 1, val_eer)
+            if self.select == "best":
+                logger.info("epoch %d: new best validation EER %.4f", epoch + 1, val_eer)
         self.save_state(trainer, epoch + 1, 0)
 
 

@@ -207,6 +207,9 @@ class TrainConfig:
         save_every: also save a resumable training state every this many steps (0 = per epoch only).
         skip_nonfinite: skip batches with a NaN/inf loss instead of stopping the run.
         max_minutes: stop after the epoch at which another would exceed this training time.
+        select: which epoch's weights the run keeps as its model (`checkpoints/best.*`, used for
+            the test and by inference): "best" = lowest validation EER, "last" = the final epoch
+            (better when the validation identities are too few for a reliable per-epoch EER).
     """
 
     data: DataConfig = field(default_factory=DataConfig)
@@ -221,9 +224,11 @@ class TrainConfig:
     save_every: int = 0
     skip_nonfinite: bool = False
     max_minutes: float | None = None
+    select: str = "best"
 
     def __post_init__(self) -> None:
         _choice(self.device, names.DEVICES, "device")
+        _choice(self.select, SELECT_RULES, "select")
         _choice(self.threshold_rule, THRESHOLD_RULES, "threshold rule")
         _positive(self.save_every, "save every", allow_zero=True)
         if self.max_minutes is not None:
@@ -269,6 +274,8 @@ class TrainConfig:
 
 
 # Training defaults each preset brings; a flag the user passes always wins.
+SELECT_RULES = ("best", "last")
+
 PRESET_DEFAULTS: dict[str, dict[str, Any]] = {
     "digits": {
         "epochs": 8,
@@ -279,6 +286,7 @@ PRESET_DEFAULTS: dict[str, dict[str, Any]] = {
     },
     "face": {
         "loss": "supcon",
+        "select": "last",  # 6-8 validation people: their per-epoch EER is too noisy to pick an epoch
         "epochs": 30,
         "embedding_dim": 128,
         "batch_size": 32,

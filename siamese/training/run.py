@@ -278,7 +278,9 @@ def build_trainer(
     if config.loss.miner != "none" and miner is None:
         logger.warning("--miner %s ignored: mining needs --sampler mperclass", config.loss.miner)
     optimizer, scheduler = build_optimizer(config, model, len(data.train_loader))
-    checkpoints = CheckpointCallback(run_dir, checkpoint_metadata(config, data), save_every=config.save_every)
+    checkpoints = CheckpointCallback(
+        run_dir, checkpoint_metadata(config, data), save_every=config.save_every, select=config.select
+    )
     budget = [TimeBudget(config.max_minutes * 60)] if config.max_minutes else []
     standard = [
         ValidationCallback(data.val_loader, config.threshold_rule, config.target_far),

@@ -160,3 +160,29 @@ def test_rotations_multiply_training_identities_only(tmp_path):
     assert not any("@" in r.identity for r in data.val_loader.dataset.index.records) and val_paths
     images, labels, _ = next(iter(data.train_loader))
     assert images.shape == (8, 1, 64, 64) and len(set(labels.tolist())) == 4
+
+
+@pytest.mark.parametrize("select", ["best", "last"])
+def test_select_decides_which_epoch_is_the_runs_model(tmp_path, select):
+    root = write_identity_folder(tmp_path / "ids", n_identities=8, n_images=4)
+    out = tmp_path / "run"
+    cfg = build_train_config(
+        "digits",
+        root=str(root),
+        epochs=4,
+        batch_size=8,
+        m_per_class=2,
+        samples_per_epoch=16,
+        eval_pairs=8,
+        val_fraction=0.25,
+        test_fraction=0.25,
+        embedding_dim=8,
+        out=str(out),
+        select=select,
+    )
+    summary = train(cfg)
+    val_eer = [float(r["val_eer"]) for r in csv.DictReader((out / "metrics.csv").open())]
+    expected = 4 if select == "last" else 1 + val_eer.index(min(val_eer))
+    assert summary["best_epoch"] == expected and summary["val_eer"] == pytest.approx(val_eer[expected - 1])
+    best = (out / "checkpoints/best.safetensors").read_bytes()
+    assert (best == (out / "checkpoints/last.safetensors").read_bytes()) == (expected == 4)
