@@ -140,7 +140,13 @@ def train_command(
         Literal[names.ENCODERS] | None,
         typer.Option(help="Shared encoder (default: smallcnn).", rich_help_panel=MODEL),
     ] = None,
-    embedding_dim: Annotated[int | None, typer.Option(help="Embedding size.", rich_help_panel=MODEL)] = None,
+    embedding_dim: Annotated[
+        int | None,
+        typer.Option(
+            help="Embedding size (0 = no projection head: the pooled encoder features).",
+            rich_help_panel=MODEL,
+        ),
+    ] = None,
     distance: Annotated[
         Literal[names.DISTANCES] | None,
         typer.Option(help="Pair distance (default: euclidean).", rich_help_panel=MODEL),

@@ -103,7 +103,8 @@ class ModelConfig:
 
     Attributes:
         encoder: registered encoder name (see `siamese.models.ENCODERS`).
-        embedding_dim: output size of the projection head.
+        embedding_dim: output size of the projection head; 0 = no head (the embedding is the
+            encoder's pooled feature vector).
         normalize: L2-normalise embeddings.
         pretrained: start from torchvision's ImageNet weights (downloads; never the default).
         distance: "euclidean" or "cosine" (1 - cos) between the two embeddings.
@@ -120,7 +121,7 @@ class ModelConfig:
     def __post_init__(self) -> None:
         _choice(self.encoder, names.ENCODERS, "encoder")
         _choice(self.distance, names.DISTANCES, "distance")
-        _positive(self.embedding_dim, "embedding dim")
+        _positive(self.embedding_dim, "embedding dim", allow_zero=True)
 
 
 @dataclass(frozen=True)

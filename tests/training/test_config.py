@@ -80,3 +80,12 @@ def test_preset_encoder_options_apply_to_smallcnn_only():
     assert build_train_config("signature", root="g", encoder="resnet18").model.encoder_kwargs == {}
     explicit = build_train_config("signature", root="g", encoder_kwargs={"width": 16})
     assert explicit.model.encoder_kwargs == {"width": 16}
+
+
+def test_embedding_dim_zero_means_no_projection_head():
+    from siamese.training.run import build_model
+
+    encoder = build_model(build_train_config("face", root="x", embedding_dim=0), channels=1).encoder
+    assert encoder.spec["embedding_dim"] is None and encoder.embedding_dim == encoder.feature_dim == 256 * 9
+    with pytest.raises(ConfigError, match="embedding dim must be >= 0"):
+        build_train_config("face", root="x", embedding_dim=-1)
