@@ -88,8 +88,8 @@ PRESETS: dict[str, Preset] = {
             "Faces (ORL/AT&T-like, 92x112 W x H grayscale): 56x46 (H x W, half of ORL's native size, "
             "which generalised better and trains 4x faster on a CPU than 112x92), aspect-preserving "
             "resize and centre crop; training adds horizontal flips, affine (+/-10 deg, +/-5% shift, "
-            "0.9-1.1 zoom) and brightness/contrast jitter 0.2. 1 channel by default; use channels=3 "
-            "for colour faces."
+            "0.9-1.1 zoom), brightness/contrast jitter 0.2 and random erasing (p 0.5). 1 channel by "
+            "default; use channels=3 for colour faces."
         ),
         fit="crop",
         hflip=True,
@@ -98,6 +98,7 @@ PRESETS: dict[str, Preset] = {
         scale=(0.9, 1.1),
         brightness=0.2,
         contrast=0.2,
+        erase=0.5,  # ORL 4-fold, 20 epochs: mean test EER 11.4% -> 10.1%
     ),
     "signature": Preset(
         name="signature",
