@@ -300,7 +300,13 @@ PRESET_DEFAULTS: dict[str, dict[str, Any]] = {
         "batch_size": 32,
         "encoder_kwargs": {"stem_stride": 2, "grid": 2, "dropout": 0.3},
     },
-    "omniglot": {"loss": "supcon", "epochs": 10, "embedding_dim": 128, "batch_size": 64, "rotations": 4},
+    "omniglot": {
+        "loss": "supcon",
+        "epochs": 8,  # with rotations 4, an epoch is 4x the images: ~2 min on a 2-core CPU
+        "embedding_dim": 128,
+        "batch_size": 64,
+        "rotations": 4,  # 8 background alphabets, 6 epochs: 85.5% -> 88.25% 20-way one-shot
+    },
 }
 
 _SECTIONS = {"data": DataConfig, "model": ModelConfig, "loss": LossConfig, "optim": OptimConfig}
