@@ -13,9 +13,9 @@ Training images/s are measured over `--steps` steps after `--warmup` steps, wall
 Embedding images/s: `siamese.inference.embed_all` over the dataset's image files (decoding and
 eval transform included) against bare `encoder(x)` inference on random tensors of the same batch
 shape. Overhead % = how much longer an image takes through the pipeline than through the bare
-encoder; every measurement is repeated `--folds` times and the median kept.
+encoder; the measurements take turns for `--folds` rounds and the median of each is kept.
 
-    python benchmarks/throughput.py /work/shared/data/att_faces [--preset face] [--steps 30]
+    python benchmarks/throughput.py /work/shared/data/att_faces [--preset face] [--steps 60]
 """
 
 from __future__ import annotations
@@ -79,11 +79,16 @@ def images_per_second(step: Callable[[], int], steps: int, warmup: int, budget_s
     return images / (time.perf_counter() - start)
 
 
-def median_rate(label: str, make: Callable[[], float], repeats: int) -> float:
-    """Median of `repeats` measurements."""
-    rates = [make() for _ in range(repeats)]
-    logger.info("%s: %s images/s", label, ", ".join(f"{r:.1f}" for r in rates))
-    return statistics.median(rates)
+def interleaved_medians(measures: dict[str, Callable[[], float]], repeats: int) -> dict[str, float]:
+    """Median rate of each measurement over `repeats` rounds, the measurements taking turns in each
+    round so that a slow spell of the machine hits all of them, not one."""
+    rates: dict[str, list[float]] = {name: [] for name in measures}
+    for _ in range(repeats):
+        for name, make in measures.items():
+            rates[name].append(make())
+    for name, values in rates.items():
+        logger.info("%s: %s images/s", name, ", ".join(f"{r:.1f}" for r in values))
+    return {name: statistics.median(values) for name, values in rates.items()}
 
 
 def our_training_step(config: Any, device: str) -> tuple[Callable[[], int], Any, Any]:
@@ -144,7 +149,8 @@ def recipe_a_step(config: Any, data: Any, device: str, seed: int) -> Callable[[]
 def embedding_rates(args: Any, config: Any, data: Any, model: Any, n_images: int) -> dict[str, float]:
     """embed_all over real files vs bare inference on random tensors, images/s."""
     size, channels = input_shape(config)
-    paths = [r.path for r in data.index.records][:n_images]
+    files = [r.path for r in data.index.records]
+    paths = (files * -(-n_images // len(files)))[:n_images]  # cycled when the dataset is smaller
     transform = get_transform(config.data.preset, False, size, channels)
     encoder = model.encoder.eval()
 
@@ -164,11 +170,8 @@ def embedding_rates(args: Any, config: Any, data: Any, model: Any, n_images: int
         return done / (time.perf_counter() - start)
 
     pipeline()  # warm-up (page cache, allocator)
-    return {
-        "embed_all": median_rate("embed_all", pipeline, args.folds),
-        "bare_inference": median_rate("bare inference", bare, args.folds),
-        "images": len(paths),
-    }
+    rates: dict[str, float] = interleaved_medians({"embed_all": pipeline, "bare_inference": bare}, args.folds)
+    return {**rates, "images": len(paths)}
 
 
 def overhead(pipeline: float, bare: float) -> float:
@@ -186,25 +189,18 @@ def measure(args: Any) -> dict[str, Any]:
     ours, data, model = our_training_step(config, args.device)
     images, _, _ = next(iter(data.train_loader))
     shape = tuple(images.shape)
-    train = {
-        "ours": median_rate(
-            "our pipeline", lambda: images_per_second(ours, steps, warmup, args.budget), args.folds
-        ),
-        "bare_encoder": median_rate(
-            "bare encoder",
-            lambda: images_per_second(
+    train = interleaved_medians(
+        {
+            "ours": lambda: images_per_second(ours, steps, warmup, args.budget),
+            "bare_encoder": lambda: images_per_second(
                 bare_training_step(config, data.channels, shape, args.device), steps, warmup, args.budget
             ),
-            args.folds,
-        ),
-        "recipe_a": median_rate(
-            "recipe (a)",
-            lambda: images_per_second(
+            "recipe_a": lambda: images_per_second(
                 recipe_a_step(config, data, args.device, args.seed), steps, warmup, args.budget
             ),
-            args.folds,
-        ),
-    }
+        },
+        args.folds,
+    )
     embed = embedding_rates(args, config, data, model, opts.get("embed_images", args.embed_images))
     return {
         "config": config.to_dict(),
@@ -251,16 +247,21 @@ def table(r: dict[str, Any], preset: str) -> str:
 def main() -> None:
     parser = base_parser(
         __doc__.split("\n")[0],
-        folds=3,
-        folds_help="repeats of each measurement (the median is reported); default 3",
+        folds=5,
+        folds_help="rounds of measurements, taking turns (the median is reported); default 5",
         budget_help="cap in seconds on each timed training measurement (fewer steps if reached)",
         peers=False,
         work_dir=False,
     )
     parser.add_argument("--preset", default="face", choices=names.PRESETS, help="preset of the data root")
-    parser.add_argument("--steps", type=int, default=20, help="timed training steps per measurement")
+    parser.add_argument("--steps", type=int, default=60, help="timed training steps per measurement")
     parser.add_argument("--warmup", type=int, default=3, help="untimed steps before each measurement")
-    parser.add_argument("--embed-images", type=int, default=400, help="files embedded per measurement")
+    parser.add_argument(
+        "--embed-images",
+        type=int,
+        default=2000,
+        help="images embedded per measurement (files cycled if fewer)",
+    )
     args = parser.parse_args()
     setup_logging()
     require_dir(args.data_root, f"{args.preset} data folder")
