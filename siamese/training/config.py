@@ -305,6 +305,7 @@ PRESET_DEFAULTS: dict[str, dict[str, Any]] = {
         "epochs": 8,  # with rotations 4, an epoch is 4x the images: ~2 min on a 2-core CPU
         "embedding_dim": 128,
         "batch_size": 64,
+        "encoder_kwargs": {"grid": 2},  # where the strokes are, not only which: 89.00% -> 90.50%
         "rotations": 4,  # 8 background alphabets, 6 epochs: 85.5% -> 88.25% 20-way one-shot
     },
 }
