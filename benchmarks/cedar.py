@@ -43,7 +43,7 @@ from common import (
 from peers import PEERS, Fold, compare_on_fold
 
 from siamese.data import ImageIndex, open_image, scan_folder
-from siamese.data.presets import background_colour
+from siamese.data.transforms import background_colour
 
 logger = logging.getLogger("benchmarks.cedar")
 

@@ -29,8 +29,8 @@ from siamese.data import PRESETS, ImageIndex, Split, get_transform
 from siamese.errors import SiameseError
 from siamese.evaluation import accuracy_at, eer, far_frr_at, roc_auc, tar_at_far
 from siamese.inference import embed_all
+from siamese.models.checkpoint import load_checkpoint
 from siamese.models.twin import pair_distance
-from siamese.training.checkpoint import load_checkpoint
 from siamese.training.config import TrainConfig, build_train_config
 from siamese.training.run import train
 

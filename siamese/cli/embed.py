@@ -38,8 +38,9 @@ def embed_command(
 ) -> None:
     """Embed the images of DATA with a trained encoder and write one row per readable image."""
     with user_errors():
+        from siamese.data.inputs import list_inputs
         from siamese.inference.verifier import Verifier
-        from siamese.inference.writers import check_output, list_inputs, write_embeddings
+        from siamese.inference.writers import check_output, write_embeddings
 
         check_output(out)  # fail fast on a bad extension or a missing pyarrow
         inputs = list_inputs(data)

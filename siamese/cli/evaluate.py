@@ -208,7 +208,7 @@ def evaluate_command(
     with user_errors():
         given = {"--pairs": pairs, "--forgeries": forgeries, "--split": split}
         _check_flags(protocol, pairs, {**given, "--num-pairs": num_pairs, "--seed": seed, "--folds": folds})
-        from siamese.evaluation.evaluate import evaluate, run_dir_of
+        from siamese.inference.evaluate import evaluate, run_dir_of
         from siamese.inference.verifier import latest_run
 
         if model is None:

@@ -40,8 +40,7 @@ def pairs_command(
             raise ConfigError("--split needs --split-from RUN (the run whose split.json defines it)")
         if forgery_fraction is not None and forgeries is None:
             raise ConfigError("--forgery-fraction needs --forgeries DIR")
-        from siamese.data import generate_pairs, write_pairs_csv
-        from siamese.evaluation.evaluate import load_split_index
+        from siamese.data import generate_pairs, load_split_index, write_pairs_csv
 
         part = (split or "test") if split_from is not None else "all"
         index = load_split_index(data, forgeries, split_from, part)

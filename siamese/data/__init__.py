@@ -13,11 +13,13 @@ from siamese.data.datasets import ImageDataset
 from siamese.data.digits import default_cache_dir, materialize_digits
 from siamese.data.folder import ImageIndex, ImageRecord, list_images, rotated_classes, scan_folder
 from siamese.data.images import IMAGE_EXTENSIONS, ImageLoader, is_image_file, open_image, to_mode
+from siamese.data.inputs import EmbeddingInput, list_inputs
 from siamese.data.oneshot_runs import OneShotRun, list_oneshot_runs, read_oneshot_run
 from siamese.data.pair_files import generate_pairs, read_pairs, write_pairs_csv
 from siamese.data.pairs import IdentityPools, PairDataset, pair_collate
-from siamese.data.presets import PRESETS, Preset, get_preset, get_transform, preprocessing_spec
-from siamese.data.splits import Split, split_identities
+from siamese.data.presets import PRESETS, Preset, get_preset, preprocessing_spec, resolve_preset
+from siamese.data.splits import SPLITS, Split, load_split_index, split_identities
+from siamese.data.transforms import background_colour, get_transform
 from siamese.data.triplets import TripletDataset, triplet_collate
 from siamese.data.validate import drop_unreadable
 
@@ -25,6 +27,8 @@ __all__ = [
     "drop_unreadable",
     "IMAGE_EXTENSIONS",
     "PRESETS",
+    "SPLITS",
+    "EmbeddingInput",
     "IdentityBatchSampler",
     "ResumableBatchSampler",
     "IdentityPools",
@@ -37,6 +41,7 @@ __all__ = [
     "Preset",
     "Split",
     "TripletDataset",
+    "background_colour",
     "batch_collate",
     "default_cache_dir",
     "generate_pairs",
@@ -45,12 +50,15 @@ __all__ = [
     "identity_batch_sampler",
     "is_image_file",
     "list_images",
+    "list_inputs",
     "list_oneshot_runs",
+    "load_split_index",
     "materialize_digits",
     "open_image",
     "pair_collate",
     "preprocessing_spec",
     "read_oneshot_run",
+    "resolve_preset",
     "read_pairs",
     "rotated_classes",
     "scan_folder",

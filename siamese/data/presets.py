@@ -1,34 +1,19 @@
-"""Per-domain image presets (size, channels, preprocessing, augmentation) and their transforms.
+"""Per-domain presets: one object per kind of data holding its image geometry, preprocessing,
+augmentation and the training defaults it brings (`Preset.training`).
 
-Every transform maps a Pillow image to a float tensor (C, H, W) normalised with `(x - mean) / std`
-(mean = std = 0.5 per channel, so pixel values land in [-1, 1]). Steps, in order:
-
-1. convert to "L" or "RGB" (`channels`);
-2. invert (signature only: ink becomes bright on black);
-3. fit to (H, W): "crop" = aspect-preserving resize then centre crop, "pad" = aspect-preserving
-   resize then pad with the background colour (median of the border pixels), "stretch" = resize;
-4. training only: horizontal flip, random affine (its empty corners filled with the background
-   colour too), brightness/contrast jitter, as enabled by the preset;
-5. to float tensor in [0, 1], then normalise; training only: random erasing (value 0, mid-grey).
-
-The evaluation transform is steps 1-3 and 5: deterministic. Random augmentations draw from
-torch's global generator, as all torchvision transforms do (seed it, and DataLoader workers
-get distinct seeds from it).
-
-torchvision is imported only by the random affine, at its first call (it costs about two seconds).
+The transforms a preset describes are built by `siamese.data.transforms.get_transform`.
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable
-from dataclasses import dataclass, replace
+from collections.abc import Mapping
+from dataclasses import dataclass, field, replace
+from types import MappingProxyType
+from typing import Any
 
 import numpy as np
-import torch
-from PIL import Image, ImageOps
 
 from siamese import names
-from siamese.data.images import to_mode
 from siamese.errors import ConfigError
 
 _FITS = ("pad", "crop", "stretch")
@@ -58,6 +43,9 @@ class Preset:
             2-20% of the image, aspect 0.3-3.3, set to the normalised mid-grey 0 (0 disables).
         mean: normalisation mean, same for every channel.
         std: normalisation standard deviation, same for every channel.
+        training: training options this preset brings, keyed by `siamese.training.build_train_config`'s
+            flat option names (`epochs`, `loss`, `encoder_kwargs`, ...); an option the user passes
+            always wins.
     """
 
     name: str
@@ -77,6 +65,10 @@ class Preset:
     erase: float = 0.0
     mean: float = 0.5
     std: float = 0.5
+    training: Mapping[str, Any] = field(default_factory=dict)
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "training", MappingProxyType(dict(self.training)))
 
 
 PRESETS: dict[str, Preset] = {
@@ -99,6 +91,14 @@ PRESETS: dict[str, Preset] = {
         brightness=0.2,
         contrast=0.2,
         erase=0.5,  # ORL 4-fold, 20 epochs: mean test EER 11.4% -> 10.1%
+        training={
+            "loss": "supcon",
+            "select": "last",  # 6-8 validation people: their per-epoch EER is too noisy to pick an epoch
+            "epochs": 30,
+            "embedding_dim": 128,
+            "batch_size": 32,
+            "encoder_kwargs": {"grid": 3, "dropout": 0.5},
+        },
     ),
     "signature": Preset(
         name="signature",
@@ -118,6 +118,13 @@ PRESETS: dict[str, Preset] = {
         translate=0.03,
         scale=(0.95, 1.05),
         shear=5.0,
+        training={
+            "loss": "supcon",
+            "epochs": 6,  # 155x220 inputs: ~75 s per epoch of CEDAR on a 2-core CPU
+            "embedding_dim": 128,
+            "batch_size": 32,
+            "encoder_kwargs": {"stem_stride": 2, "grid": 2, "dropout": 0.3},
+        },
     ),
     "digits": Preset(
         name="digits",
@@ -132,6 +139,13 @@ PRESETS: dict[str, Preset] = {
         degrees=10.0,
         translate=0.08,
         scale=(0.9, 1.1),
+        training={
+            "epochs": 8,
+            "embedding_dim": 64,
+            "batch_size": 64,
+            "m_per_class": 16,  # only 6 training digits: 4 per batch
+            "encoder_kwargs": {"grid": 2},
+        },
     ),
     "omniglot": Preset(
         name="omniglot",
@@ -147,6 +161,14 @@ PRESETS: dict[str, Preset] = {
         translate=0.05,
         scale=(0.9, 1.1),
         shear=10.0,
+        training={
+            "loss": "supcon",
+            "epochs": 12,  # 4 rotations: an epoch is 4x the images, ~100 s on 2 cores; 8 epochs: 90.5%
+            "embedding_dim": 128,
+            "batch_size": 64,
+            "encoder_kwargs": {"grid": 3},  # where the strokes are; 12 epochs: grid 2 91.75%, grid 3 92.25%
+            "rotations": 4,  # 8 background alphabets, 6 epochs: 85.5% -> 88.25% 20-way one-shot
+        },
     ),
 }
 
@@ -164,7 +186,10 @@ def get_preset(preset: str | Preset) -> Preset:
     return PRESETS[preset]
 
 
-def _resolve(preset: str | Preset, image_size: tuple[int, int] | int | None, channels: int | None) -> Preset:
+def resolve_preset(
+    preset: str | Preset, image_size: tuple[int, int] | int | None, channels: int | None
+) -> Preset:
+    """The preset with `image_size` and `channels` overridden (None keeps the preset's), validated."""
     p = get_preset(preset)
     if image_size is not None:
         size = (image_size, image_size) if isinstance(image_size, int) else tuple(image_size)
@@ -180,262 +205,6 @@ def _resolve(preset: str | Preset, image_size: tuple[int, int] | int | None, cha
     return p
 
 
-def background_colour(img: Image.Image) -> int | tuple[int, ...]:
-    """Median of the border pixels (per channel): the colour used for padding and affine fill."""
-    arr = np.asarray(img)  # (H, W) or (H, W, C)
-    if arr.ndim == 2:
-        arr = arr[:, :, None]
-    border = np.concatenate([arr[0], arr[-1], arr[:, 0], arr[:, -1]])  # (2W + 2H, C)
-    median = [int(v) for v in np.median(border, axis=0)]
-    return median[0] if len(median) == 1 else tuple(median)
-
-
-class _ToMode:
-    def __init__(self, channels: int) -> None:
-        self.channels = channels
-
-    def __call__(self, img: Image.Image) -> Image.Image:
-        return to_mode(img, self.channels)
-
-
-def otsu_threshold(gray: np.ndarray) -> int:
-    """Otsu's threshold of an 8-bit image: the level maximising the between-class variance."""
-    hist = np.bincount(gray.ravel(), minlength=256).astype(np.float64)
-    levels = np.arange(256)
-    w0 = np.cumsum(hist)  # pixels at or below each level
-    w1 = w0[-1] - w0
-    m0 = np.cumsum(hist * levels)
-    valid = (w0 > 0) & (w1 > 0)
-    if not valid.any():  # a single grey level: nothing to separate
-        return 255
-    with np.errstate(divide="ignore", invalid="ignore"):
-        between = w0 * w1 * (m0 / w0 - (m0[-1] - m0) / w1) ** 2
-    return int(np.argmax(np.where(valid, between, -1.0)))
-
-
-class _RemoveBackground:
-    """Pixels brighter than the Otsu threshold become white (grayscale images)."""
-
-    def __call__(self, img: Image.Image) -> Image.Image:
-        arr = np.asarray(img.convert("L"))
-        out = arr.copy()
-        out[arr > otsu_threshold(arr)] = 255
-        return Image.fromarray(out, mode="L").convert(img.mode)
-
-
-class _Invert:
-    def __call__(self, img: Image.Image) -> Image.Image:
-        return ImageOps.invert(img)
-
-
-class _Fit:
-    """Bring an image to (H, W) by padding with its background colour, centre-cropping or stretching."""
-
-    def __init__(self, size: tuple[int, int], fit: str) -> None:
-        self.size = size
-        self.fit = fit
-
-    def __call__(self, img: Image.Image) -> Image.Image:
-        h, w = self.size
-        if img.size == (w, h):
-            return img
-        if self.fit == "crop":
-            return ImageOps.fit(img, (w, h), method=Image.Resampling.BILINEAR)
-        if self.fit == "pad":
-            return ImageOps.pad(img, (w, h), method=Image.Resampling.BILINEAR, color=background_colour(img))
-        return img.resize((w, h), Image.Resampling.BILINEAR)
-
-
-class _RandomAffine:
-    """Random rotation/shift/zoom/shear whose uncovered corners take the image's background colour."""
-
-    def __init__(self, degrees: float, translate: float, scale: tuple[float, float], shear: float) -> None:
-        self.degrees = degrees
-        self.translate = translate
-        self.scale = scale
-        self.shear = shear
-
-    def __call__(self, img: Image.Image) -> Image.Image:
-        from torchvision.transforms.v2 import InterpolationMode
-        from torchvision.transforms.v2 import functional as F
-
-        u = torch.rand(5).tolist()  # uniform [0, 1) draws
-        angle = (2 * u[0] - 1) * self.degrees
-        tx = round((2 * u[1] - 1) * self.translate * img.width)
-        ty = round((2 * u[2] - 1) * self.translate * img.height)
-        zoom = self.scale[0] + u[3] * (self.scale[1] - self.scale[0])
-        shear = (2 * u[4] - 1) * self.shear
-        return F.affine(
-            img,
-            angle=angle,
-            translate=[tx, ty],
-            scale=zoom,
-            shear=[shear, 0.0],
-            interpolation=InterpolationMode.BILINEAR,
-            fill=background_colour(img),
-        )
-
-
-def get_transform(
-    preset: str | Preset,
-    train: bool,
-    image_size: tuple[int, int] | None = None,
-    channels: int | None = None,
-) -> Callable[[Image.Image], torch.Tensor]:
-    """Build the PIL image -> normalised float tensor (C, H, W) transform of a preset.
-
-    Args:
-        preset: a name in `PRESETS` or a `Preset`.
-        train: add the preset's random augmentations; False gives the deterministic eval transform.
-        image_size: (H, W) overriding the preset's size.
-        channels: 1 or 3, overriding the preset's channels.
-
-    Raises:
-        ConfigError: unknown preset, bad size or channels.
-    """
-    p = _resolve(preset, image_size, channels)
-    steps: list[Callable] = [_ToMode(p.channels)]
-    if p.remove_background:
-        steps.append(_RemoveBackground())
-    if p.invert:
-        steps.append(_Invert())
-    steps.append(_Fit(p.image_size, p.fit))
-    if not train:  # torchvision-free, so inference (`siamese verify`) never imports it
-        return _Compose([*steps, _ToNormalizedTensor(p.mean, p.std)])
-    if p.hflip:
-        steps.append(_RandomHFlip())
-    if p.degrees or p.translate or p.shear or p.scale != (1.0, 1.0):
-        steps.append(_RandomAffine(p.degrees, p.translate, p.scale, p.shear))
-    jitter = _BrightnessContrast(p.brightness, p.contrast) if p.brightness or p.contrast else None
-    steps.append(_ToNormalizedTensor(p.mean, p.std, jitter))
-    if p.erase:
-        steps.append(_RandomErase(p.erase))
-    return _Compose(steps)
-
-
-class _Compose:
-    """Apply steps in order (torchvision's Compose without importing torchvision)."""
-
-    def __init__(self, steps: list[Callable]) -> None:
-        self.steps = steps
-
-    def __call__(self, img: Image.Image) -> torch.Tensor:
-        for step in self.steps:
-            img = step(img)
-        return img
-
-
-class _ToNormalizedTensor:
-    """8-bit PIL image -> float array in [0, 1] (-> `jitter`) -> (x - mean) / std as a tensor (C, H, W)."""
-
-    def __init__(
-        self, mean: float, std: float, jitter: Callable[[np.ndarray], np.ndarray] | None = None
-    ) -> None:
-        self.mean = mean
-        self.std = std
-        self.jitter = jitter
-
-    def __call__(self, img: Image.Image) -> torch.Tensor:
-        arr = np.asarray(img, dtype=np.float32) / 255.0  # (H, W) or (H, W, C)
-        if arr.ndim == 2:
-            arr = arr[:, :, None]
-        if self.jitter is not None:
-            arr = self.jitter(arr)
-        arr = (arr - self.mean) / self.std  # in NumPy: torch would use its thread pool for big images
-        return torch.from_numpy(np.ascontiguousarray(arr.transpose(2, 0, 1)))  # (C, H, W)
-
-
-# The training augmentations below are NumPy/Pillow versions of torchvision's RandomHorizontalFlip,
-# ColorJitter(brightness, contrast) and RandomErasing with the same formulas and draws from torch's
-# global generator; on the small images of the presets torchvision's per-call dispatch cost more than
-# the arithmetic (ORL faces: 120 us of 320 us of loading per image, the training loop's overhead).
-
-
-class _RandomHFlip:
-    """Mirror left-right with probability 1/2."""
-
-    def __call__(self, img: Image.Image) -> Image.Image:
-        return ImageOps.mirror(img) if torch.rand(1).item() < 0.5 else img
-
-
-_LUMA = np.array([0.2989, 0.587, 0.114], np.float32)  # ITU-R 601-2 luma, as torchvision's grayscale
-
-
-def adjust_brightness_contrast(
-    arr: np.ndarray, brightness: float, contrast: float, contrast_first: bool
-) -> np.ndarray:
-    """torchvision's `adjust_brightness` / `adjust_contrast` on a float (H, W, C) array in [0, 1].
-
-    Brightness scales towards black: `clip(b * x)`; contrast blends with the mean grey level of the
-    image: `clip(c * x + (1 - c) * mean(gray(x)))`.
-    """
-
-    def bright(a: np.ndarray) -> np.ndarray:
-        return np.clip(a * brightness, 0.0, 1.0)
-
-    def contr(a: np.ndarray) -> np.ndarray:
-        mean = float(a.mean()) if a.shape[2] == 1 else float((a @ _LUMA).mean())
-        return np.clip(contrast * a + (1.0 - contrast) * mean, 0.0, 1.0)
-
-    return bright(contr(arr)) if contrast_first else contr(bright(arr))
-
-
-class _BrightnessContrast:
-    """ColorJitter(b, c): factors uniform in [1 - b, 1 + b] and [1 - c, 1 + c], applied in random order."""
-
-    def __init__(self, brightness: float, contrast: float) -> None:
-        self.brightness = brightness
-        self.contrast = contrast
-
-    def __call__(self, arr: np.ndarray) -> np.ndarray:
-        u = torch.rand(3).tolist()
-        b = 1.0 + (2 * u[0] - 1) * self.brightness
-        c = 1.0 + (2 * u[1] - 1) * self.contrast
-        return adjust_brightness_contrast(arr, b, c, contrast_first=u[2] < 0.5)
-
-
-def erase_box(
-    height: int,
-    width: int,
-    u: list[float],
-    scale: tuple[float, float] = (0.02, 0.2),
-    ratio: tuple[float, float] = (0.3, 3.3),
-) -> tuple[int, int, int, int] | None:
-    """RandomErasing's rectangle (top, left, h, w) from uniform draws `u` (4 per attempt).
-
-    Area uniform in `scale` of the image, aspect ratio log-uniform in `ratio`; an attempt whose box
-    does not fit is retried; None when no attempt fits.
-    """
-    area = height * width
-    log_lo, log_hi = np.log(ratio[0]), np.log(ratio[1])
-    for k in range(0, len(u) - 3, 4):
-        target = area * (scale[0] + u[k] * (scale[1] - scale[0]))
-        aspect = float(np.exp(log_lo + u[k + 1] * (log_hi - log_lo)))
-        h, w = int(round(np.sqrt(target * aspect))), int(round(np.sqrt(target / aspect)))
-        if 0 < h < height and 0 < w < width:
-            top = int(u[k + 2] * (height - h + 1))
-            left = int(u[k + 3] * (width - w + 1))
-            return top, left, h, w
-    return None
-
-
-class _RandomErase:
-    """With probability `p`, set one random rectangle of the normalised tensor to 0 (mid-grey)."""
-
-    def __init__(self, p: float) -> None:
-        self.p = p
-
-    def __call__(self, x: torch.Tensor) -> torch.Tensor:
-        u = torch.rand(41).tolist()  # 1 for p, 4 per attempt for 10 attempts, as torchvision
-        if u[0] >= self.p:
-            return x
-        box = erase_box(x.shape[-2], x.shape[-1], u[1:])
-        if box is not None:
-            top, left, h, w = box
-            x[..., top : top + h, left : left + w] = 0.0
-        return x
-
-
 def preprocessing_spec(
     preset: str | Preset, image_size: tuple[int, int] | None = None, channels: int | None = None
 ) -> dict:
@@ -445,7 +214,7 @@ def preprocessing_spec(
     mean and std (per channel). Rebuild the transform with
     `get_transform(spec["preset"], False, tuple(spec["size"]), spec["channels"])`.
     """
-    p = _resolve(preset, image_size, channels)
+    p = resolve_preset(preset, image_size, channels)
     return {
         "preset": p.name,
         "size": list(p.image_size),

@@ -10,6 +10,7 @@ from pathlib import Path
 
 import numpy as np
 
+from siamese.data.folder import ImageIndex, scan_folder
 from siamese.errors import ConfigError, DataError
 
 _MIN_PER_SPLIT = 2  # a verification split needs impostors, so at least two identities
@@ -107,3 +108,45 @@ def split_identities(
     test = sorted(shuffled[n_val : n_val + n_test])
     train = sorted(shuffled[n_val + n_test :])
     return Split(train=tuple(train), val=tuple(val), test=tuple(test))
+
+
+SPLITS = ("test", "val", "train", "all")
+
+
+def load_split_index(
+    data_root: str | os.PathLike,
+    forgeries: str | os.PathLike | None = None,
+    run_dir: str | os.PathLike | None = None,
+    split: str = "all",
+) -> ImageIndex:
+    """Scan `data_root` (plus forgeries) and keep the identities of one part of a run's split.
+
+    Args:
+        data_root: identity-folder root.
+        forgeries: optional skilled-forgery root (same identity names).
+        run_dir: run directory holding `split.json`; needed unless `split` is "all".
+        split: "train", "val", "test", or "all" for every identity (e.g. another dataset).
+
+    Raises:
+        ConfigError: unknown split, or a split without a run directory.
+        DataError: missing or empty split, or split identities absent from `data_root`.
+    """
+    if split not in SPLITS:
+        raise ConfigError(f"unknown split {split!r}; choose one of {', '.join(SPLITS)}")
+    index = scan_folder(data_root, forgeries)
+    if split == "all":
+        return index
+    if run_dir is None:
+        raise ConfigError(f"split {split!r} needs the run directory whose split.json defines it")
+    split_file = Path(run_dir) / "split.json"
+    names = getattr(Split.from_json(split_file), split)
+    if not names:
+        raise DataError(f"the {split!r} part of {split_file} is empty; choose another split or 'all'")
+    missing = sorted(set(names) - set(index.identities))
+    if missing:
+        raise DataError(
+            f"{len(missing)} of the {len(names)} {split!r} identities of {split_file} are not in "
+            f"{data_root} (e.g. {missing[0]!r}); use split 'all' to evaluate every identity "
+            "of another dataset"
+        )
+    return index.subset(names)

@@ -23,7 +23,7 @@ import numpy as np
 import torch
 
 from siamese.errors import CheckpointError, ConfigError, SiameseError
-from siamese.training.checkpoint import load_checkpoint, resolve_checkpoint
+from siamese.models.checkpoint import load_checkpoint, resolve_checkpoint
 
 logger = logging.getLogger(__name__)
 

@@ -21,13 +21,13 @@ from typing import Any
 import numpy as np
 import torch
 
-from siamese.data.presets import get_transform
+from siamese.data.transforms import get_transform
 from siamese.devices import resolve_device
 from siamese.errors import CheckpointError, ConfigError, ImageError
 from siamese.evaluation.calibration import confidence as calibrated_confidence
 from siamese.inference.embedding import embed_all
+from siamese.models.checkpoint import CHECKPOINT_DIR, load_checkpoint, resolve_checkpoint
 from siamese.models.twin import TwinNetwork, pair_distance
-from siamese.training.checkpoint import CHECKPOINT_DIR, load_checkpoint, resolve_checkpoint
 
 logger = logging.getLogger(__name__)
 
@@ -88,7 +88,7 @@ class Verifier:
 
     Attributes:
         model: the twin network in eval mode.
-        metadata: the checkpoint metadata (see `siamese.training.checkpoint`).
+        metadata: the checkpoint metadata (see `siamese.models.checkpoint`).
         source: the checkpoint stem the model was loaded from.
         device: where the model runs.
         transform: the deterministic PIL image -> `(C, H, W)` tensor preprocessing.

@@ -10,7 +10,7 @@ from pathlib import Path
 from typing import Any
 
 from siamese.evaluation import best_accuracy_threshold, eer, threshold_at_far
-from siamese.training.checkpoint import CHECKPOINT_DIR, save_checkpoint
+from siamese.models.checkpoint import CHECKPOINT_DIR, save_checkpoint
 from siamese.training.trainer import Callback, PairScores, Trainer
 
 logger = logging.getLogger(__name__)

@@ -1,7 +1,7 @@
 """Frozen configuration dataclasses, one per component, nested in `TrainConfig`.
 
-This module imports neither torch nor torchvision, so the CLI can parse and validate options
-instantly. Every field is used by `siamese.training.run.train`; the resolved config is written
+The CLI imports this module only once a command runs (never for `--help`).
+Every field is used by `siamese.training.run.train`; the resolved config is written
 to `config.json` in the run directory.
 """
 
@@ -14,6 +14,7 @@ from pathlib import Path
 from typing import Any
 
 from siamese import names
+from siamese.data.presets import PRESETS
 from siamese.errors import ConfigError
 
 THRESHOLD_RULES = ("eer", "accuracy", "far")
@@ -274,41 +275,7 @@ class TrainConfig:
         )
 
 
-# Training defaults each preset brings; a flag the user passes always wins.
 SELECT_RULES = ("best", "last")
-
-PRESET_DEFAULTS: dict[str, dict[str, Any]] = {
-    "digits": {
-        "epochs": 8,
-        "embedding_dim": 64,
-        "batch_size": 64,
-        "m_per_class": 16,  # only 6 training digits: 4 per batch
-        "encoder_kwargs": {"grid": 2},
-    },
-    "face": {
-        "loss": "supcon",
-        "select": "last",  # 6-8 validation people: their per-epoch EER is too noisy to pick an epoch
-        "epochs": 30,
-        "embedding_dim": 128,
-        "batch_size": 32,
-        "encoder_kwargs": {"grid": 3, "dropout": 0.5},
-    },
-    "signature": {
-        "loss": "supcon",
-        "epochs": 6,  # 155x220 inputs: ~75 s per epoch of CEDAR on a 2-core CPU
-        "embedding_dim": 128,
-        "batch_size": 32,
-        "encoder_kwargs": {"stem_stride": 2, "grid": 2, "dropout": 0.3},
-    },
-    "omniglot": {
-        "loss": "supcon",
-        "epochs": 12,  # 4 rotations: an epoch is 4x the images, ~100 s on 2 cores; 8 -> 12: 90.50% -> 91.75%
-        "embedding_dim": 128,
-        "batch_size": 64,
-        "encoder_kwargs": {"grid": 3},  # where the strokes are; 12 epochs: grid 2 91.75%, grid 3 92.25%
-        "rotations": 4,  # 8 background alphabets, 6 epochs: 85.5% -> 88.25% 20-way one-shot
-    },
-}
 
 _SECTIONS = {"data": DataConfig, "model": ModelConfig, "loss": LossConfig, "optim": OptimConfig}
 
@@ -329,7 +296,7 @@ def build_train_config(preset: str | None = None, **options: Any) -> TrainConfig
     preset = preset or ("digits" if options.get("root") is None else "face")
     _choice(preset, names.PRESETS, "preset")
     given = {k: v for k, v in options.items() if v is not None}
-    merged = {**PRESET_DEFAULTS[preset], **given, "preset": preset}
+    merged = {**PRESETS[preset].training, **given, "preset": preset}
     if "encoder_kwargs" not in given and merged.get("encoder", "smallcnn") != "smallcnn":
         merged.pop("encoder_kwargs", None)  # the preset's smallcnn options do not fit other encoders
     if "loss" in merged:

@@ -41,6 +41,7 @@ from siamese.errors import CheckpointError, SiameseError
 from siamese.evaluation import accuracy_at, far_frr_at, fit_confidence, roc_auc
 from siamese.losses import get_loss, get_miner
 from siamese.models import TwinNetwork, get_encoder
+from siamese.models.checkpoint import load_checkpoint, read_metadata, resolve_checkpoint, save_checkpoint
 from siamese.training.callbacks import (
     CheckpointCallback,
     CSVLogger,
@@ -48,7 +49,6 @@ from siamese.training.callbacks import (
     ValidationCallback,
     threshold_from_scores,
 )
-from siamese.training.checkpoint import load_checkpoint, read_metadata, resolve_checkpoint, save_checkpoint
 from siamese.training.config import TrainConfig
 from siamese.training.state import load_training_state
 from siamese.training.trainer import Callback, Trainer

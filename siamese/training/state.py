@@ -19,7 +19,7 @@ from safetensors import SafetensorError
 from safetensors.torch import load_file, save_file
 
 from siamese.errors import CheckpointError
-from siamese.training.checkpoint import atomic_write
+from siamese.models.checkpoint import atomic_write
 from siamese.training.trainer import Trainer
 
 STATE_FORMAT = "siamese-training-state"

@@ -13,7 +13,8 @@ from typer.testing import CliRunner
 
 from siamese.cli.app import app
 from siamese.cli.evaluate import Protocol, SplitName
-from siamese.evaluation.evaluate import PROTOCOLS, SPLITS
+from siamese.data import SPLITS
+from siamese.inference.evaluate import PROTOCOLS
 from tests.data.test_oneshot_runs import write_oneshot_run
 
 runner = CliRunner(env={"COLUMNS": "250"})

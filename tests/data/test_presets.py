@@ -128,7 +128,7 @@ def test_import_does_not_load_torchvision():
 
 
 def test_otsu_threshold_splits_two_levels():
-    from siamese.data.presets import otsu_threshold
+    from siamese.data.transforms import otsu_threshold
 
     arr = np.array([30] * 50 + [220] * 150, dtype=np.uint8)
     t = otsu_threshold(arr)
@@ -167,7 +167,7 @@ def test_random_erasing_blanks_one_rectangle_in_training_only():
 def test_brightness_contrast_matches_torchvision_functional(channels, contrast_first):
     from torchvision.transforms.v2 import functional as F
 
-    from siamese.data.presets import adjust_brightness_contrast
+    from siamese.data.transforms import adjust_brightness_contrast
 
     rng = np.random.default_rng(channels)
     arr = rng.random((9, 7, channels), dtype=np.float32)  # (H, W, C) in [0, 1]
@@ -197,7 +197,7 @@ def test_random_hflip_mirrors_about_half_the_time():
 
 
 def test_erase_box_follows_area_and_ratio_draws():
-    from siamese.data.presets import erase_box
+    from siamese.data.transforms import erase_box
 
     rng = np.random.default_rng(0)
     for _ in range(200):

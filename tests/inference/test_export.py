@@ -93,7 +93,7 @@ def test_onnx_export_of_grid_pooled_smallcnn_on_odd_sizes(tiny_run, tmp_path):
     """The face preset's grid pooling on a 56x46 input leaves a 4x3 map: not a multiple of 3."""
     pytest.importorskip("onnxruntime")
     from siamese.models import TwinNetwork, get_encoder
-    from siamese.training.checkpoint import read_metadata, resolve_checkpoint, save_checkpoint
+    from siamese.models.checkpoint import read_metadata, resolve_checkpoint, save_checkpoint
 
     meta = read_metadata(resolve_checkpoint(tiny_run[0]))
     meta.update(image_size=[56, 46], preset="face")

@@ -2,13 +2,14 @@ import json
 
 import pytest
 
+from siamese.data import PRESETS
 from siamese.errors import ConfigError
-from siamese.training.config import PRESET_DEFAULTS, TrainConfig, build_train_config
+from siamese.training.config import TrainConfig, build_train_config
 
 
 def test_defaults_come_from_preset_and_flags_win():
     cfg = build_train_config("face", root="x")
-    assert cfg.optim.epochs == PRESET_DEFAULTS["face"]["epochs"]
+    assert cfg.optim.epochs == PRESETS["face"].training["epochs"]
     cfg = build_train_config("face", root="x", epochs=3, loss="supcon")
     assert cfg.optim.epochs == 3 and cfg.loss.name == "supcon"
 
@@ -75,7 +76,7 @@ def test_round_trip_through_json(tmp_path):
 def test_preset_encoder_options_apply_to_smallcnn_only():
     assert (
         build_train_config("signature", root="g").model.encoder_kwargs
-        == PRESET_DEFAULTS["signature"]["encoder_kwargs"]
+        == PRESETS["signature"].training["encoder_kwargs"]
     )
     assert build_train_config("signature", root="g", encoder="resnet18").model.encoder_kwargs == {}
     explicit = build_train_config("signature", root="g", encoder_kwargs={"width": 16})

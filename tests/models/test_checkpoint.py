@@ -5,7 +5,7 @@ import torch
 
 from siamese.errors import CheckpointError
 from siamese.models import TwinNetwork, get_encoder
-from siamese.training.checkpoint import load_checkpoint, save_checkpoint
+from siamese.models.checkpoint import load_checkpoint, save_checkpoint
 
 
 @pytest.fixture

@@ -15,11 +15,11 @@ import torch
 from PIL import Image
 from sklearn.metrics import roc_auc_score, roc_curve
 
-import siamese.evaluation.evaluate as ev
+import siamese.inference.evaluate as ev
 from siamese.data import Split, generate_pairs, get_transform, open_image, scan_folder, write_pairs_csv
 from siamese.errors import ConfigError, DataError, ImageError
 from siamese.evaluation import eer, kfold_verification
-from siamese.training.checkpoint import load_checkpoint
+from siamese.models.checkpoint import load_checkpoint
 from tests.data.test_oneshot_runs import write_oneshot_run
 
 

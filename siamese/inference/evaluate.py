@@ -3,7 +3,7 @@
 This is the stateful wrapper around the pure metric functions of `siamese.evaluation`: it loads
 the model, reads or generates the pairs, embeds every unique image once, scores the pairs with the
 model's distance and writes `report.json` plus plots. It imports torch, so `siamese.evaluation`
-does not re-export it; import it as `siamese.evaluation.evaluate`.
+is a pipeline beside `verifier`, `writers` and `export`; import it as `siamese.inference.evaluate`.
 
 Sign convention: the metric functions want scores where higher means "same", so pairs are scored
 `-distance`; every threshold in the report is converted back to a DISTANCE (same if
@@ -25,29 +25,31 @@ import torch
 
 from siamese.data import (
     ImageIndex,
-    Split,
     generate_pairs,
     get_transform,
     list_oneshot_runs,
+    load_split_index,
     read_oneshot_run,
     read_pairs,
-    scan_folder,
 )
 from siamese.devices import resolve_device
-from siamese.errors import ConfigError, DataError, ImageError
-from siamese.evaluation.kfold import kfold_verification
-from siamese.evaluation.metrics import verification_report
-from siamese.evaluation.oneshot import n_way_one_shot_accuracy
-from siamese.evaluation.plots import plot_det, plot_roc, plot_score_histograms
-from siamese.evaluation.retrieval import retrieval_metrics
+from siamese.errors import ConfigError, ImageError
+from siamese.evaluation import (
+    kfold_verification,
+    n_way_one_shot_accuracy,
+    plot_det,
+    plot_roc,
+    plot_score_histograms,
+    retrieval_metrics,
+    verification_report,
+)
 from siamese.inference.embedding import embed_all
 from siamese.models import TwinNetwork
-from siamese.training.checkpoint import CHECKPOINT_DIR, load_checkpoint, resolve_checkpoint
+from siamese.models.checkpoint import CHECKPOINT_DIR, load_checkpoint, resolve_checkpoint
 
 logger = logging.getLogger(__name__)
 
 PROTOCOLS = ("pairs", "kfold", "oneshot")
-SPLITS = ("test", "val", "train", "all")
 REPORT_FARS = (1e-1, 1e-2, 1e-3)
 KFOLD_FARS = (1e-2, 1e-3)
 REPORT_FILE = "report.json"
@@ -67,45 +69,6 @@ def run_dir_of(model_path: str | os.PathLike) -> Path:
     """
     stem = resolve_checkpoint(model_path)
     return stem.parent.parent if stem.parent.name == CHECKPOINT_DIR else stem.parent
-
-
-def load_split_index(
-    data_root: str | os.PathLike,
-    forgeries: str | os.PathLike | None = None,
-    run_dir: str | os.PathLike | None = None,
-    split: str = "all",
-) -> ImageIndex:
-    """Scan `data_root` (plus forgeries) and keep the identities of one part of a run's split.
-
-    Args:
-        data_root: identity-folder root.
-        forgeries: optional skilled-forgery root (same identity names).
-        run_dir: run directory holding `split.json`; needed unless `split` is "all".
-        split: "train", "val", "test", or "all" for every identity (e.g. another dataset).
-
-    Raises:
-        ConfigError: unknown split, or a split without a run directory.
-        DataError: missing or empty split, or split identities absent from `data_root`.
-    """
-    if split not in SPLITS:
-        raise ConfigError(f"unknown split {split!r}; choose one of {', '.join(SPLITS)}")
-    index = scan_folder(data_root, forgeries)
-    if split == "all":
-        return index
-    if run_dir is None:
-        raise ConfigError(f"split {split!r} needs the run directory whose split.json defines it")
-    split_file = Path(run_dir) / "split.json"
-    names = getattr(Split.from_json(split_file), split)
-    if not names:
-        raise DataError(f"the {split!r} part of {split_file} is empty; choose another split or 'all'")
-    missing = sorted(set(names) - set(index.identities))
-    if missing:
-        raise DataError(
-            f"{len(missing)} of the {len(names)} {split!r} identities of {split_file} are not in "
-            f"{data_root} (e.g. {missing[0]!r}); use split 'all' to evaluate every identity "
-            "of another dataset"
-        )
-    return index.subset(names)
 
 
 def embed_paths(

@@ -20,7 +20,8 @@ from safetensors.torch import load_file, save_file
 
 from siamese import names
 from siamese.errors import CheckpointError
-from siamese.models import TwinNetwork, get_encoder
+from siamese.models.registry import get_encoder
+from siamese.models.twin import TwinNetwork
 
 FORMAT = "siamese-checkpoint"
 VERSION = 1
