@@ -5,6 +5,13 @@ the functions that need them.
 """
 
 from siamese.evaluation.calibration import confidence, fit_confidence
+from siamese.evaluation.distances import (
+    THRESHOLD_RULES,
+    as_scores,
+    choose_threshold,
+    distance_report,
+    metrics_at_threshold,
+)
 from siamese.evaluation.kfold import kfold_verification
 from siamese.evaluation.metrics import (
     accuracy_at,
@@ -24,6 +31,11 @@ from siamese.evaluation.plots import plot_det, plot_roc, plot_score_histograms
 from siamese.evaluation.retrieval import RETRIEVAL_METRICS, retrieval_metrics
 
 __all__ = [
+    "THRESHOLD_RULES",
+    "as_scores",
+    "choose_threshold",
+    "distance_report",
+    "metrics_at_threshold",
     "RETRIEVAL_METRICS",
     "accuracy_at",
     "best_accuracy_threshold",
