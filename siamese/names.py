@@ -13,3 +13,16 @@ SAMPLERS = ("pairs", "triplets", "mperclass")
 DISTANCES = ("euclidean", "cosine")
 OPTIMIZERS = ("adamw", "sgd")
 DEVICES = ("auto", "cpu", "cuda")
+
+
+def check_choice(value: str, allowed: tuple[str, ...], what: str) -> str:
+    """Return `value` if it is one of `allowed`, else raise a `ConfigError` naming the choices.
+
+    >>> check_choice("cosine", DISTANCES, "distance")
+    'cosine'
+    """
+    from siamese.errors import ConfigError
+
+    if value not in allowed:
+        raise ConfigError(f"unknown {what} {value!r}; choose one of: {', '.join(allowed)}")
+    return value

@@ -3,16 +3,13 @@
 from __future__ import annotations
 
 import torch
-from pytorch_metric_learning.losses import GenericPairLoss
-from pytorch_metric_learning.reducers import MeanReducer
-from pytorch_metric_learning.utils import common_functions as c_f
-from pytorch_metric_learning.utils import loss_and_miner_utils as lmu
 
 from siamese.errors import ConfigError
 from siamese.losses.miners import IndicesTuple, make_distance
+from siamese.losses.pair_loss import PairLoss
 
 
-class MarginContrastiveLoss(GenericPairLoss):
+class MarginContrastiveLoss(PairLoss):
     """Hadsell–Chopra–LeCun contrastive loss over pairs.
 
     For each pair considered, with ``y = 1`` for a positive (same label) and ``0`` for a negative::
@@ -45,23 +42,6 @@ class MarginContrastiveLoss(GenericPairLoss):
         self.margin = float(margin)
         self.add_to_recordable_attributes(list_of_names=["margin"], is_stat=False)
 
-    def compute_loss(
-        self,
-        embeddings: torch.Tensor,
-        labels: torch.Tensor | None,
-        indices_tuple: IndicesTuple | None,
-        ref_emb: torch.Tensor,
-        ref_labels: torch.Tensor | None,
-    ) -> dict:
-        # pml's version returns zero when every index tensor has length <= 1; only no pairs is zero here.
-        c_f.labels_or_indices_tuple_required(labels, indices_tuple)
-        indices_tuple = lmu.convert_to_pairs(indices_tuple, labels, ref_labels)
-        a1, _, a2, _ = indices_tuple
-        if len(a1) == 0 and len(a2) == 0:
-            return self.zero_losses()
-        mat = self.distance(embeddings, ref_emb)  # (B, B_ref)
-        return self.loss_method(mat, indices_tuple)
-
     def pair_based_loss(self, mat: torch.Tensor, indices_tuple: IndicesTuple) -> dict:
         # pml substitutes [] for an empty side; indexing with empty tensors keeps dtype and device.
         a1, p, a2, n = indices_tuple
@@ -86,9 +66,6 @@ class MarginContrastiveLoss(GenericPairLoss):
     def _as_distance(self, pair_values: torch.Tensor) -> torch.Tensor:
         """Per-pair values of the pml distance as a dissimilarity ``D`` (``1 - s`` for cosine)."""
         return 1 - pair_values if self.distance.is_inverted else pair_values
-
-    def get_default_reducer(self) -> MeanReducer:
-        return MeanReducer()
 
     def extra_repr(self) -> str:
         return f"margin={self.margin}"

@@ -1,4 +1,6 @@
-"""Loss registry: `LOSSES` keyed by `siamese.names.LOSSES` and the `get_loss` factory."""
+"""Loss registry: `LOSSES` keyed by `siamese.names.LOSSES`, the `get_loss` factory, and what each
+loss takes: its options (from its constructor, defaults included) and its samplers (its class's
+`samplers`, the natural one first)."""
 
 from __future__ import annotations
 
@@ -19,10 +21,47 @@ LOSSES: dict[str, type[nn.Module]] = {
 }
 
 
+def _loss_class(name: str) -> type[nn.Module]:
+    if not isinstance(name, str) or name not in LOSSES:
+        raise ConfigError(f"unknown loss {name!r}; choose one of: {', '.join(LOSSES)}")
+    return LOSSES[name]
+
+
 def _option_names(loss_cls: type[nn.Module]) -> list[str]:
     """Keyword options a loss class's constructor accepts."""
     params = inspect.signature(loss_cls).parameters.values()
     return [p.name for p in params if p.kind in (p.POSITIONAL_OR_KEYWORD, p.KEYWORD_ONLY)]
+
+
+def loss_options(name: str) -> list[str]:
+    """The options loss `name` takes, e.g. `["margin", "distance"]` for "margin".
+
+    Raises:
+        ConfigError: unknown loss.
+    """
+    return _option_names(_loss_class(name))
+
+
+def loss_samplers(name: str) -> tuple[str, ...]:
+    """The samplers loss `name` trains with, its natural one first.
+
+    >>> loss_samplers("triplet")
+    ('triplets', 'mperclass')
+    """
+    return tuple(getattr(_loss_class(name), "samplers", ("pairs", "triplets", "mperclass")))
+
+
+def split_loss_options(name: str, options: dict[str, Any]) -> tuple[dict[str, Any], list[str]]:
+    """Route options to loss `name`: those it takes, and the names of those it would ignore.
+
+    Options whose value is None (not given) are dropped, so the loss's own defaults apply.
+
+    >>> split_loss_options("margin", {"margin": 0.5, "temperature": 0.2, "beta": None})
+    ({'margin': 0.5}, ['temperature'])
+    """
+    valid = set(loss_options(name))
+    given = {k: v for k, v in options.items() if v is not None}
+    return {k: v for k, v in given.items() if k in valid}, sorted(set(given) - valid)
 
 
 def get_loss(name: str | nn.Module, **kwargs: Any) -> nn.Module:
@@ -45,9 +84,7 @@ def get_loss(name: str | nn.Module, **kwargs: Any) -> nn.Module:
         if kwargs:
             raise ConfigError(f"options {sorted(kwargs)} cannot be applied to a loss instance")
         return name
-    if not isinstance(name, str) or name not in LOSSES:
-        raise ConfigError(f"unknown loss {name!r}; choose one of: {', '.join(LOSSES)}")
-    loss_cls = LOSSES[name]
+    loss_cls = _loss_class(name)
     valid = _option_names(loss_cls)
     unknown = sorted(set(kwargs) - set(valid))
     if unknown:

@@ -2,17 +2,16 @@
 
 from __future__ import annotations
 
+from typing import ClassVar
+
 import torch
-from pytorch_metric_learning.losses import GenericPairLoss
-from pytorch_metric_learning.reducers import MeanReducer
-from pytorch_metric_learning.utils import common_functions as c_f
-from pytorch_metric_learning.utils import loss_and_miner_utils as lmu
 
 from siamese.errors import ConfigError
 from siamese.losses.miners import IndicesTuple, make_distance
+from siamese.losses.pair_loss import PairLoss
 
 
-class SupConLoss(GenericPairLoss):
+class SupConLoss(PairLoss):
     """Supervised contrastive loss, the L_out form, with Robinson et al. (2021) hardness weighting.
 
     For each anchor ``i`` with at least one positive, with ``s`` the similarity and ``tau`` the
@@ -45,6 +44,8 @@ class SupConLoss(GenericPairLoss):
         ConfigError: if ``temperature <= 0``, ``beta < 0`` or the distance is unknown.
     """
 
+    samplers: ClassVar[tuple[str, ...]] = ("mperclass", "pairs", "triplets")
+
     def __init__(self, temperature: float = 0.1, beta: float = 0.0, distance: str = "cosine") -> None:
         if not temperature > 0:
             raise ConfigError(f"temperature must be > 0, got {temperature!r}")
@@ -72,21 +73,8 @@ class SupConLoss(GenericPairLoss):
             labels = labels.repeat_interleave(views)  # (B*V,)
         return super().forward(embeddings, labels, indices_tuple, ref_emb, ref_labels)
 
-    def compute_loss(
-        self,
-        embeddings: torch.Tensor,
-        labels: torch.Tensor | None,
-        indices_tuple: IndicesTuple | None,
-        ref_emb: torch.Tensor,
-        ref_labels: torch.Tensor | None,
-    ) -> dict:
-        # pml's version returns zero when every index tensor has length <= 1; only no positives is zero here.
-        c_f.labels_or_indices_tuple_required(labels, indices_tuple)
-        indices_tuple = lmu.convert_to_pairs(indices_tuple, labels, ref_labels)
-        if len(indices_tuple[0]) == 0:
-            return self.zero_losses()
-        mat = self.distance(embeddings, ref_emb)  # (B, B_ref)
-        return self.loss_method(mat, indices_tuple)
+    def has_terms(self, indices_tuple: IndicesTuple) -> bool:
+        return len(indices_tuple[0]) > 0  # an anchor needs a positive
 
     def _compute_loss(self, mat: torch.Tensor, pos_mask: torch.Tensor, neg_mask: torch.Tensor) -> dict:
         sim = mat if self.distance.is_inverted else -mat  # (B, B_ref), larger = closer
@@ -110,9 +98,6 @@ class SupConLoss(GenericPairLoss):
         log_softmax = scores - torch.logsumexp(scores, dim=1, keepdim=True)
         n_neg = neg_mask.sum(dim=1, keepdim=True).clamp(min=1).to(sim.dtype)  # (A, 1)
         return torch.log(n_neg) + log_softmax
-
-    def get_default_reducer(self) -> MeanReducer:
-        return MeanReducer()
 
     def extra_repr(self) -> str:
         return f"temperature={self.temperature}, beta={self.beta}"

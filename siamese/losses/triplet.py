@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from typing import ClassVar
+
 from pytorch_metric_learning.losses import TripletMarginLoss
 
 from siamese.errors import ConfigError
@@ -25,6 +27,8 @@ class TripletLoss(TripletMarginLoss):
     Raises:
         ConfigError: if ``margin <= 0`` or the distance is unknown.
     """
+
+    samplers: ClassVar[tuple[str, ...]] = ("triplets", "mperclass")
 
     def __init__(self, margin: float = 0.2, distance: str = "euclidean") -> None:
         if not margin > 0:

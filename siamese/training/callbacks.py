@@ -9,7 +9,7 @@ import time
 from pathlib import Path
 from typing import Any
 
-from siamese.evaluation import best_accuracy_threshold, eer, threshold_at_far
+from siamese.evaluation import choose_threshold
 from siamese.models.checkpoint import CHECKPOINT_DIR, save_checkpoint
 from siamese.training.trainer import Callback, PairScores, Trainer
 
@@ -19,24 +19,13 @@ logger = logging.getLogger(__name__)
 def threshold_from_scores(
     scores: PairScores, rule: str = "eer", target_far: float = 1e-3
 ) -> dict[str, float]:
-    """Validation EER and the distance threshold chosen by `rule`.
-
-    Args:
-        scores: validation pair distances.
-        rule: "eer" (FAR = FRR), "accuracy" (best accuracy) or "far" (the loosest threshold whose
-            FAR is at most `target_far`).
-        target_far: the FAR target of the "far" rule.
+    """Validation EER and the distance threshold chosen by `rule` (see `choose_threshold`).
 
     Returns:
         `val_eer` and `threshold`; pairs with distance <= threshold are declared the same identity.
     """
-    neg = -scores.distances  # higher score = more likely the same
-    err, thr = eer(neg, scores.is_same)
-    if rule == "accuracy":
-        thr, _ = best_accuracy_threshold(neg, scores.is_same)
-    elif rule == "far":
-        thr = threshold_at_far(neg, scores.is_same, target_far)
-    return {"val_eer": float(err), "threshold": float(-thr)}
+    err, thr = choose_threshold(scores.distances, scores.is_same, rule, target_far)
+    return {"val_eer": err, "threshold": thr}
 
 
 class ValidationCallback(Callback):
@@ -126,11 +115,12 @@ class CheckpointCallback(Callback):
             "val_eer": metrics.get("val_eer"),
             "threshold": metrics.get("threshold"),
         }
-        save_checkpoint(self.dir / "last", trainer.model, meta)
+        model = trainer.method.twin()
+        save_checkpoint(self.dir / "last", model, meta)
         val_eer = metrics.get("val_eer", math.inf)
         if val_eer < self.best_eer or self.best_epoch == 0 or self.select == "last":
             self.best_eer, self.best_epoch = val_eer, epoch + 1
-            save_checkpoint(self.dir / "best", trainer.model, meta)
+            save_checkpoint(self.dir / "best", model, meta)
             if self.select == "best":
                 logger.info("epoch %d: new best validation EER %.4f", epoch + 1, val_eer)
         self.save_state(trainer, epoch + 1, 0)

@@ -16,15 +16,12 @@ from typing import Any
 from siamese import names
 from siamese.data.presets import PRESETS
 from siamese.errors import ConfigError
+from siamese.evaluation.distances import THRESHOLD_RULES
+from siamese.losses.registry import loss_samplers, split_loss_options
+from siamese.names import check_choice
 
-THRESHOLD_RULES = ("eer", "accuracy", "far")
-DEFAULT_SAMPLER = {"margin": "pairs", "supcon": "mperclass", "triplet": "triplets"}
-DEFAULT_MARGIN = {"margin": 1.0, "triplet": 0.2}
-
-
-def _choice(value: str, allowed: tuple[str, ...], what: str) -> None:
-    if value not in allowed:
-        raise ConfigError(f"unknown {what} {value!r}; choose one of: {', '.join(allowed)}")
+SELECT_RULES = ("best", "last")
+_choice = check_choice
 
 
 def _positive(value: float, what: str, allow_zero: bool = False) -> None:
@@ -108,7 +105,9 @@ class ModelConfig:
             encoder's pooled feature vector).
         normalize: L2-normalise embeddings.
         pretrained: start from torchvision's ImageNet weights (downloads; never the default).
-        distance: "euclidean" or "cosine" (1 - cos) between the two embeddings.
+        distance: "euclidean" or "cosine" (1 - cos) between the two embeddings, used for
+            verification and by every loss that measures a distance; None = Euclidean for
+            verification and each loss's own default distance.
         encoder_kwargs: extra encoder options, e.g. `{"width": 32, "stem_stride": 2}` for smallcnn.
     """
 
@@ -116,49 +115,48 @@ class ModelConfig:
     embedding_dim: int = 128
     normalize: bool = True
     pretrained: bool = False
-    distance: str = "euclidean"
+    distance: str | None = None
     encoder_kwargs: dict[str, Any] = field(default_factory=dict)
 
     def __post_init__(self) -> None:
         _choice(self.encoder, names.ENCODERS, "encoder")
-        _choice(self.distance, names.DISTANCES, "distance")
+        if self.distance is not None:
+            _choice(self.distance, names.DISTANCES, "distance")
         _positive(self.embedding_dim, "embedding dim", allow_zero=True)
 
 
 @dataclass(frozen=True)
 class LossConfig:
-    """The training objective.
+    """The training objective. Options left None take the loss's own default.
 
     Attributes:
-        name: "margin" (Hadsell 2006), "supcon" (Khosla 2020) or "triplet".
-        margin: margin of the margin/triplet loss; None = 1.0 for margin, 0.2 for triplet.
-        temperature: SupCon temperature.
-        beta: SupCon hard-negative concentration (Robinson 2021); 0 = plain SupCon.
+        name: a registered loss (`siamese.losses.LOSSES`): "margin" (Hadsell 2006), "supcon"
+            (Khosla 2020) or "triplet".
+        margin: margin of the margin (default 1.0) and triplet (default 0.2) losses.
+        temperature: SupCon temperature (default 0.1).
+        beta: SupCon hard-negative concentration (Robinson 2021); 0 (the default) = plain SupCon.
         miner: pytorch-metric-learning miner applied to "mperclass" batches.
     """
 
     name: str = "margin"
     margin: float | None = None
-    temperature: float = 0.1
-    beta: float = 0.0
+    temperature: float | None = None
+    beta: float | None = None
     miner: str = "none"
 
     def __post_init__(self) -> None:
         _choice(self.name, names.LOSSES, "loss")
         _choice(self.miner, names.MINERS, "miner")
-        if self.margin is not None:
-            _positive(self.margin, "margin")
-        _positive(self.temperature, "temperature")
-        _positive(self.beta, "beta", allow_zero=True)
+        for what, value, zero in (("margin", self.margin, False), ("temperature", self.temperature, False)):
+            if value is not None:
+                _positive(value, what, allow_zero=zero)
+        if self.beta is not None:
+            _positive(self.beta, "beta", allow_zero=True)
 
-    def loss_kwargs(self, distance: str) -> dict[str, Any]:
-        """Keyword arguments for `siamese.losses.get_loss(self.name, ...)`."""
-        if self.name == "supcon":
-            return {"temperature": self.temperature, "beta": self.beta}
-        kwargs: dict[str, Any] = {"margin": self.margin or DEFAULT_MARGIN[self.name]}
-        if self.name == "margin":
-            kwargs["distance"] = distance
-        return kwargs
+    def options(self, distance: str | None) -> dict[str, Any]:
+        """Every loss option as configured (None = not given), the model's distance included."""
+        named = {"margin": self.margin, "temperature": self.temperature, "beta": self.beta}
+        return {**named, "distance": distance}
 
 
 @dataclass(frozen=True)
@@ -237,18 +235,28 @@ class TrainConfig:
             _positive(self.max_minutes, "max minutes")
         if not 0 < self.target_far < 1:
             raise ConfigError(f"target FAR must be in (0, 1), got {self.target_far}")
-        sampler = self.sampler
+        sampler, allowed = self.sampler, loss_samplers(self.loss.name)
         if sampler == "mperclass":
             m, b = self.data.m_per_class, self.optim.batch_size
             if b < 2 * m or b % m:
                 raise ConfigError(f"batch size {b} must be a multiple of m per class {m} and >= 2*m")
-        if self.loss.name == "triplet" and sampler == "pairs":
-            raise ConfigError("the triplet loss needs triplets: use --sampler triplets or mperclass")
+        if sampler not in allowed:
+            raise ConfigError(
+                f"the {self.loss.name} loss needs {allowed[0]}: use --sampler {' or '.join(allowed)}"
+            )
 
     @property
     def sampler(self) -> str:
         """The sampler actually used (explicit choice, else the loss's natural one)."""
-        return self.data.sampler or DEFAULT_SAMPLER[self.loss.name]
+        return self.data.sampler or loss_samplers(self.loss.name)[0]
+
+    def ignored_options(self) -> list[str]:
+        """Options that were set but have no effect with this configuration, as one line each."""
+        _, unused = split_loss_options(self.loss.name, self.loss.options(self.model.distance))
+        notes = [f"--{name} has no effect with --loss {self.loss.name}" for name in unused]
+        if self.loss.miner != "none" and self.sampler != "mperclass":
+            notes.append(f"--miner {self.loss.miner} has no effect: mining needs --sampler mperclass")
+        return notes
 
     def to_dict(self) -> dict[str, Any]:
         """Plain nested dict with the resolved sampler."""
@@ -274,8 +282,6 @@ class TrainConfig:
             **{k: v for k, v in d.items() if k not in ("data", "model", "loss", "optim")},
         )
 
-
-SELECT_RULES = ("best", "last")
 
 _SECTIONS = {"data": DataConfig, "model": ModelConfig, "loss": LossConfig, "optim": OptimConfig}
 

@@ -53,13 +53,13 @@ def save_training_state(
 
     Args:
         stem: path without suffix, e.g. `runs/x/checkpoints/state`.
-        trainer: the trainer (model, optimiser, scheduler, step counters).
+        trainer: the trainer (method with all its modules and buffers, optimiser, scheduler, counters).
         epoch: the epoch to continue in (0-based).
         step_in_epoch: batches of that epoch already done.
         extra: JSON-serialisable bookkeeping of callbacks (e.g. best EER so far).
     """
     stem = Path(stem)
-    tensors = {f"model.{k}": v.detach().cpu().contiguous() for k, v in trainer.model.state_dict().items()}
+    tensors = {f"model.{k}": v.detach().cpu().contiguous() for k, v in trainer.method.state_dict().items()}
     optim_tensors, optim_plain = _split_optimizer(trainer.optimizer.state_dict())
     tensors.update(optim_tensors)
     tensors["rng.torch"] = torch.get_rng_state()
@@ -83,7 +83,8 @@ def save_training_state(
 
 
 def load_training_state(stem: str | Path, trainer: Trainer) -> dict[str, Any]:
-    """Restore model, optimiser, scheduler, RNG states and counters saved by `save_training_state`.
+    """Restore what `save_training_state` saved: the method (weights and buffers: queues, EMA
+    copies, prototypes), optimiser, scheduler, RNG states and counters.
 
     Returns:
         `{"epoch", "step_in_epoch", "extra"}` to continue from.
@@ -103,7 +104,7 @@ def load_training_state(stem: str | Path, trainer: Trainer) -> dict[str, Any]:
         raise CheckpointError(f"{stem}.json is not a siamese training state")
     model_state = {k[len("model.") :]: v for k, v in tensors.items() if k.startswith("model.")}
     try:
-        trainer.model.load_state_dict(model_state, strict=True)
+        trainer.method.load_state_dict(model_state, strict=True)
         trainer.optimizer.load_state_dict(_join_optimizer(tensors, meta["optimizer"]))
     except (RuntimeError, ValueError, KeyError) as exc:
         first = str(exc).strip().splitlines()[0]

@@ -10,14 +10,13 @@ from typing import Any
 
 import numpy as np
 import torch
-from torch import nn
 
 from siamese.errors import SiameseError
 from siamese.models.twin import pair_distance
+from siamese.training.methods.base import Batch, Method, StepOutput
 
 logger = logging.getLogger(__name__)
 
-Batch = tuple[torch.Tensor, torch.Tensor, tuple[torch.Tensor, ...] | None]
 
 
 class NonFiniteLossError(SiameseError):
@@ -73,14 +72,13 @@ def indexed_pair_distances(
 
 
 class Trainer:
-    """Fits a twin network's shared encoder with a metric loss.
+    """Fits a training method: one loop, one step function for training and evaluation.
 
     Args:
-        model: twin network (`embed` and `distance` are used).
-        loss_fn: called as `loss_fn(embeddings, labels, indices_tuple)`.
-        optimizer: torch optimiser over the model's parameters.
+        method: what a step computes (`siamese.training.methods`); the optimiser should cover
+            its `param_groups`.
+        optimizer: torch optimiser over the method's parameters.
         scheduler: optional per-step learning-rate scheduler.
-        miner: optional miner applied to batches that carry no index tuple.
         device: where batches are moved.
         callbacks: logging, evaluation, checkpointing.
         skip_nonfinite: skip (no update) batches whose loss is NaN/inf instead of stopping.
@@ -91,92 +89,88 @@ class Trainer:
 
     def __init__(
         self,
-        model: nn.Module,
-        loss_fn: nn.Module,
+        method: Method,
         optimizer: torch.optim.Optimizer,
         scheduler: torch.optim.lr_scheduler.LRScheduler | None = None,
-        miner: Any = None,
         device: str | torch.device = "cpu",
         callbacks: Iterable[Callback] = (),
         skip_nonfinite: bool = False,
     ) -> None:
-        self.model = model
-        self.loss_fn = loss_fn
+        self.method = method
         self.optimizer = optimizer
         self.scheduler = scheduler
-        self.miner = miner
         self.device = torch.device(device)
         self.callbacks = list(callbacks)
         self.skip_nonfinite = skip_nonfinite
         self.epoch = 0
         self.step_in_epoch = 0
         self.global_step = 0
+        self.total_steps = 0  # set by `fit`: epochs x batches, for the methods' schedules
         self.skipped_steps = 0
         self.epoch_loss = (0.0, 0)  # running (sum, count) of this epoch's training loss
         self.stop_requested = False
         self.finish_requested = False  # end normally after the current epoch (e.g. a time budget)
         self.interrupted = False
 
-    def step(self, batch: Batch, train: bool) -> tuple[torch.Tensor, torch.Tensor, tuple | None]:
-        """Embed a batch, mine if needed, compute the loss and (when training) update.
+    def step(self, batch: Batch | tuple, train: bool) -> StepOutput:
+        """Run the method's step on a batch and (when training) update.
 
         Returns:
-            The loss (detached), the embeddings `(N, D)` (detached) and the index tuple used.
+            The step's output with the loss and embeddings detached.
         """
-        images, labels, indices = batch
-        images, labels = images.to(self.device), labels.to(self.device)
-        if indices is not None:
-            indices = tuple(t.to(self.device) for t in indices)
+        batch = Batch(*batch).to(self.device)
         with torch.set_grad_enabled(train):
-            emb = self.model.embed(images)  # (N, D)
-            if indices is None and self.miner is not None:
-                indices = self.miner(emb, labels)
-            loss = self.loss_fn(emb, labels, indices)
-        if not torch.isfinite(loss):
-            if train and self.skip_nonfinite:
-                logger.warning(
-                    "skipping a batch with non-finite loss at epoch %d, step %d",
-                    self.epoch + 1,
-                    self.global_step + 1,
+            out = self.method.training_step(batch) if train else self.method.evaluation_step(batch)
+        detached = StepOutput(out.loss.detach(), out.embeddings.detach(), out.indices)
+        if train and not torch.isfinite(out.loss):
+            if not self.skip_nonfinite:
+                raise NonFiniteLossError(
+                    f"non-finite loss ({out.loss.item()}) at epoch {self.epoch + 1}, "
+                    f"step {self.global_step + 1}; try a lower --lr"
                 )
-                self.skipped_steps += 1
-                return loss.detach(), emb.detach(), indices
-            raise NonFiniteLossError(
-                f"non-finite loss ({loss.item()}) at epoch {self.epoch + 1}, step {self.global_step + 1}; "
-                "try a lower --lr"
+            logger.warning(
+                "skipping a batch with non-finite loss at epoch %d, step %d",
+                self.epoch + 1,
+                self.global_step + 1,
             )
-        if train:
-            self.optimizer.zero_grad(set_to_none=True)
-            loss.backward()
-            self.optimizer.step()
-            if self.scheduler is not None:
-                self.scheduler.step()
-        return loss.detach(), emb.detach(), indices
+            self.skipped_steps += 1
+        elif train:
+            self._update(out.loss)
+        return detached
+
+    def _update(self, loss: torch.Tensor) -> None:
+        self.optimizer.zero_grad(set_to_none=True)
+        loss.backward()
+        self.method.on_before_optimizer_step(self.global_step, self.total_steps)
+        self.optimizer.step()
+        if self.scheduler is not None:
+            self.scheduler.step()
+        self.method.on_after_optimizer_step(self.global_step, self.total_steps)
 
     @torch.no_grad()
-    def evaluate(self, loader: Iterable[Batch]) -> PairScores:
+    def evaluate(self, loader: Iterable[Any]) -> PairScores:
         """Mean loss and the distances of every pair the batches' index tuples name."""
-        self.model.eval()
+        self.method.eval()
         losses, dists, same = [], [], []
-        kind = getattr(self.model, "distance", "euclidean")
         for batch in loader:
             loss, emb, indices = self.step(batch, train=False)
-            losses.append(loss.item())
+            if torch.isfinite(loss):
+                losses.append(loss.item())
             if indices is not None:
-                d, s = indexed_pair_distances(emb, indices, kind)
+                d, s = indexed_pair_distances(emb, indices, self.method.distance)
                 dists.append(d.cpu())
                 same.append(s)
         distances = torch.cat(dists).numpy() if dists else np.zeros(0)
         is_same = torch.cat(same).numpy() if same else np.zeros(0, dtype=bool)
         return PairScores(float(np.mean(losses)) if losses else math.nan, distances, is_same)
 
-    def train_epoch(self, loader: Iterable[Batch]) -> float:
+    def train_epoch(self, loader: Iterable[Any]) -> float:
         """One pass over `loader`; returns the mean training loss."""
-        self.model.train()
+        self.method.train()
         if self.step_in_epoch == 0:
             self.epoch_loss = (0.0, 0)
         for batch in loader:
-            loss, _, _ = self.step(batch, train=True)
+            loss = self.step(batch, train=True).loss
             self.global_step += 1
             self.step_in_epoch += 1
             if torch.isfinite(loss):
@@ -199,6 +193,7 @@ class Trainer:
             start_step: batches of `start_epoch` already done (when resuming mid-epoch); needs a
                 batch sampler with a `skip` attribute (`siamese.data.ResumableBatchSampler`).
         """
+        self.total_steps = epochs * len(train_loader)
         for cb in self.callbacks:
             cb.on_fit_start(self)
         for epoch in range(start_epoch, epochs):

@@ -84,7 +84,7 @@ def test_preset_encoder_options_apply_to_smallcnn_only():
 
 
 def test_embedding_dim_zero_means_no_projection_head():
-    from siamese.training.run import build_model
+    from siamese.training import build_model
 
     encoder = build_model(build_train_config("face", root="x", embedding_dim=0), channels=1).encoder
     assert encoder.spec["embedding_dim"] is None and encoder.embedding_dim == encoder.feature_dim == 256 * 9

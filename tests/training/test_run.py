@@ -45,7 +45,34 @@ def test_train_writes_a_complete_run_directory(tmp_path, loss):
     assert not set(split["train"]) & set(split["test"]) and not set(split["val"]) & set(split["test"])
     meta = json.loads((out / "checkpoints/best.json").read_text())
     assert meta["threshold"] == summary["threshold"] and meta["preset"] == "digits"
-    assert 0.0 <= summary["test"]["eer"] <= 1.0 and summary["test"]["pairs"] > 0
+    _assert_test_metrics_match_an_independent_computation(cfg, out, summary)
+
+
+def _assert_test_metrics_match_an_independent_computation(cfg, out, summary):
+    """Re-embed the run's test pairs with its saved model and score them with sklearn."""
+    import numpy as np
+    import torch
+    from sklearn.metrics import roc_auc_score
+
+    from siamese.data import Split
+    from siamese.models import pair_distance
+    from siamese.models.checkpoint import load_checkpoint
+    from siamese.training import prepare_data
+
+    data = prepare_data(cfg, Split.from_json(out / "split.json"))
+    model, meta = load_checkpoint(out)
+    distances, same = [], []
+    with torch.no_grad():
+        for images, _, (a, p, n) in data.test_loader:
+            emb = model.embed(images)
+            distances += pair_distance(emb[a], emb[p], meta["distance"]).tolist()
+            distances += pair_distance(emb[a], emb[n], meta["distance"]).tolist()
+            same += [True] * len(a) + [False] * len(a)
+    d, y = np.array(distances), np.array(same)
+    test = summary["test"]
+    assert test["pairs"] == len(d) > 0
+    assert test["auc"] == pytest.approx(roc_auc_score(y, -d), abs=1e-6)
+    assert test["accuracy"] == pytest.approx(np.mean((d <= summary["threshold"]) == y))
 
 
 def test_forgeries_train(tmp_path):
@@ -68,6 +95,17 @@ def test_forgeries_train(tmp_path):
     )
     summary = train(cfg)
     assert summary["test"]["pairs"] == 8
+    from siamese.data import Split
+    from siamese.training import prepare_data
+
+    data = prepare_data(cfg, Split.from_json(tmp_path / "sig" / "split.json"))
+    records = data.train_loader.dataset.index.records
+    pairs = data.train_loader.dataset.pairs()
+    impostors = [(records[a], records[b]) for a, b, same in pairs if not same]
+    skilled = [(ra, rb) for ra, rb in impostors if rb.forgery]
+    assert all(not records[a].forgery and not records[b].forgery for a, b, same in pairs if same)
+    assert skilled and all(ra.identity == rb.identity for ra, rb in skilled)  # forgeries of the anchor
+    assert len(skilled) < len(impostors)  # and random impostors too
 
 
 def test_threshold_rules_and_calibration_are_stored(tmp_path):
@@ -119,7 +157,7 @@ def test_explicit_split_is_used(tmp_path):
 
 
 def test_mperclass_batches_carry_skilled_forgeries_as_unique_labels(tmp_path):
-    from siamese.training.run import prepare_data
+    from siamese.training import prepare_data
 
     genuine = write_identity_folder(tmp_path / "genuine", n_identities=8, n_images=4, seed=1)
     forged = write_identity_folder(tmp_path / "forged", n_identities=8, n_images=3, seed=2)
@@ -145,7 +183,7 @@ def test_mperclass_batches_carry_skilled_forgeries_as_unique_labels(tmp_path):
 
 
 def test_rotations_multiply_training_identities_only(tmp_path):
-    from siamese.training.run import prepare_data
+    from siamese.training import prepare_data
 
     root = write_identity_folder(tmp_path / "chars", n_identities=10, n_images=4, size=(12, 12))
     cfg = build_train_config(

@@ -3,7 +3,8 @@ import torch
 from torch import nn
 
 from siamese.losses import get_loss
-from siamese.models import TwinNetwork, get_encoder
+from siamese.models import get_encoder
+from siamese.training.methods import SupervisedMethod
 from siamese.training.trainer import Callback, NonFiniteLossError, Trainer, indexed_pair_distances
 
 
@@ -39,12 +40,12 @@ def test_indexed_pair_distances_triplets_and_pairs():
 
 def test_train_steps_reduce_loss_and_eval_does_not_update():
     torch.manual_seed(0)
-    model = TwinNetwork(Flat())
-    trainer = Trainer(model, get_loss("margin"), torch.optim.SGD(model.parameters(), lr=0.1))
+    model = SupervisedMethod(Flat(), get_loss("margin"))
+    trainer = Trainer(model, torch.optim.SGD(model.parameters(), lr=0.1))
     batch = _pair_batch()
-    first, _, _ = trainer.step(batch, train=True)
+    first = trainer.step(batch, train=True).loss
     for _ in range(30):
-        last, _, _ = trainer.step(batch, train=True)
+        last = trainer.step(batch, train=True).loss
     assert last < first
     before = [p.clone() for p in model.parameters()]
     trainer.step(batch, train=False)
@@ -52,20 +53,19 @@ def test_train_steps_reduce_loss_and_eval_does_not_update():
 
 
 def test_evaluate_collects_balanced_pair_distances():
-    model = TwinNetwork(Flat())
-    trainer = Trainer(model, get_loss("margin"), torch.optim.SGD(model.parameters(), lr=0.1))
+    model = SupervisedMethod(Flat(), get_loss("margin"))
+    trainer = Trainer(model, torch.optim.SGD(model.parameters(), lr=0.1))
     scores = trainer.evaluate([_pair_batch(), _pair_batch()])
     assert scores.distances.shape == (4,) and scores.is_same.tolist() == [True, False, True, False]
     assert scores.loss > 0
 
 
 def test_non_finite_loss_stops_with_epoch_and_step():
-    model = TwinNetwork(Flat())
-
     def nan_loss(emb, labels, indices):
         return emb.sum() * float("nan")
 
-    trainer = Trainer(model, nan_loss, torch.optim.SGD(model.parameters(), lr=0.1))
+    model = SupervisedMethod(Flat(), nan_loss)
+    trainer = Trainer(model, torch.optim.SGD(model.parameters(), lr=0.1))
     with pytest.raises(NonFiniteLossError, match="epoch 1, step 1"):
         trainer.step(_pair_batch(), train=True)
 
@@ -74,12 +74,18 @@ def test_fit_calls_callbacks_in_order_and_sets_epochs():
     class Recorder(Callback):
         def __init__(self):
             self.events = []
+            self.step_losses = []
 
         def on_epoch_start(self, trainer, epoch, num_steps):
             self.events.append(("start", epoch, num_steps))
+            self.step_losses = []
+
+        def on_step_end(self, trainer, step, loss):
+            self.step_losses.append(loss)
 
         def on_epoch_end(self, trainer, epoch, metrics):
-            self.events.append(("end", epoch, round(metrics["train_loss"], 6) > 0))
+            mean = sum(self.step_losses) / len(self.step_losses)
+            self.events.append(("end", epoch, metrics["train_loss"] == pytest.approx(mean)))
 
     class Loader(list):
         class dataset:  # noqa: N801 - mimics DataLoader.dataset
@@ -89,28 +95,25 @@ def test_fit_calls_callbacks_in_order_and_sets_epochs():
             def set_epoch(cls, e):
                 cls.epochs.append(e)
 
-    model = TwinNetwork(get_encoder("smallcnn", in_channels=1, embedding_dim=8))
+    model = SupervisedMethod(get_encoder("smallcnn", in_channels=1, embedding_dim=8), get_loss("supcon"))
     x = torch.randn(4, 1, 8, 8)
     loader = Loader([(x, torch.tensor([0, 1, 0, 1]), None)])
     rec = Recorder()
-    Trainer(model, get_loss("supcon"), torch.optim.AdamW(model.parameters()), callbacks=[rec]).fit(loader, 2)
+    Trainer(model, torch.optim.AdamW(model.parameters()), callbacks=[rec]).fit(loader, 2)
     assert rec.events == [("start", 0, 1), ("end", 0, True), ("start", 1, 1), ("end", 1, True)]
     assert Loader.dataset.epochs == [0, 1]
 
 
-def test_time_budget_finishes_after_the_epoch_that_would_overrun():
-    import time as _time
+def test_time_budget_finishes_after_the_epoch_that_would_overrun(monkeypatch):
+    import siamese.training.callbacks as callbacks
 
-    from siamese.training.callbacks import TimeBudget
-
-    class Slow(Callback):
-        def on_epoch_end(self, trainer, epoch, metrics):
-            _time.sleep(0.2)
+    clock = iter(range(0, 1000, 10))  # every epoch takes exactly 10 "seconds"
+    monkeypatch.setattr(callbacks.time, "perf_counter", lambda: next(clock))
 
     class Loader(list):
         dataset = None
 
-    model = TwinNetwork(get_encoder("smallcnn", in_channels=1, embedding_dim=8))
+    model = SupervisedMethod(get_encoder("smallcnn", in_channels=1, embedding_dim=8), get_loss("supcon"))
     loader = Loader([(torch.randn(4, 1, 8, 8), torch.tensor([0, 1, 0, 1]), None)])
     seen = []
 
@@ -118,11 +121,8 @@ def test_time_budget_finishes_after_the_epoch_that_would_overrun():
         def on_epoch_end(self, trainer, epoch, metrics):
             seen.append(epoch)
 
-    trainer = Trainer(
-        model,
-        get_loss("supcon"),
-        torch.optim.AdamW(model.parameters()),
-        callbacks=[Slow(), TimeBudget(0.5), Count()],
-    )
+    budget = callbacks.TimeBudget(35)
+    trainer = Trainer(model, torch.optim.AdamW(model.parameters()), callbacks=[budget, Count()])
     trainer.fit(loader, 50)
-    assert 1 <= len(seen) <= 3 and not trainer.interrupted
+    # after epoch 3 (30 s) a 4th would end at 40 s > 35 s: stop there, normally
+    assert seen == [0, 1, 2] and not trainer.interrupted

@@ -1,0 +1,73 @@
+"""Training: configs, the trainer loop over a training method, callbacks, loaders and the run.
+
+Importing this package imports torch and pytorch-metric-learning; the CLI imports it only when a
+training command runs.
+"""
+
+from siamese.training.builders import (
+    build_encoder,
+    build_method,
+    build_model,
+    build_optimizer,
+    build_trainer,
+    checkpoint_metadata,
+)
+from siamese.training.callbacks import (
+    CheckpointCallback,
+    CSVLogger,
+    TimeBudget,
+    ValidationCallback,
+    threshold_from_scores,
+)
+from siamese.training.config import (
+    DataConfig,
+    LossConfig,
+    ModelConfig,
+    OptimConfig,
+    TrainConfig,
+    build_train_config,
+)
+from siamese.training.loaders import SAMPLERS, Prepared, prepare_data
+from siamese.training.methods import METHODS, Batch, Method, StepOutput, SupervisedMethod, get_method
+from siamese.training.run import TrainingInterrupted, resume_config, seed_everything, train
+from siamese.training.state import load_training_state, save_training_state
+from siamese.training.trainer import Callback, NonFiniteLossError, PairScores, Trainer
+
+__all__ = [
+    "METHODS",
+    "SAMPLERS",
+    "Batch",
+    "CSVLogger",
+    "Callback",
+    "CheckpointCallback",
+    "DataConfig",
+    "LossConfig",
+    "Method",
+    "ModelConfig",
+    "NonFiniteLossError",
+    "OptimConfig",
+    "PairScores",
+    "Prepared",
+    "StepOutput",
+    "SupervisedMethod",
+    "TimeBudget",
+    "TrainConfig",
+    "Trainer",
+    "TrainingInterrupted",
+    "ValidationCallback",
+    "build_encoder",
+    "build_method",
+    "build_model",
+    "build_optimizer",
+    "build_trainer",
+    "build_train_config",
+    "checkpoint_metadata",
+    "get_method",
+    "load_training_state",
+    "prepare_data",
+    "resume_config",
+    "save_training_state",
+    "seed_everything",
+    "threshold_from_scores",
+    "train",
+]

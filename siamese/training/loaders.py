@@ -1,0 +1,170 @@
+"""Loader wiring: a `TrainConfig` and an image index in, the train/val/test DataLoaders out.
+
+Training batches come from the sampler registry `SAMPLERS` (one builder per sampler name);
+validation and test batches are balanced genuine/impostor triplets whose index tuples name the
+pairs the trainer scores.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any
+
+import torch
+from torch.utils.data import BatchSampler, DataLoader, SequentialSampler
+
+from siamese.data import (
+    PRESETS,
+    ImageDataset,
+    ImageIndex,
+    ImageLoader,
+    PairDataset,
+    ResumableBatchSampler,
+    Split,
+    TripletDataset,
+    batch_collate,
+    drop_unreadable,
+    get_transform,
+    identity_batch_sampler,
+    materialize_digits,
+    pair_collate,
+    rotated_classes,
+    scan_folder,
+    split_identities,
+    triplet_collate,
+)
+from siamese.errors import ConfigError
+from siamese.training.config import TrainConfig
+
+CACHE_LIMIT = 20000
+
+SamplerBuilder = Callable[[ImageIndex, ImageLoader, Any, TrainConfig], DataLoader]
+
+
+@dataclass
+class Prepared:
+    """Everything built from the data config."""
+
+    index: ImageIndex
+    split: Split
+    channels: int
+    image_size: tuple[int, int]
+    train_loader: DataLoader
+    val_loader: DataLoader
+    test_loader: DataLoader
+
+
+def make_loader(dataset: Any, config: TrainConfig, **kwargs: Any) -> DataLoader:
+    """A DataLoader with the config's workers and a generator seeded from the config's seed."""
+    workers = config.data.workers
+    gen = torch.Generator().manual_seed(config.seed)
+    return DataLoader(dataset, num_workers=workers, persistent_workers=workers > 0, generator=gen, **kwargs)
+
+
+def _sequential(ds: Any, collate: Callable, config: TrainConfig) -> DataLoader:
+    """Batches in dataset order through a `ResumableBatchSampler` (a resumed epoch skips done batches)."""
+    batches = ResumableBatchSampler(
+        BatchSampler(SequentialSampler(ds), config.optim.batch_size, drop_last=True)
+    )
+    return make_loader(ds, config, batch_sampler=batches, collate_fn=collate)
+
+
+def _epoch_samples(index: ImageIndex, config: TrainConfig) -> int:
+    """Pairs, triplets or images an epoch draws: `samples_per_epoch`, else 2 x the genuine images."""
+    return config.data.samples_per_epoch or 2 * len(index.genuine())
+
+
+def _drawn(cls: Any, index: ImageIndex, loader: ImageLoader, transform: Any, config: TrainConfig) -> Any:
+    """A `PairDataset` or `TripletDataset` of one epoch's draws."""
+    n = _epoch_samples(index, config)
+    return cls(index, loader, transform, n, config.data.forgery_fraction, config.seed)
+
+
+def pair_loader(index: ImageIndex, loader: ImageLoader, transform: Any, config: TrainConfig) -> DataLoader:
+    """Balanced genuine/impostor pairs (`PairDataset`)."""
+    return _sequential(_drawn(PairDataset, index, loader, transform, config), pair_collate, config)
+
+
+def triplet_loader(index: ImageIndex, loader: ImageLoader, transform: Any, config: TrainConfig) -> DataLoader:
+    """Anchor/positive/negative triplets (`TripletDataset`)."""
+    return _sequential(_drawn(TripletDataset, index, loader, transform, config), triplet_collate, config)
+
+
+def mperclass_loader(
+    index: ImageIndex, loader: ImageLoader, transform: Any, config: TrainConfig
+) -> DataLoader:
+    """Batches of `m_per_class` images per identity, each identity's forgeries appended as negatives."""
+    d, bs = config.data, config.optim.batch_size
+    n_forg = round(bs * d.forgery_fraction / 2) if index.forgeries_by_identity() else 0
+    sampler = identity_batch_sampler(
+        index,
+        range(len(index)),  # the dataset's positions, forgeries included (appended as negatives)
+        batch_size=bs,
+        m=d.m_per_class,
+        length=_epoch_samples(index, config),
+        seed=config.seed,
+        forgeries_per_batch=n_forg,
+    )
+    ds = ImageDataset(index, loader, transform)
+    return make_loader(ds, config, batch_sampler=ResumableBatchSampler(sampler), collate_fn=batch_collate)
+
+
+SAMPLERS: dict[str, SamplerBuilder] = {
+    "pairs": pair_loader,
+    "triplets": triplet_loader,
+    "mperclass": mperclass_loader,
+}
+"""Training-batch builders keyed by `siamese.names.SAMPLERS`."""
+
+
+def train_loader(index: ImageIndex, loader: ImageLoader, transform: Any, config: TrainConfig) -> DataLoader:
+    """Training batches from the config's sampler.
+
+    Raises:
+        ConfigError: a sampler with no registered builder.
+    """
+    if config.sampler not in SAMPLERS:
+        raise ConfigError(f"unknown sampler {config.sampler!r}; choose one of: {', '.join(SAMPLERS)}")
+    return SAMPLERS[config.sampler](index, loader, transform, config)
+
+
+def eval_loader(index: ImageIndex, loader: ImageLoader, transform: Any, config: TrainConfig, seed: int):
+    """Balanced validation/test pairs as triplet batches: `eval_pairs / 2` triplets, fixed by `seed`."""
+    triplets = TripletDataset(
+        index,
+        loader,
+        transform,
+        num_triplets=max(config.data.eval_pairs // 2, 1),
+        forgery_fraction=config.data.forgery_fraction,
+        seed=seed,
+    )
+    return make_loader(triplets, config, batch_size=config.optim.batch_size, collate_fn=triplet_collate)
+
+
+def prepare_data(config: TrainConfig, split: Split | None = None) -> Prepared:
+    """Scan the images, split identities and build the train/val/test loaders."""
+    d = config.data
+    root = d.root if d.root is not None else materialize_digits()
+    index = scan_folder(root, d.forgeries)
+    preset = PRESETS[d.preset]
+    channels = d.channels or preset.channels
+    size = tuple(d.image_size or preset.image_size)
+    cache = d.cache if d.cache is not None else len(index) <= CACHE_LIMIT
+    loader = ImageLoader(channels, cache=cache)
+    # decode everything once up front (filling the cache) so a bad file never stops an epoch
+    index = drop_unreadable(index, (lambda p, c: loader(p)) if cache else None, channels, strict=d.strict)
+    split = split or split_identities(index.identities, d.val_fraction, d.test_fraction, d.split_seed)
+    train_tf = get_transform(preset, train=True, image_size=size, channels=channels)
+    eval_tf = get_transform(preset, train=False, image_size=size, channels=channels)
+    return Prepared(
+        index=index,
+        split=split,
+        channels=channels,
+        image_size=size,
+        train_loader=train_loader(
+            rotated_classes(index.subset(split.train), d.rotations), loader, train_tf, config
+        ),
+        val_loader=eval_loader(index.subset(split.val), loader, eval_tf, config, seed=config.seed + 1),
+        test_loader=eval_loader(index.subset(split.test), loader, eval_tf, config, seed=config.seed + 2),
+    )

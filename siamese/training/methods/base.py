@@ -1,0 +1,124 @@
+"""What a training method is: one step from a batch to a loss, plus its post-optimiser updates.
+
+The trainer knows nothing about pairs, views, queues or momentum encoders; it calls a `Method`.
+A method owns every module it trains (encoder, loss parameters, heads, momentum copies) as
+sub-modules, so the optimiser sees all its parameters and the training state saves all its
+buffers (queues, EMA weights, prototypes). The `encoder` is the one module that checkpoints and
+exports keep; everything else is training-only.
+"""
+
+from __future__ import annotations
+
+from typing import Any, ClassVar, NamedTuple
+
+import torch
+from torch import nn
+
+from siamese.models.twin import TwinNetwork
+from siamese.names import DISTANCES, check_choice
+
+IndicesTuple = tuple[torch.Tensor, ...]  # pml pairs (a1, p, a2, n) or triplets (a, p, n)
+
+
+class Batch(NamedTuple):
+    """One batch as the loaders' collate functions emit it.
+
+    Attributes:
+        images: `(N, C, H, W)` single-view images, or `(N, V, C, H, W)` V augmented views of each
+            of N images (multi-view batches, `siamese.data.multiview_collate`).
+        labels: `(N,)` class labels, or None; -1 marks an unlabelled image.
+        indices: optional index tuple naming the pairs or triplets of the batch.
+    """
+
+    images: torch.Tensor
+    labels: torch.Tensor | None = None
+    indices: IndicesTuple | None = None
+
+    def to(self, device: torch.device) -> Batch:
+        """The same batch on `device`."""
+        labels = None if self.labels is None else self.labels.to(device)
+        indices = None if self.indices is None else tuple(t.to(device) for t in self.indices)
+        return Batch(self.images.to(device), labels, indices)
+
+    @property
+    def views(self) -> int:
+        """V, the number of views per image (1 for a single-view batch)."""
+        return self.images.shape[1] if self.images.ndim == 5 else 1
+
+    def flat(self) -> Batch:
+        """Views as extra rows: image b's view v becomes row `b * V + v`, its label repeated."""
+        if self.images.ndim != 5:
+            return self
+        n, v = self.images.shape[:2]
+        labels = None if self.labels is None else self.labels.repeat_interleave(v)
+        return Batch(self.images.reshape(n * v, *self.images.shape[2:]), labels, self.indices)
+
+
+class StepOutput(NamedTuple):
+    """What a step returns to the trainer.
+
+    Attributes:
+        loss: the scalar loss (with its graph when training).
+        embeddings: `(N, D)` embeddings of the batch's images, used to score its pairs.
+        indices: the index tuple whose pairs are scored in evaluation (None: nothing to score).
+    """
+
+    loss: torch.Tensor
+    embeddings: torch.Tensor
+    indices: IndicesTuple | None = None
+
+
+class Method(nn.Module):
+    """Base class of training methods.
+
+    Subclasses implement `training_step` and register their extra modules as attributes;
+    `on_before_optimizer_step`/`on_after_optimizer_step` are where gradients are adjusted (e.g.
+    frozen prototypes) and momentum copies, queues or prototype norms are updated.
+
+    Args:
+        encoder: the shared encoder `(B, C, H, W) -> (B, D)` that checkpoints and exports keep.
+        distance: the pair distance used for verification ("euclidean" or "cosine").
+    """
+
+    name: ClassVar[str] = ""
+
+    def __init__(self, encoder: nn.Module, distance: str = "euclidean") -> None:
+        super().__init__()
+        check_choice(distance, DISTANCES, "distance")
+        self.encoder = encoder
+        self.distance = distance
+
+    def twin(self) -> TwinNetwork:
+        """The verification model that checkpoints and exports keep: the encoder and the distance."""
+        return TwinNetwork(self.encoder, distance=self.distance)
+
+    def embed(self, images: torch.Tensor) -> torch.Tensor:
+        """Encoder embeddings `(N, D)` of single-view images `(N, C, H, W)`."""
+        return self.encoder(images)
+
+    def training_step(self, batch: Batch) -> StepOutput:
+        """The loss of one training batch (and the embeddings it computed)."""
+        raise NotImplementedError
+
+    def evaluation_step(self, batch: Batch) -> StepOutput:
+        """Embed a validation batch (single-view images, index tuple of pairs to score).
+
+        The default embeds with the encoder and reports no loss (NaN); methods whose loss is
+        defined on such batches override it.
+        """
+        emb = self.embed(batch.images)  # (N, D)
+        return StepOutput(torch.tensor(float("nan")), emb, batch.indices)
+
+    def on_before_optimizer_step(self, step: int, total_steps: int) -> None:
+        """Called after `backward()`, before the optimiser step (`step` counts from 0)."""
+
+    def on_after_optimizer_step(self, step: int, total_steps: int) -> None:
+        """Called after the optimiser step: EMA targets, queues, prototype normalisation."""
+
+    def param_groups(self, lr: float) -> list[dict[str, Any]]:
+        """Optimiser parameter groups; by default every trainable parameter at `lr`."""
+        return [{"params": [p for p in self.parameters() if p.requires_grad], "lr": lr}]
+
+    def training_only(self) -> list[str]:
+        """Names of the sub-modules that checkpoints and exports drop."""
+        return [name for name, _ in self.named_children() if name != "encoder"]
