@@ -149,7 +149,11 @@ def train_command(
     ] = None,
     distance: Annotated[
         Literal[names.DISTANCES] | None,
-        typer.Option(help="Pair distance (default: euclidean).", rich_help_panel=MODEL),
+        typer.Option(
+            help="Distance of verification and of every loss that measures one (default: euclidean for "
+            "verification, each loss's own for training: cosine for supcon).",
+            rich_help_panel=MODEL,
+        ),
     ] = None,
     normalize: Annotated[
         bool | None,
@@ -173,10 +177,14 @@ def train_command(
         ),
     ] = None,
     margin: Annotated[
-        float | None, typer.Option(help="Margin (default: 1.0 margin, 0.2 triplet).", rich_help_panel=LOSS)
+        float | None,
+        typer.Option(help="Margin of margin (default 1.0) and triplet (0.2) losses.", rich_help_panel=LOSS),
     ] = None,
     temperature: Annotated[
-        float | None, typer.Option(help="SupCon temperature (default: 0.1).", rich_help_panel=LOSS)
+        float | None,
+        typer.Option(
+            help="SupCon temperature (default 0.1); warned about for other losses.", rich_help_panel=LOSS
+        ),
     ] = None,
     beta: Annotated[
         float | None,
@@ -204,16 +212,17 @@ def train_command(
         typer.Option(help="Linear warm-up before cosine decay (default: 1).", rich_help_panel=OPTIM),
     ] = None,
     threshold_rule: Annotated[
-        Literal["eer", "accuracy", "far"],
+        Literal["eer", "accuracy", "far"] | None,
         typer.Option(
-            help="Decision threshold chosen on validation pairs: at the EER, at the best accuracy, "
-            "or at the loosest threshold with FAR <= --target-far.",
+            help="Decision threshold chosen on validation pairs: at the EER (default), at the best "
+            "accuracy, or at the loosest threshold with FAR <= --target-far.",
             rich_help_panel=RUN,
         ),
-    ] = "eer",
+    ] = None,
     target_far: Annotated[
-        float, typer.Option(help="FAR target of --threshold-rule far.", rich_help_panel=RUN)
-    ] = 1e-3,
+        float | None,
+        typer.Option(help="FAR target of --threshold-rule far (default 1e-3).", rich_help_panel=RUN),
+    ] = None,
     select: Annotated[
         Literal["best", "last"] | None,
         typer.Option(
@@ -256,11 +265,13 @@ def train_command(
         ),
     ] = None,
     seed: Annotated[
-        int, typer.Option(help="Seed of weights, sampling and augmentation.", rich_help_panel=RUN)
-    ] = 0,
+        int | None,
+        typer.Option(help="Seed of weights, sampling and augmentation (default 0).", rich_help_panel=RUN),
+    ] = None,
     device: Annotated[
-        Literal[names.DEVICES], typer.Option(help="auto = CUDA when available.", rich_help_panel=RUN)
-    ] = "auto",
+        Literal[names.DEVICES] | None,
+        typer.Option(help="auto (default) = CUDA when available.", rich_help_panel=RUN),
+    ] = None,
 ) -> None:
     """Train a Siamese verification model on DATA (or on the embedded digits) and test it."""
     with user_errors():

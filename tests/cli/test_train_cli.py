@@ -102,3 +102,13 @@ def test_resume_rejects_other_training_options(tmp_path):
 def test_resume_of_a_non_run_directory(tmp_path):
     result = runner.invoke(app, ["train", "--resume", str(tmp_path)])
     assert result.exit_code == 1 and "no config.json" in result.stderr
+
+
+def test_train_warns_about_a_flag_the_loss_ignores(tmp_path):
+    data = write_identity_folder(tmp_path / "ids", n_identities=8, n_images=4)
+    args = ["train", str(data), "--preset", "digits", "--loss", "margin", "--temperature", "0.3"]
+    tiny = ["--epochs", "1", "--batch-size", "8", "--samples-per-epoch", "8", "--eval-pairs", "8"]
+    result = runner.invoke(app, [*args, *tiny, "--embedding-dim", "8", "--out", str(tmp_path / "run")])
+    assert result.exit_code == 0, result.output
+    assert "--temperature has no effect with --loss margin" in result.stderr
+    assert json.loads((tmp_path / "run" / "config.json").read_text())["loss"]["temperature"] == 0.3
