@@ -4,7 +4,6 @@ loss takes: its options (from its constructor, defaults included) and its sample
 
 from __future__ import annotations
 
-import inspect
 from typing import Any
 
 from torch import nn
@@ -13,6 +12,7 @@ from siamese.errors import ConfigError
 from siamese.losses.margin import MarginContrastiveLoss
 from siamese.losses.supcon import SupConLoss
 from siamese.losses.triplet import TripletLoss
+from siamese.names import option_names, split_options
 
 LOSSES: dict[str, type[nn.Module]] = {
     "margin": MarginContrastiveLoss,
@@ -27,19 +27,13 @@ def _loss_class(name: str) -> type[nn.Module]:
     return LOSSES[name]
 
 
-def _option_names(loss_cls: type[nn.Module]) -> list[str]:
-    """Keyword options a loss class's constructor accepts."""
-    params = inspect.signature(loss_cls).parameters.values()
-    return [p.name for p in params if p.kind in (p.POSITIONAL_OR_KEYWORD, p.KEYWORD_ONLY)]
-
-
 def loss_options(name: str) -> list[str]:
     """The options loss `name` takes, e.g. `["margin", "distance"]` for "margin".
 
     Raises:
         ConfigError: unknown loss.
     """
-    return _option_names(_loss_class(name))
+    return option_names(_loss_class(name))
 
 
 def loss_samplers(name: str) -> tuple[str, ...]:
@@ -59,10 +53,7 @@ def split_loss_options(name: str, options: dict[str, Any]) -> tuple[dict[str, An
     >>> split_loss_options("margin", {"margin": 0.5, "temperature": 0.2, "beta": None})
     ({'margin': 0.5}, ['temperature'])
     """
-    valid = set(loss_options(name))
-    given = {k: v for k, v in options.items() if v is not None}
-    return {k: v for k, v in given.items() if k in valid}, sorted(set(given) - valid)
-
+    return split_options(_loss_class(name), options)
 
 def get_loss(name: str | nn.Module, **kwargs: Any) -> nn.Module:
     """Build a loss by registry name, or pass an existing loss module through.
@@ -85,7 +76,7 @@ def get_loss(name: str | nn.Module, **kwargs: Any) -> nn.Module:
             raise ConfigError(f"options {sorted(kwargs)} cannot be applied to a loss instance")
         return name
     loss_cls = _loss_class(name)
-    valid = _option_names(loss_cls)
+    valid = option_names(loss_cls)
     unknown = sorted(set(kwargs) - set(valid))
     if unknown:
         raise ConfigError(f"unknown option(s) {unknown} for loss {name!r}; valid: {', '.join(valid)}")

@@ -30,7 +30,7 @@ class Batch(NamedTuple):
         indices: optional index tuple naming the pairs or triplets of the batch.
     """
 
-    images: torch.Tensor
+    images: torch.Tensor | list[torch.Tensor]
     labels: torch.Tensor | None = None
     indices: IndicesTuple | None = None
 
@@ -38,16 +38,19 @@ class Batch(NamedTuple):
         """The same batch on `device`."""
         labels = None if self.labels is None else self.labels.to(device)
         indices = None if self.indices is None else tuple(t.to(device) for t in self.indices)
+        if isinstance(self.images, list):
+            return Batch([x.to(device) for x in self.images], labels, indices)
         return Batch(self.images.to(device), labels, indices)
 
-    @property
-    def views(self) -> int:
-        """V, the number of views per image (1 for a single-view batch)."""
-        return self.images.shape[1] if self.images.ndim == 5 else 1
+    def view_list(self) -> list[torch.Tensor]:
+        """The views as a list of `(N, C, H, W)` batches (multi-crop batches are lists already)."""
+        if isinstance(self.images, list):
+            return self.images
+        return list(self.images.unbind(1)) if self.images.ndim == 5 else [self.images]
 
     def flat(self) -> Batch:
         """Views as extra rows: image b's view v becomes row `b * V + v`, its label repeated."""
-        if self.images.ndim != 5:
+        if isinstance(self.images, list) or self.images.ndim != 5:
             return self
         n, v = self.images.shape[:2]
         labels = None if self.labels is None else self.labels.repeat_interleave(v)
@@ -118,6 +121,10 @@ class Method(nn.Module):
     def param_groups(self, lr: float) -> list[dict[str, Any]]:
         """Optimiser parameter groups; by default every trainable parameter at `lr`."""
         return [{"params": [p for p in self.parameters() if p.requires_grad], "lr": lr}]
+
+    def embedding_dim(self) -> int:
+        """D, the size of the encoder's embeddings."""
+        return int(self.encoder.embedding_dim)
 
     def training_only(self) -> list[str]:
         """Names of the sub-modules that checkpoints and exports drop."""

@@ -22,9 +22,7 @@ class SupervisedMethod(Method):
 
     name: ClassVar[str] = "supervised"
 
-    def __init__(
-        self, encoder: nn.Module, loss: Any, miner: Any = None, distance: str = "euclidean"
-    ) -> None:
+    def __init__(self, encoder: nn.Module, loss: Any, miner: Any = None, distance: str = "euclidean") -> None:
         super().__init__(encoder, distance)
         self.loss = loss
         self.miner = miner

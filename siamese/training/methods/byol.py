@@ -1,0 +1,52 @@
+"""BYOL (Grill et al. 2020): an online network predicts a momentum target's projection; no negatives."""
+
+from __future__ import annotations
+
+from typing import ClassVar
+
+import torch
+from torch import nn
+
+from siamese.losses.byol import BYOLLoss
+from siamese.models.heads import PredictionHead, ProjectionHead
+from siamese.training.methods.base import Batch, StepOutput
+from siamese.training.methods.momentum_method import MomentumMethod
+
+
+class BYOLMethod(MomentumMethod):
+    """Online `q(g(f(x)))` against target `g'(f'(x'))`, symmetric `2 - 2 cos` loss.
+
+    The target (encoder and projector) is an EMA of the online ones with a coefficient rising
+    from `momentum` to 1 by a cosine schedule; it never receives gradients.
+
+    Args:
+        encoder: the shared (online) encoder that checkpoints keep.
+        projection_dim: projector output size (BYOL: 256).
+        hidden_dim: hidden size of projector and predictor (BYOL: 4096; smaller suits a CPU).
+        momentum: starting EMA coefficient tau (0.99).
+        momentum_end: final tau (1.0).
+    """
+
+    name: ClassVar[str] = "byol"
+
+    def __init__(
+        self,
+        encoder: nn.Module,
+        projection_dim: int = 256,
+        hidden_dim: int = 1024,
+        momentum: float = 0.99,
+        momentum_end: float = 1.0,
+    ) -> None:
+        super().__init__(encoder, momentum, momentum_end)
+        self.projector = ProjectionHead(self.embedding_dim(), hidden_dim, projection_dim)
+        self.init_momentum()
+        self.predictor = PredictionHead(projection_dim, hidden_dim)
+        self.loss = BYOLLoss()
+
+    def training_step(self, batch: Batch) -> StepOutput:
+        x1, x2 = batch.view_list()[:2]
+        h = self.embed(torch.cat([x1, x2]))  # (2N, D)
+        p1, p2 = self.predictor(self.projector(h)).chunk(2)  # (N, P) each
+        with torch.no_grad():
+            z1, z2 = self.target(torch.cat([x1, x2])).chunk(2)  # (N, P) each
+        return StepOutput(self.loss(p1, p2, z1, z2), h)

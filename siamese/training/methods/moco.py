@@ -1,0 +1,81 @@
+"""MoCo v2 (He et al. 2020; Chen et al. 2020): a momentum key encoder and a queue of negative keys."""
+
+from __future__ import annotations
+
+from typing import ClassVar
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from siamese.losses.infonce import info_nce
+from siamese.models.heads import ProjectionHead
+from siamese.models.memory_bank import FeatureQueue
+from siamese.training.methods.base import Batch, StepOutput
+from siamese.training.methods.momentum_method import MomentumMethod
+
+
+class MoCoMethod(MomentumMethod):
+    """Query `q = g(f(x1))`, key `k = g'(f'(x2))` from the momentum copy, InfoNCE against the queue.
+
+    The loss is computed against the queue as it was BEFORE this batch, so a batch's own keys are
+    never its negatives; the keys are enqueued (FIFO) after the optimiser step. The queue starts
+    empty (the first step has no negatives and no gradient), never with random keys. BatchNorm leakage
+    (a batch's statistics telling a query which key is its own) is prevented as in MoCo with
+    shuffled sub-batches: the key encoder sees the batch permuted and split into
+    `shuffle_groups` groups, each normalised with its own statistics, then un-permuted.
+
+    Args:
+        encoder: the shared (query) encoder that checkpoints keep.
+        projection_dim: output size of the MLP head (MoCo v2: 2 layers, no BatchNorm).
+        hidden_dim: hidden size of the head.
+        temperature: InfoNCE temperature (MoCo v2: 0.2).
+        queue_size: number of negative keys kept.
+        momentum: EMA coefficient of the key encoder (0.99; 0.999 in the paper at batch 256).
+        momentum_end: final EMA coefficient (cosine schedule); equal to `momentum` = constant.
+        shuffle_groups: sub-batches of the shuffled-BN key pass (1 = plain BatchNorm).
+    """
+
+    name: ClassVar[str] = "moco"
+
+    def __init__(
+        self,
+        encoder: nn.Module,
+        projection_dim: int = 128,
+        hidden_dim: int = 512,
+        temperature: float = 0.2,
+        queue_size: int = 4096,
+        momentum: float = 0.99,
+        momentum_end: float = 0.99,
+        shuffle_groups: int = 2,
+    ) -> None:
+        super().__init__(encoder, momentum, momentum_end)
+        self.projector = ProjectionHead(self.embedding_dim(), hidden_dim, projection_dim, batch_norm=False)
+        self.init_momentum()
+        self.queue = FeatureQueue(queue_size, projection_dim)
+        self.temperature = float(temperature)
+        self.shuffle_groups = int(shuffle_groups)
+        self._keys: torch.Tensor | None = None
+
+    @torch.no_grad()
+    def keys(self, x: torch.Tensor) -> torch.Tensor:
+        """Normalised keys `(N, P)` of the momentum encoder, with shuffled-group BatchNorm."""
+        perm = torch.randperm(len(x), device=x.device)
+        groups = min(self.shuffle_groups, max(len(x) // 2, 1))
+        k = torch.cat([self.target(chunk) for chunk in x[perm].chunk(groups)])  # (N, P), shuffled
+        return F.normalize(k[torch.argsort(perm)], dim=1)
+
+    def training_step(self, batch: Batch) -> StepOutput:
+        x1, x2 = batch.view_list()[:2]
+        h = self.embed(x1)  # (N, D)
+        q = F.normalize(self.projector(h), dim=1)  # (N, P)
+        k = self.keys(x2)  # (N, P), no gradient
+        loss = info_nce(q, k, self.queue.features(), self.temperature)
+        self._keys = k
+        return StepOutput(loss, h)
+
+    def on_after_optimizer_step(self, step: int, total_steps: int) -> None:
+        super().on_after_optimizer_step(step, total_steps)
+        if self._keys is not None:
+            self.queue.enqueue(self._keys)
+            self._keys = None

@@ -1,0 +1,116 @@
+"""The self-supervised methods through the real Trainer: gradients, momentum targets, queues, prototypes."""
+
+import pytest
+import torch
+
+from siamese import names
+from siamese.models import get_encoder
+from siamese.training import METHODS, Batch, Trainer, get_method
+from siamese.training.methods import BYOLMethod, MoCoMethod, SimCLRMethod, SwAVMethod
+from siamese.training.state import load_training_state, save_training_state
+
+SSL = {"simclr": {}, "moco": {"queue_size": 16}, "byol": {}, "swav": {"prototypes": 8, "queue_size": 8}}
+
+
+def _encoder(seed=0):
+    torch.manual_seed(seed)
+    return get_encoder("smallcnn", in_channels=1, embedding_dim=16, width=4)
+
+
+def _views(n=8, seed=1):
+    g = torch.Generator().manual_seed(seed)
+    return torch.randn(n, 2, 1, 16, 16, generator=g)  # (N, V, C, H, W)
+
+
+def _trainer(name, **kw):
+    method = get_method(name, _encoder(), hidden_dim=32, projection_dim=8, **{**SSL[name], **kw})
+    return Trainer(method, torch.optim.SGD(method.param_groups(0.05), lr=0.05))
+
+
+def test_registry_matches_names():
+    assert tuple(METHODS) == names.METHODS and set(names.SSL_METHODS) == set(SSL)
+
+
+@pytest.mark.parametrize("name", sorted(SSL))
+def test_step_is_finite_updates_the_encoder_and_keeps_only_it(name):
+    trainer = _trainer(name)
+    trainer.step((_views(seed=5), None, None), train=True)  # MoCo's queue is empty at the first step
+    before = [p.detach().clone() for p in trainer.method.encoder.parameters()]
+    out = trainer.step((_views(), None, None), train=True)
+    assert torch.isfinite(out.loss) and out.embeddings.shape[1] == 16
+    after = trainer.method.encoder.parameters()
+    assert any(not torch.equal(a, b) for a, b in zip(before, after, strict=True))
+    twin = trainer.method.twin()
+    assert twin.encoder is trainer.method.encoder and "encoder" not in trainer.method.training_only()
+    assert trainer.method.training_only()  # heads (and targets) are dropped from checkpoints
+
+
+def test_unknown_method_option_is_a_clear_error():
+    from siamese.errors import ConfigError
+
+    with pytest.raises(ConfigError, match="unknown option.*'margin'.*simclr"):
+        get_method("simclr", _encoder(), margin=1.0)
+
+
+def test_moco_ema_is_exact_key_encoder_has_no_gradient_and_queue_excludes_own_keys():
+    trainer = _trainer("moco", momentum=0.9, momentum_end=0.9)
+    method: MoCoMethod = trainer.method
+    online_before = [p.detach().clone() for p in method.online().parameters()]
+    target_before = [p.detach().clone() for p in method.target.parameters()]
+    assert all(torch.equal(a, b) for a, b in zip(online_before, target_before, strict=True))
+    seen_queue = []
+    orig = method.queue.features
+    method.queue.features = lambda: (seen_queue.append(len(orig())), orig())[1]
+    trainer.step((_views(), None, None), train=True)
+    assert seen_queue == [0] and len(method.queue) == 8  # loss used the queue before this batch's keys
+    assert all(p.grad is None and not p.requires_grad for p in method.target.parameters())
+    for t, t0, o in zip(method.target.parameters(), target_before, method.online().parameters(), strict=True):
+        torch.testing.assert_close(t, 0.9 * t0 + 0.1 * o)
+
+
+def test_moco_queue_and_target_survive_a_state_round_trip(tmp_path):
+    trainer = _trainer("moco")
+    for seed in range(3):
+        trainer.step((_views(seed=seed), None, None), train=True)
+    save_training_state(tmp_path / "state", trainer, epoch=1, step_in_epoch=0)
+    fresh = _trainer("moco")
+    load_training_state(tmp_path / "state", fresh)
+    a, b = trainer.method, fresh.method
+    assert torch.equal(a.queue.features(), b.queue.features()) and len(b.queue) == 16
+    assert all(torch.equal(x, y) for x, y in zip(a.target.parameters(), b.target.parameters(), strict=True))
+
+
+def test_byol_target_has_no_gradient_and_momentum_follows_the_cosine_schedule():
+    trainer = _trainer("byol")
+    method: BYOLMethod = trainer.method
+    trainer.step((_views(), None, None), train=True)
+    assert all(p.grad is None for p in method.target.parameters())
+    assert method.current_momentum(0, 100) == pytest.approx(0.99)
+    assert method.current_momentum(50, 100) == pytest.approx(0.995)
+    assert method.current_momentum(100, 100) == pytest.approx(1.0)
+
+
+def test_swav_prototypes_frozen_then_trained_and_always_normalised():
+    trainer = _trainer("swav", freeze_prototypes=1)
+    method: SwAVMethod = trainer.method
+    first = method.prototypes.weight.detach().clone()
+    trainer.step((_views(seed=1), None, None), train=True)
+    trainer.global_step = 1  # what Trainer.train_epoch does between steps
+    torch.testing.assert_close(method.prototypes.weight, first / first.norm(dim=1, keepdim=True))
+    frozen = method.prototypes.weight.detach().clone()
+    trainer.step((_views(seed=2), None, None), train=True)
+    assert not torch.equal(method.prototypes.weight, frozen)
+    torch.testing.assert_close(method.prototypes.weight.norm(dim=1), torch.ones(8))
+    assert len(method.queue) == 8  # 2 global views x 8 images, the newest 8 kept
+
+
+def test_simclr_multi_view_loss_equals_ntxent_on_its_projections():
+    from siamese.losses.ntxent import NTXentLoss
+
+    trainer = _trainer("simclr")
+    method: SimCLRMethod = trainer.method
+    method.eval()
+    x = _views()
+    out = method.training_step(Batch(x))
+    z = method.projector(method.embed(torch.cat([x[:, 0], x[:, 1]])))
+    assert out.loss.item() == pytest.approx(NTXentLoss(0.1)(*z.chunk(2)).item(), rel=1e-6)
