@@ -15,7 +15,6 @@ writers never influence it. The peers (see peers.py) share splits, pairs and the
 
 from __future__ import annotations
 
-import logging
 from collections import Counter
 from pathlib import Path
 from typing import Any
@@ -26,26 +25,20 @@ from common import (
     PairSet,
     all_pairs,
     base_parser,
-    checked_overrides,
     cross_pairs,
-    evaluate_method,
     fold_split,
     fold_tables,
-    identity_folds,
-    mean_std,
-    parse_overrides,
-    require_dir,
+    parse_args,
+    run_identity_folds,
     run_main,
-    setup_logging,
     subsample,
-    write_results,
+    write_protocol_results,
 )
 from peers import PEERS, Fold, compare_on_fold
 
 from siamese.data import ImageIndex, open_image, scan_folder
 from siamese.data.transforms import background_colour
-
-logger = logging.getLogger("benchmarks.cedar")
+from siamese.evaluation import as_scores
 
 NAME = "cedar"
 PRESET = "signature"
@@ -53,7 +46,6 @@ FOLDS = 5
 VAL_WRITERS = 8
 SMOKE_WRITERS = 13  # 3 test, 2 validation, 8 training (a 32-image batch of 4 per class needs 8)
 SMOKE_IMAGES_PER_WRITER = 8  # genuine and forged images per val/test writer
-SMOKE = {"options": {"epochs": 1, "samples_per_epoch": 64, "eval_pairs": 32}, "budget": 4.0, "peer_batch": 8}
 KINDS = ("skilled", "random")
 METRICS = (("eer", "EER %", "pct"), ("auc", "AUC", "auc"), ("accuracy", "acc. % (val thr)", "pct"))
 LABELS = {"ours": "siamese (ours)", **PEERS, "background": "background grey level only (no training)"}
@@ -71,7 +63,7 @@ class BackgroundScorer:
         return np.array([[background_colour(open_image(p, 1))] for p in paths], dtype=np.float64)  # (N, 1)
 
     def score(self, feats: np.ndarray, pairs: Pairs) -> np.ndarray:
-        return -np.abs(feats[pairs.i, 0] - feats[pairs.j, 0])
+        return as_scores(np.abs(feats[pairs.i, 0] - feats[pairs.j, 0]))
 
 
 def writer_pairs(
@@ -124,26 +116,10 @@ def run_fold(args: Any, index: ImageIndex, k: int, test_ids: tuple[str, ...], wr
     test = writer_pairs(index, split.test, args.seed + k, per_writer)
     test = PairSet(test.paths, {kind: test.sets[kind] for kind in KINDS})
     counts = {kind: test.sets[kind].counts for kind in KINDS}
-    logger.info(
-        "fold %d: %d/%d/%d writers, test pairs %s",
-        k + 1,
-        len(split.train),
-        len(split.val),
-        len(test_ids),
-        counts,
-    )
     fold = Fold(
         k, split, val, test, index, training_data(args.data_root), args.work_dir / NAME / f"fold{k + 1}"
     )
-    result = compare_on_fold(args, PRESET, fold, SMOKE)
-    result["methods"]["background"] = {**evaluate_method(BackgroundScorer(), val, test), "train_time_s": 0.0}
-    return {
-        "fold": k + 1,
-        "split": split.to_dict(),
-        "test_pairs": counts,
-        "val_pairs": val.sets["val"].counts,
-        **result,
-    }
+    return compare_on_fold(args, PRESET, fold, counts, baselines={"background": BackgroundScorer()})
 
 
 def flat(result: dict[str, Any]) -> dict[str, float]:
@@ -176,37 +152,15 @@ def tables(folds: list[dict[str, Any]], summary: dict[str, Any]) -> str:
 
 
 def main() -> None:
-    args = base_parser(__doc__.split("\n")[0], FOLDS).parse_args()
-    setup_logging()
-    for sub in ("genuine", "forged"):
-        require_dir(args.data_root / sub, f"CEDAR {sub}/ folder")
-    checked_overrides(
-        args, PRESET, root=str(args.data_root / "genuine"), forgeries=str(args.data_root / "forged")
-    )
+    parser = base_parser(__doc__.split("\n")[0], FOLDS)
+    args = parse_args(parser, "CEDAR", ("genuine", "forged"), PRESET, root="genuine", forgeries="forged")
     index = scan_folder(args.data_root / "genuine", args.data_root / "forged")
-    writers = list(index.identities)
-    if args.smoke:
-        rng = np.random.default_rng(args.seed)
-        writers = sorted(rng.choice(writers, size=SMOKE_WRITERS, replace=False).tolist())
-    n_folds = 1 if args.smoke else min(args.folds, FOLDS)
-    groups = identity_folds(writers, FOLDS, args.seed)
-    folds = [run_fold(args, index, k, groups[k], writers) for k in range(n_folds)]
     keys = [key for key, _, _ in columns()] + [f"{kind}_tar@far=0.01" for kind in KINDS]
-    summary = {m: mean_std([flat(f["methods"][m]) for f in folds], keys) for m in folds[0]["methods"]}
-    payload = {
-        "protocol": {
-            "folds_total": FOLDS,
-            "folds_run": n_folds,
-            "val_writers": len(folds[0]["split"]["val"]),
-            "threshold_rule": "EER on validation writers' genuine + skilled + random pairs",
-            "seed": args.seed,
-            "overrides": parse_overrides(args.overrides),
-            "data_root": Path(args.data_root),
-        },
-        "summary": summary,
-        "folds": folds,
-    }
-    write_results(args.out, NAME, payload, tables(folds, summary), args.smoke)
+    folds, summary, protocol = run_identity_folds(
+        args, index, FOLDS, SMOKE_WRITERS, run_fold, flat, keys, "writers"
+    )
+    protocol["threshold_rule"] = "EER on validation writers' genuine + skilled + random pairs"
+    write_protocol_results(args, NAME, protocol, summary, tables(folds, summary), folds=folds)
 
 
 if __name__ == "__main__":

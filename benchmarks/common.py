@@ -3,8 +3,8 @@ scoring, training our recipe, and writing result tables.
 
 Every protocol follows the same shape: train on some identities, pick a decision threshold on the
 pairs of *validation* identities (EER rule, the same rule for every method), then report metrics on
-pairs of *test* identities that no method ever saw. Scores are "higher = more likely the same", so
-distances are negated before they reach `siamese.evaluation`.
+pairs of *test* identities that no method ever saw. Scores are "higher = more likely the same": a
+peer's logit, or a distance turned into a score by `siamese.evaluation.as_scores`.
 """
 
 from __future__ import annotations
@@ -25,11 +25,11 @@ from typing import Any, Protocol
 import numpy as np
 import torch
 
-from siamese.data import PRESETS, ImageIndex, Split, get_transform
+from siamese.data import PRESETS, ImageIndex, Split
 from siamese.errors import SiameseError
-from siamese.evaluation import accuracy_at, eer, far_frr_at, roc_auc, tar_at_far
-from siamese.inference import embed_all
-from siamese.models.checkpoint import load_checkpoint
+from siamese.evaluation import as_scores, eer, far_key, verification_report
+from siamese.inference import embed_files
+from siamese.models.checkpoint import Preprocessing, load_checkpoint
 from siamese.models.twin import pair_distance
 from siamese.training.config import TrainConfig, build_train_config
 from siamese.training.run import train
@@ -138,6 +138,32 @@ def setup_logging() -> None:
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s: %(message)s", datefmt="%H:%M:%S")
 
 
+def parse_args(
+    parser: argparse.ArgumentParser,
+    what: str | None = None,
+    folders: Sequence[str] = ("",),
+    preset: str | None = None,
+    **data: str,
+) -> argparse.Namespace:
+    """Parse the options, set up logging, skip when the data is absent, and check `--set` on our recipe.
+
+    Args:
+        parser: the script's parser (`base_parser` plus its own options).
+        what: the data set, named when a folder is missing (default: "<preset> data").
+        folders: sub-folders of `data_root` that must exist ("" is `data_root` itself).
+        preset: our recipe's preset (default: the script's `--preset` option).
+        data: our recipe's data options (`root=`, `forgeries=`) as sub-folders of `data_root`.
+    """
+    args = parser.parse_args()
+    setup_logging()
+    preset = preset or args.preset
+    what = what or f"{preset} data"
+    for sub in folders:
+        require_dir(args.data_root / sub, f"{what} {sub}/ folder" if sub else f"{what} folder")
+    checked_overrides(args, preset, **{key: str(args.data_root / sub) for key, sub in data.items()})
+    return args
+
+
 def peer_names(arg: str) -> list[str]:
     """Parse `--peers`."""
     names = [n.strip() for n in arg.split(",") if n.strip() and n.strip() != "none"]
@@ -166,6 +192,44 @@ def fold_split(identities: Sequence[str], test: Sequence[str], n_val: int, seed:
         val=[n for i, n in enumerate(rest) if i in val],
         test=sorted(test),
     )
+
+
+def smoke_sample(items: Sequence[str], size: int, args: argparse.Namespace) -> list[str]:
+    """`items`; with `--smoke`, `size` of them drawn with `--seed`, sorted."""
+    if not args.smoke:
+        return list(items)
+    return sorted(np.random.default_rng(args.seed).choice(items, size=size, replace=False).tolist())
+
+
+FoldRunner = Callable[[argparse.Namespace, ImageIndex, int, tuple[str, ...], list[str]], dict[str, Any]]
+"""`run_fold(args, index, k, test identities, all identities)` -> the fold's result, with `split`
+(its `Split.to_dict()`) and `methods` (one result per method)."""
+
+
+def run_identity_folds(
+    args: argparse.Namespace,
+    index: ImageIndex,
+    total: int,
+    smoke_identities: int,
+    run_fold: FoldRunner,
+    flatten: Callable[[dict[str, Any]], dict[str, float]],
+    keys: Sequence[str],
+    kind: str,
+) -> tuple[list[dict[str, Any]], dict[str, Any], dict[str, Any]]:
+    """Run the first `--folds` of `total` identity-disjoint folds (one fold with `--smoke`, over
+    `smoke_identities` seeded identities) and summarise each method over them.
+
+    Returns:
+        The folds' results, the summary (per method: mean and std of `keys` of `flatten(result)`)
+        and the protocol facts `folds_total`, `folds_run` and `val_<kind>` (e.g. `val_people`).
+    """
+    identities = smoke_sample(list(index.identities), smoke_identities, args)
+    n_folds = 1 if args.smoke else min(args.folds, total)
+    groups = identity_folds(identities, total, args.seed)
+    folds = [run_fold(args, index, k, groups[k], identities) for k in range(n_folds)]
+    summary = {m: mean_std([flatten(f["methods"][m]) for f in folds], keys) for m in folds[0]["methods"]}
+    protocol = {"folds_total": total, "folds_run": n_folds, f"val_{kind}": len(folds[0]["split"]["val"])}
+    return folds, summary, protocol
 
 
 @dataclass(frozen=True)
@@ -237,12 +301,10 @@ class Scorer(Protocol):
 def embed_paths(
     encoder: torch.nn.Module, paths: Sequence[str], transform: Callable, channels: int, device: str
 ) -> np.ndarray:
-    """`embed_all` in eval mode; any unreadable image stops the benchmark."""
-    encoder.eval()
-    emb, failed = embed_all(encoder, list(paths), transform, channels, EMBED_BATCH, device)
-    if failed:
-        raise SiameseError(f"{len(failed)} unreadable images, e.g. {failed[0][1]}")
-    return emb
+    """`embed_files` in eval mode, `EMBED_BATCH` images at a time; an unreadable image stops the benchmark."""
+    return embed_files(
+        encoder.eval(), list(paths), transform, channels, batch_size=EMBED_BATCH, device=device
+    )
 
 
 @dataclass
@@ -265,7 +327,7 @@ class EmbeddingScorer:
     def score(self, feats: np.ndarray, pairs: Pairs) -> np.ndarray:
         e = torch.from_numpy(feats)
         d = pair_distance(e[torch.from_numpy(pairs.i)], e[torch.from_numpy(pairs.j)], self.distance)  # (P,)
-        return -d.double().numpy()
+        return as_scores(d.numpy())
 
 
 def score_sets(scorer: Scorer, paths: Sequence[str], sets: dict[str, Pairs]) -> dict[str, np.ndarray]:
@@ -275,16 +337,9 @@ def score_sets(scorer: Scorer, paths: Sequence[str], sets: dict[str, Pairs]) -> 
 
 
 def verification_metrics(scores: np.ndarray, is_same: np.ndarray, threshold: float) -> dict[str, float]:
-    """EER, AUC, TAR@FAR=1e-2, and accuracy/FAR/FRR at a threshold chosen elsewhere."""
-    far, frr = far_frr_at(scores, is_same, threshold)
-    return {
-        "eer": eer(scores, is_same)[0],
-        "auc": roc_auc(scores, is_same),
-        "tar@far=0.01": tar_at_far(scores, is_same, TEST_FAR)[0],
-        "accuracy": accuracy_at(scores, is_same, threshold),
-        "far": far,
-        "frr": frr,
-    }
+    """EER, AUC, TAR@FAR=1e-2, and accuracy/FAR/FRR at a score threshold chosen elsewhere."""
+    report = verification_report(scores, is_same, threshold=threshold, fars=(TEST_FAR,))
+    return {k: report[k] for k in ("eer", "auc", far_key(TEST_FAR), "accuracy", "far", "frr")}
 
 
 @dataclass(frozen=True)
@@ -343,8 +398,8 @@ def train_ours(
     summary = train(config, split=split)
     elapsed = time.perf_counter() - start
     model, meta = load_checkpoint(run_dir, device=device)
-    transform = get_transform(meta["preset"], False, tuple(meta["image_size"]), meta["channels"])
-    scorer = EmbeddingScorer(model.encoder, transform, meta["channels"], model.distance, device=device)
+    pre = Preprocessing.from_metadata(meta, run_dir)
+    scorer = EmbeddingScorer(model.encoder, pre.transform(), pre.channels, model.distance, device=device)
     keep = ("epoch", "val_eer", "threshold", "calibration")
     return OursResult(summary, config, scorer, elapsed, {k: meta.get(k) for k in keep})
 
@@ -447,6 +502,20 @@ def write_results(out_dir: Path, name: str, payload: dict[str, Any], markdown: s
     print(markdown)
     print(f"\nresults: {stem}.json, {stem}.md")
     return stem
+
+
+def write_protocol_results(
+    args: argparse.Namespace,
+    name: str,
+    protocol: dict[str, Any],
+    summary: dict[str, Any],
+    markdown: str,
+    **results: Any,
+) -> Path:
+    """`write_results` of `protocol` (plus seed, `--set` overrides, data root), `summary` and `results`."""
+    run = {"seed": args.seed, "overrides": parse_overrides(args.overrides), "data_root": Path(args.data_root)}
+    payload = {"protocol": {**protocol, **run}, "summary": summary, **results}
+    return write_results(args.out, name, payload, markdown, args.smoke)
 
 
 def _jsonable(obj: Any) -> Any:

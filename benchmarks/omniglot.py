@@ -21,17 +21,16 @@ import numpy as np
 from common import (
     EmbeddingScorer,
     base_parser,
-    checked_overrides,
     fmt,
     fmt_mean_std,
     markdown_table,
     mean_std,
+    parse_args,
     parse_overrides,
-    require_dir,
     run_main,
-    setup_logging,
+    smoke_sample,
     train_ours,
-    write_results,
+    write_protocol_results,
 )
 
 from siamese.data import Split, list_oneshot_runs, read_oneshot_run, scan_folder
@@ -46,6 +45,8 @@ TEST_FRACTION = 0.05
 SMOKE_CHARACTERS = 24  # 20 train, 2 validation, 2 held out (a 64-image batch of 4 per class needs 16)
 SMOKE_RUNS = 2
 SMOKE_OPTIONS = {"epochs": 1, "samples_per_epoch": 128, "eval_pairs": 32}
+TRAININGS_HELP = "independent trainings (seed and validation characters vary); default 1"
+BUDGET_HELP = "our training time budget in seconds (sets max_minutes); default: the preset's epochs"
 
 
 def character_split(characters: list[str], seed: int) -> Split:
@@ -90,6 +91,15 @@ def run_training(args: Any, characters: list[str], runs: list[Path], r: int) -> 
     }
 
 
+def summary_row(training: dict[str, Any]) -> dict[str, float]:
+    """The numbers of one training that the summary averages."""
+    return {
+        "mean_accuracy": training["mean_accuracy"],
+        "heldout_eer": training["heldout_background"]["eer"],
+        "train_time_s": training["train_time_s"],
+    }
+
+
 def tables(trainings: list[dict[str, Any]], summary: dict[str, Any]) -> str:
     """Per-run accuracy (one column per training) and the summary line."""
     heads = ["run", *(f"accuracy % (training {t['training']})" for t in trainings)]
@@ -115,50 +125,22 @@ def tables(trainings: list[dict[str, Any]], summary: dict[str, Any]) -> str:
 
 
 def main() -> None:
-    parser = base_parser(
-        __doc__.split("\n")[0],
-        folds=1,
-        folds_help="independent trainings (seed and validation characters vary); default 1",
-        budget_help="our training time budget in seconds (sets max_minutes); default: the preset's epochs",
-        peers=False,
-    )
-    args = parser.parse_args()
-    setup_logging()
-    for sub in ("background", "one_shot_runs"):
-        require_dir(args.data_root / sub, f"Omniglot {sub}/ folder")
-    checked_overrides(args, PRESET, root=str(args.data_root / "background"))
+    parser = base_parser(__doc__.split("\n")[0], 1, TRAININGS_HELP, BUDGET_HELP, peers=False)
+    args = parse_args(parser, "Omniglot", ("background", "one_shot_runs"), PRESET, root="background")
     characters = list(scan_folder(args.data_root / "background").identities)
-    runs = list_oneshot_runs(args.data_root / "one_shot_runs")
-    if args.smoke:
-        rng = np.random.default_rng(args.seed)
-        characters = sorted(rng.choice(characters, size=SMOKE_CHARACTERS, replace=False).tolist())
-        runs = runs[:SMOKE_RUNS]
+    characters = smoke_sample(characters, SMOKE_CHARACTERS, args)
+    runs = list_oneshot_runs(args.data_root / "one_shot_runs")[: SMOKE_RUNS if args.smoke else None]
     n = 1 if args.smoke else max(args.folds, 1)
     trainings = [run_training(args, characters, runs, r) for r in range(n)]
-    rows = [
-        {
-            "mean_accuracy": t["mean_accuracy"],
-            "heldout_eer": t["heldout_background"]["eer"],
-            "train_time_s": t["train_time_s"],
-        }
-        for t in trainings
-    ]
-    summary = mean_std(rows, ["mean_accuracy", "heldout_eer", "train_time_s"])
-    payload = {
-        "protocol": {
-            "trainings": n,
-            "one_shot_runs": len(runs),
-            "characters": len(characters),
-            "val_fraction": VAL_FRACTION,
-            "heldout_fraction": TEST_FRACTION,
-            "seed": args.seed,
-            "overrides": parse_overrides(args.overrides),
-            "data_root": Path(args.data_root),
-        },
-        "summary": summary,
-        "trainings": trainings,
+    summary = mean_std([summary_row(t) for t in trainings], ["mean_accuracy", "heldout_eer", "train_time_s"])
+    protocol = {
+        "trainings": n,
+        "one_shot_runs": len(runs),
+        "characters": len(characters),
+        "val_fraction": VAL_FRACTION,
+        "heldout_fraction": TEST_FRACTION,
     }
-    write_results(args.out, NAME, payload, tables(trainings, summary), args.smoke)
+    write_protocol_results(args, NAME, protocol, summary, tables(trainings, summary), trainings=trainings)
 
 
 if __name__ == "__main__":

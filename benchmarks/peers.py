@@ -37,6 +37,7 @@ from common import (
     EmbeddingScorer,
     Pairs,
     PairSet,
+    Scorer,
     embed_paths,
     evaluate_method,
     input_shape,
@@ -57,6 +58,8 @@ PEERS = {
     "pml": "pytorch-metric-learning (resnet18, Contrastive + MultiSimilarity miner)",
 }
 SCORE_BATCH = 4096
+SMOKE = {"options": {"epochs": 1, "samples_per_epoch": 64, "eval_pairs": 32}, "budget": 4.0, "peer_batch": 8}
+"""What `compare_on_fold` uses with `--smoke`: our training options, the peers' budget (s) and batch."""
 
 
 def resnet18_1ch(out_dim: int | None) -> nn.Module:
@@ -341,19 +344,32 @@ class Fold:
     run_dir: Path  # where our recipe's run directory goes
 
 
-def compare_on_fold(args: Any, preset: str, fold: Fold, smoke: dict[str, Any]) -> dict[str, Any]:
+def compare_on_fold(
+    args: Any,
+    preset: str,
+    fold: Fold,
+    test_pairs: dict[str, Any],
+    baselines: dict[str, Scorer] | None = None,
+    smoke: dict[str, Any] = SMOKE,
+) -> dict[str, Any]:
     """Train our recipe, then each peer with the same budget, and evaluate all on the fold's pairs.
 
     Args:
         args: the script's parsed options (seed, overrides, work_dir, device, budget, peers, smoke).
         preset: our recipe's preset.
         fold: the fold.
+        test_pairs: the test pair counts, as the fold's record reports them.
+        baselines: untrained scorers evaluated after the peers, by method name.
         smoke: `options` (training overrides), `budget` (s) and `peer_batch` used with `--smoke`.
 
     Returns:
-        `budget_s`, our resolved `config`, and `methods`: per method its threshold, validation EER,
-        metrics per test pair set, and training time.
+        The fold's record: `fold` (1-based), `split`, `test_pairs`, `val_pairs` (counts), `budget_s`,
+        our resolved `config`, and `methods`: per method its threshold, validation EER, metrics per
+        test pair set, and training time.
     """
+    split = fold.split
+    sizes = f"{len(split.train)}/{len(split.val)}/{len(split.test)}"
+    logger.info("fold %d: %s train/val/test identities, test pairs %s", fold.k + 1, sizes, test_pairs)
     overrides = {**(smoke["options"] if args.smoke else {}), "seed": args.seed}
     overrides.update(parse_overrides(args.overrides))
     ours = train_ours(preset, fold.split, fold.run_dir, overrides, args.device, **fold.data)
@@ -375,4 +391,13 @@ def compare_on_fold(args: Any, preset: str, fold: Fold, smoke: dict[str, Any]) -
         forgery_fraction=ours.config.data.forgery_fraction,
     )
     methods.update(run_peers(peer_names(args.peers), setup, budget, evaluate))
-    return {"budget_s": budget, "config": ours.config.to_dict(), "methods": methods}
+    methods.update({name: {**evaluate(s), "train_time_s": 0.0} for name, s in (baselines or {}).items()})
+    return {
+        "fold": fold.k + 1,
+        "split": split.to_dict(),
+        "test_pairs": test_pairs,
+        "val_pairs": fold.val.sets["val"].counts,
+        "budget_s": budget,
+        "config": ours.config.to_dict(),
+        "methods": methods,
+    }

@@ -4,7 +4,7 @@ Training images/s are measured over `--steps` steps after `--warmup` steps, wall
 
 - our pipeline: the library's `Trainer.step` on batches from the real preset's training DataLoader
   (image decoding cache, sampling, augmentation, collation, mining, loss, backward, optimiser and
-  learning-rate schedule), exactly as `siamese train` builds them (`prepare_data`, `build_model`);
+  learning-rate schedule), exactly as `siamese train` builds them (`prepare_data`, `build_method`);
 - the bare encoder: the same encoder doing forward + backward + AdamW step on random tensors of the
   same batch shape (no data, no sampling, no loss beyond a mean of squares);
 - recipe (a) (peers.py, pytorch/examples `siamese_network`): its own pair loader and BCE step on the
@@ -31,29 +31,28 @@ import torch
 from common import (
     EMBED_BATCH,
     base_parser,
-    checked_overrides,
     embed_paths,
     input_shape,
     markdown_table,
+    parse_args,
     parse_overrides,
-    require_dir,
     run_main,
-    setup_logging,
     write_results,
 )
 from peers import PairClassifier, PeerSetup, pair_loader, pair_step
 
 from siamese import names
 from siamese.data import get_transform
-from siamese.losses import get_loss, get_miner
+from siamese.training import build_encoder, build_method, build_optimizer, prepare_data, seed_everything
 from siamese.training.config import build_train_config
-from siamese.training.run import build_model, build_optimizer, prepare_data, seed_everything
 from siamese.training.trainer import Trainer
 
 logger = logging.getLogger("benchmarks.throughput")
 
 NAME = "throughput"
 SMOKE = {"steps": 2, "warmup": 1, "embed_images": 64}
+ROUNDS_HELP = "rounds of measurements, taking turns (the median is reported); default 5"
+BUDGET_HELP = "cap in seconds on each timed training measurement (fewer steps if reached)"
 
 
 def batches_forever(loader: Any) -> Iterator[Any]:
@@ -94,11 +93,9 @@ def interleaved_medians(measures: dict[str, Callable[[], float]], repeats: int) 
 def our_training_step(config: Any, device: str) -> tuple[Callable[[], int], Any, Any]:
     """A step closure over our real pipeline; also returns the prepared data and the model."""
     data = prepare_data(config)
-    model = build_model(config, data.channels).to(device)
-    loss_fn = get_loss(config.loss.name, **config.loss.loss_kwargs(config.model.distance)).to(device)
-    miner = get_miner(config.loss.miner) if config.sampler == "mperclass" else None
+    model = build_method(config, data.channels).to(device)
     optimizer, scheduler = build_optimizer(config, model, len(data.train_loader))
-    trainer = Trainer(model, loss_fn, optimizer, scheduler, miner=miner, device=device)
+    trainer = Trainer(model, optimizer, scheduler, device=device)
     batches = batches_forever(data.train_loader)
     model.train()
 
@@ -112,7 +109,7 @@ def our_training_step(config: Any, device: str) -> tuple[Callable[[], int], Any,
 
 def bare_training_step(config: Any, channels: int, shape: tuple[int, ...], device: str) -> Callable[[], int]:
     """Forward + backward + AdamW step of a fresh copy of our encoder on random tensors of `shape`."""
-    encoder = build_model(config, channels).encoder.to(device).train()
+    encoder = build_encoder(config, channels).to(device).train()
     optimizer = torch.optim.AdamW(encoder.parameters(), lr=config.optim.lr)
     x = torch.randn(shape, device=device)  # (N, C, H, W)
 
@@ -245,14 +242,7 @@ def table(r: dict[str, Any], preset: str) -> str:
 
 
 def main() -> None:
-    parser = base_parser(
-        __doc__.split("\n")[0],
-        folds=5,
-        folds_help="rounds of measurements, taking turns (the median is reported); default 5",
-        budget_help="cap in seconds on each timed training measurement (fewer steps if reached)",
-        peers=False,
-        work_dir=False,
-    )
+    parser = base_parser(__doc__.split("\n")[0], 5, ROUNDS_HELP, BUDGET_HELP, peers=False, work_dir=False)
     parser.add_argument("--preset", default="face", choices=names.PRESETS, help="preset of the data root")
     parser.add_argument("--steps", type=int, default=60, help="timed training steps per measurement")
     parser.add_argument("--warmup", type=int, default=3, help="untimed steps before each measurement")
@@ -262,10 +252,7 @@ def main() -> None:
         default=2000,
         help="images embedded per measurement (files cycled if fewer)",
     )
-    args = parser.parse_args()
-    setup_logging()
-    require_dir(args.data_root, f"{args.preset} data folder")
-    checked_overrides(args, args.preset, root=str(args.data_root))
+    args = parse_args(parser, root="")
     if args.smoke:
         args.folds = 1
     result = measure(args)

@@ -12,12 +12,13 @@ from siamese.cli.embed import embed_command
 from siamese.cli.evaluate import evaluate_command
 from siamese.cli.export import export_command
 from siamese.cli.pairs import pairs_command
+from siamese.cli.pretrain import pretrain_command
 from siamese.cli.train import train_command
 from siamese.cli.verify import verify_command
 
 app = typer.Typer(
     name="siamese",
-    help="Siamese networks for verification: train, evaluate, verify, embed, export.",
+    help="Siamese networks for verification: train, pretrain, evaluate, verify, embed, export.",
     no_args_is_help=True,
     add_completion=False,
     pretty_exceptions_enable=False,
@@ -47,6 +48,7 @@ def main_callback(
 
 
 app.command("train")(train_command)
+app.command("pretrain")(pretrain_command)
 app.command("evaluate")(evaluate_command)
 app.command("pairs")(pairs_command)
 app.command("verify")(verify_command)

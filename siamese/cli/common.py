@@ -1,16 +1,21 @@
-"""What every command shares: the console, logging set-up and turning errors into one line."""
+"""What every command shares: the console, logging set-up, turning errors into one line, and the
+embedding progress bar. Options shared by several commands are in `siamese.cli.options`."""
 
 from __future__ import annotations
 
 import contextlib
 import logging
 from collections.abc import Iterator
+from typing import TYPE_CHECKING, Any
 
 import typer
 from rich.console import Console
 from rich.logging import RichHandler
 
 from siamese.errors import SiameseError
+
+if TYPE_CHECKING:
+    from rich.progress import Progress
 
 console = Console()
 err_console = Console(stderr=True)
@@ -49,3 +54,16 @@ def user_errors() -> Iterator[None]:
     except KeyboardInterrupt:
         err_console.print("interrupted")
         raise typer.Exit(130) from None
+
+
+def embedding_progress(on: Console, **options: Any) -> Progress:
+    """A transient "embedding [bar] done/total time-left" progress bar on console `on`.
+
+    Args:
+        on: the console it draws on.
+        **options: more `rich.progress.Progress` options (e.g. `disable`).
+    """
+    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
+
+    columns = (TextColumn("embedding"), BarColumn(), MofNCompleteColumn(), TimeRemainingColumn())
+    return Progress(*columns, console=on, transient=True, **options)

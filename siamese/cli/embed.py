@@ -2,39 +2,28 @@
 
 from __future__ import annotations
 
-from pathlib import Path
-from typing import Annotated, Literal
-
-import typer
-
-from siamese import names
-from siamese.cli.common import console, user_errors
+from siamese.cli.common import console, embedding_progress, user_errors
+from siamese.cli.options import (
+    BatchSizeOpt,
+    DeviceOpt,
+    EmbedDataArg,
+    EmbeddingsOutOpt,
+    ModelOpt,
+    StrictOpt,
+    WorkersOpt,
+)
 
 _SKIPPED_SHOWN = 5
 
 
 def embed_command(
-    data: Annotated[
-        Path,
-        typer.Argument(
-            help="Folder of images (recursive; identity = sub-folder) or a text file of image paths.",
-            show_default=False,
-        ),
-    ],
-    model: Annotated[Path, typer.Option(help="Run directory or checkpoint.", show_default=False)],
-    out: Annotated[
-        Path,
-        typer.Option(
-            help="Output file: .npy (+ <out>.csv listing path,identity), .csv or .parquet (needs pyarrow).",
-            show_default=False,
-        ),
-    ],
-    batch_size: Annotated[int, typer.Option(min=1, help="Images per forward pass.")] = 64,
-    workers: Annotated[int, typer.Option(min=0, help="DataLoader worker processes decoding images.")] = 0,
-    device: Annotated[Literal[names.DEVICES], typer.Option(help="auto = CUDA when available.")] = "auto",
-    strict: Annotated[
-        bool, typer.Option("--strict", help="Fail on an unreadable image instead of skipping it.")
-    ] = False,
+    data: EmbedDataArg,
+    model: ModelOpt,
+    out: EmbeddingsOutOpt,
+    batch_size: BatchSizeOpt = 64,
+    workers: WorkersOpt = 0,
+    device: DeviceOpt = "auto",
+    strict: StrictOpt = False,
 ) -> None:
     """Embed the images of DATA with a trained encoder and write one row per readable image."""
     with user_errors():
@@ -45,7 +34,7 @@ def embed_command(
         check_output(out)  # fail fast on a bad extension or a missing pyarrow
         inputs = list_inputs(data)
         verifier = Verifier.from_checkpoint(model, device=device)
-        with _progress() as progress:
+        with embedding_progress(console, disable=not console.is_terminal) as progress:
             task = progress.add_task("embedding", total=len(inputs))
             summary = write_embeddings(
                 verifier,
@@ -68,18 +57,4 @@ def embed_command(
         highlight=False,
         soft_wrap=True,
         markup=False,
-    )
-
-
-def _progress():  # noqa: ANN202 - rich.progress.Progress, imported lazily
-    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
-
-    return Progress(
-        TextColumn("embedding"),
-        BarColumn(),
-        MofNCompleteColumn(),
-        TimeRemainingColumn(),
-        console=console,
-        transient=True,
-        disable=not console.is_terminal,
     )

@@ -4,34 +4,36 @@ from __future__ import annotations
 
 import json
 from pathlib import Path
-from typing import Annotated, Any, Literal
+from typing import Any
 
 import typer
-from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
 from rich.table import Table
 
-from siamese import names
-from siamese.cli.common import console, err_console, user_errors
+from siamese.cli.common import console, embedding_progress, err_console, user_errors
+from siamese.cli.options import (
+    EvalBatchSizeOpt,
+    EvalDataArg,
+    EvalForgeriesOpt,
+    EvalModelOpt,
+    EvalNumPairsOpt,
+    EvalSeedOpt,
+    EvalSplitOpt,
+    EvalWorkersOpt,
+    FoldsOpt,
+    PairsFileOpt,
+    ProtocolOpt,
+    ReportDirOpt,
+    ReportJsonOpt,
+    RunDeviceOpt,
+)
 from siamese.errors import ConfigError
-
-Protocol = Literal["pairs", "kfold", "oneshot"]
-SplitName = Literal["test", "val", "train", "all"]
-PROTOCOL_PANEL = "Protocol"
-RUN_PANEL = "Run"
 
 
 class EmbeddingBar:
     """A transient rich progress bar fed by the `on_progress(done, total)` callback of `evaluate`."""
 
     def __init__(self) -> None:
-        self.progress = Progress(
-            TextColumn("embedding"),
-            BarColumn(),
-            MofNCompleteColumn(),
-            TimeRemainingColumn(),
-            console=err_console,
-            transient=True,
-        )
+        self.progress = embedding_progress(err_console)
         self.task: Any = None
 
     def __call__(self, done: int, total: int) -> None:
@@ -134,75 +136,20 @@ def _print_table(report: dict[str, Any]) -> None:
 
 
 def evaluate_command(
-    data: Annotated[
-        Path,
-        typer.Argument(
-            help="Identity-folder root (or, with --protocol oneshot, an Omniglot one_shot_runs folder)."
-        ),
-    ],
-    model: Annotated[
-        Path | None,
-        typer.Option(
-            help="Run directory or checkpoint (default: the newest run under ./runs).",
-            rich_help_panel=RUN_PANEL,
-        ),
-    ] = None,
-    pairs: Annotated[
-        Path | None,
-        typer.Option(
-            help="Pair list (LFW pairs.txt or CSV path1,path2,is_same), paths relative to DATA.",
-            rich_help_panel=PROTOCOL_PANEL,
-        ),
-    ] = None,
-    forgeries: Annotated[
-        Path | None,
-        typer.Option(
-            help="Skilled forgeries FORGERIES/<identity>/ used as impostors of <identity>.",
-            rich_help_panel=PROTOCOL_PANEL,
-        ),
-    ] = None,
-    protocol: Annotated[
-        Protocol,
-        typer.Option(
-            help="pairs | kfold (LFW-style folds) | oneshot (Omniglot runs).", rich_help_panel=PROTOCOL_PANEL
-        ),
-    ] = "pairs",
-    split: Annotated[
-        SplitName | None,
-        typer.Option(
-            help="Part of the run's split.json to pair up; all = every identity of DATA (default: test).",
-            rich_help_panel=PROTOCOL_PANEL,
-        ),
-    ] = None,
-    num_pairs: Annotated[
-        int | None, typer.Option(help="Pairs to generate (default: 2000).", rich_help_panel=PROTOCOL_PANEL)
-    ] = None,
-    folds: Annotated[
-        int | None,
-        typer.Option(help="Folds of --protocol kfold (default: 10).", rich_help_panel=PROTOCOL_PANEL),
-    ] = None,
-    seed: Annotated[
-        int | None,
-        typer.Option(help="Seed of the generated pairs (default: 0).", rich_help_panel=PROTOCOL_PANEL),
-    ] = None,
-    out: Annotated[
-        Path | None,
-        typer.Option(
-            help="Folder for report.json and plots "
-            "(default: RUN/eval-<split, pairs file or oneshot>[-kfold]).",
-            rich_help_panel=RUN_PANEL,
-        ),
-    ] = None,
-    json_output: Annotated[
-        bool, typer.Option("--json", help="Print only the report as JSON.", rich_help_panel=RUN_PANEL)
-    ] = False,
-    device: Annotated[
-        Literal[names.DEVICES], typer.Option(help="auto = CUDA when available.", rich_help_panel=RUN_PANEL)
-    ] = "auto",
-    batch_size: Annotated[int, typer.Option(help="Images per forward pass.", rich_help_panel=RUN_PANEL)] = 64,
-    workers: Annotated[
-        int, typer.Option(help="Image-decoding worker processes.", rich_help_panel=RUN_PANEL)
-    ] = 0,
+    data: EvalDataArg,
+    model: EvalModelOpt = None,
+    pairs: PairsFileOpt = None,
+    forgeries: EvalForgeriesOpt = None,
+    protocol: ProtocolOpt = "pairs",
+    split: EvalSplitOpt = None,
+    num_pairs: EvalNumPairsOpt = None,
+    folds: FoldsOpt = None,
+    seed: EvalSeedOpt = None,
+    out: ReportDirOpt = None,
+    json_output: ReportJsonOpt = False,
+    device: RunDeviceOpt = "auto",
+    batch_size: EvalBatchSizeOpt = 64,
+    workers: EvalWorkersOpt = 0,
 ) -> None:
     """Evaluate a trained model on DATA: EER, AUC, TAR@FAR, accuracy at its threshold, plots."""
     with user_errors():

@@ -2,26 +2,15 @@
 
 from __future__ import annotations
 
-from pathlib import Path
-from typing import Annotated, Literal
-
-import typer
-
 from siamese.cli.common import console, user_errors
+from siamese.cli.options import ExportFormatOpt, ExportOutOpt, ModelOpt, ParityBatchOpt
 
 
 def export_command(
-    model: Annotated[Path, typer.Option(help="Run directory or checkpoint.", show_default=False)],
-    fmt: Annotated[
-        Literal["onnx", "torchscript"],
-        typer.Option(
-            "--format", help="onnx (needs the onnx extra: pip install 'siamese\\[onnx]') or torchscript."
-        ),
-    ],
-    out: Annotated[
-        Path, typer.Option(help="Model file to write; its metadata goes to <out>.json.", show_default=False)
-    ],
-    batch_size: Annotated[int, typer.Option(min=2, help="Size of the random batch of the parity check.")] = 4,
+    model: ModelOpt,
+    fmt: ExportFormatOpt,
+    out: ExportOutOpt,
+    batch_size: ParityBatchOpt = 4,
 ) -> None:
     """Export the encoder ((B, C, H, W) normalised images -> (B, D) embeddings, any B) and verify it."""
     with user_errors():

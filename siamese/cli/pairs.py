@@ -2,37 +2,29 @@
 
 from __future__ import annotations
 
-from pathlib import Path
-from typing import Annotated, Literal
-
-import typer
-
 from siamese.cli.common import console, user_errors
+from siamese.cli.options import (
+    ForgeryFractionOpt,
+    PairsDataArg,
+    PairsForgeriesOpt,
+    PairsNumPairsOpt,
+    PairsOutOpt,
+    PairsSeedOpt,
+    PairsSplitOpt,
+    SplitFromOpt,
+)
 from siamese.errors import ConfigError
-
-SplitName = Literal["test", "val", "train", "all"]
 
 
 def pairs_command(
-    data: Annotated[Path, typer.Argument(help="Identity-folder root: DATA/<identity>/<image>.")],
-    out: Annotated[
-        Path, typer.Option(help="CSV file to write (path1,path2,is_same; paths relative to DATA).")
-    ],
-    num_pairs: Annotated[int, typer.Option(help="Pairs to write (half genuine, half impostor).")] = 2000,
-    forgeries: Annotated[
-        Path | None, typer.Option(help="Skilled forgeries FORGERIES/<identity>/ used as impostors.")
-    ] = None,
-    forgery_fraction: Annotated[
-        float | None,
-        typer.Option(help="Share of impostors that are forgeries of the anchor's identity (default: 0.5)."),
-    ] = None,
-    seed: Annotated[int, typer.Option(help="Seed: the same seed gives the same file.")] = 0,
-    split_from: Annotated[
-        Path | None, typer.Option(help="Run directory whose split.json restricts the identities.")
-    ] = None,
-    split: Annotated[
-        SplitName | None, typer.Option(help="Part of --split-from's split to use (default: test).")
-    ] = None,
+    data: PairsDataArg,
+    out: PairsOutOpt,
+    num_pairs: PairsNumPairsOpt = 2000,
+    forgeries: PairsForgeriesOpt = None,
+    forgery_fraction: ForgeryFractionOpt = None,
+    seed: PairsSeedOpt = 0,
+    split_from: SplitFromOpt = None,
+    split: PairsSplitOpt = None,
 ) -> None:
     """Generate a deterministic, balanced pair list from DATA and write it as CSV."""
     with user_errors():

@@ -169,6 +169,14 @@ def train_command(
             help="Start from ImageNet weights (downloads; torchvision encoders).", rich_help_panel=MODEL
         ),
     ] = False,
+    init: Annotated[
+        Path | None,
+        typer.Option(
+            help="Start the encoder from this run's (e.g. a `siamese pretrain` run's) weights; "
+            "projection heads are not carried over.",
+            rich_help_panel=MODEL,
+        ),
+    ] = None,
     encoder_arg: Annotated[
         list[str] | None,
         typer.Option(
@@ -303,6 +311,7 @@ def train_command(
             normalize=normalize,
             pretrained=pretrained,
             encoder_kwargs=parse_encoder_args(encoder_arg),
+            init=str(init) if init else None,
             loss=loss,
             margin=margin,
             temperature=temperature,

@@ -3,38 +3,27 @@
 from __future__ import annotations
 
 import json
-from pathlib import Path
-from typing import Annotated, Literal
 
 import typer
 
-from siamese import names
 from siamese.cli.common import console, err_console, user_errors
+from siamese.cli.options import (
+    ImageAArg,
+    ImageBArg,
+    ThresholdOpt,
+    VerdictJsonOpt,
+    VerifyDeviceOpt,
+    VerifyModelOpt,
+)
 
 
 def verify_command(
-    image_a: Annotated[Path, typer.Argument(help="First image.", show_default=False)],
-    image_b: Annotated[Path, typer.Argument(help="Second image.", show_default=False)],
-    model: Annotated[
-        Path | None,
-        typer.Option(
-            help="Run directory or checkpoint (default: the most recent run under ./runs).",
-            show_default=False,
-        ),
-    ] = None,
-    threshold: Annotated[
-        float | None,
-        typer.Option(
-            help="Distance threshold: same when distance <= T (default: the model's).", show_default=False
-        ),
-    ] = None,
-    json_output: Annotated[
-        bool,
-        typer.Option(
-            "--json", help="Print one JSON object: same, distance, threshold, confidence, model, seconds."
-        ),
-    ] = False,
-    device: Annotated[Literal[names.DEVICES], typer.Option(help="Where the model runs.")] = "cpu",
+    image_a: ImageAArg,
+    image_b: ImageBArg,
+    model: VerifyModelOpt = None,
+    threshold: ThresholdOpt = None,
+    json_output: VerdictJsonOpt = False,
+    device: VerifyDeviceOpt = "cpu",
 ) -> None:
     """Decide whether images A and B show the same identity (distance vs. the model's threshold).
 

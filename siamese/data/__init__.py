@@ -1,4 +1,5 @@
-"""Image folders, identity splits, presets/transforms, pair/triplet/M-per-class sampling, protocol files.
+"""Image folders, identity splits, presets/transforms, pair/triplet/M-per-class sampling, protocol files,
+multi-view (self-supervised) datasets.
 
 Importing this package does not import torchvision (transforms import it when built).
 """
@@ -17,11 +18,20 @@ from siamese.data.inputs import EmbeddingInput, list_inputs
 from siamese.data.oneshot_runs import OneShotRun, list_oneshot_runs, read_oneshot_run
 from siamese.data.pair_files import generate_pairs, read_pairs, write_pairs_csv
 from siamese.data.pairs import IdentityPools, PairDataset, pair_collate
-from siamese.data.presets import PRESETS, Preset, get_preset, preprocessing_spec, resolve_preset
+from siamese.data.presets import PRESETS, Preset, ViewAugment, get_preset, preprocessing_spec, resolve_preset
 from siamese.data.splits import SPLITS, Split, load_split_index, split_identities
 from siamese.data.transforms import background_colour, get_transform
 from siamese.data.triplets import TripletDataset, triplet_collate
 from siamese.data.validate import drop_unreadable
+from siamese.data.views import (
+    MultiCrop,
+    MultiView,
+    MultiViewDataset,
+    item_seed,
+    multicrop_transform,
+    multiview_collate,
+    ssl_transform,
+)
 
 __all__ = [
     "drop_unreadable",
@@ -36,11 +46,15 @@ __all__ = [
     "ImageIndex",
     "ImageLoader",
     "ImageRecord",
+    "MultiCrop",
+    "MultiView",
+    "MultiViewDataset",
     "OneShotRun",
     "PairDataset",
     "Preset",
     "Split",
     "TripletDataset",
+    "ViewAugment",
     "background_colour",
     "batch_collate",
     "default_cache_dir",
@@ -49,11 +63,14 @@ __all__ = [
     "get_transform",
     "identity_batch_sampler",
     "is_image_file",
+    "item_seed",
     "list_images",
     "list_inputs",
     "list_oneshot_runs",
     "load_split_index",
     "materialize_digits",
+    "multicrop_transform",
+    "multiview_collate",
     "open_image",
     "pair_collate",
     "preprocessing_spec",
@@ -63,6 +80,7 @@ __all__ = [
     "rotated_classes",
     "scan_folder",
     "split_identities",
+    "ssl_transform",
     "to_mode",
     "triplet_collate",
     "write_pairs_csv",

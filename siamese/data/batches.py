@@ -152,17 +152,8 @@ def _check_options(batch_size: int, m: int, length: int, seed: int, forgeries_pe
         raise ConfigError(f"forgeries_per_batch must be non-negative, got {forgeries_per_batch}")
 
 
-def identity_batch_sampler(
-    index: ImageIndex,
-    positions: Sequence[int],
-    batch_size: int,
-    m: int,
-    length: int,
-    seed: int,
-    forgeries_per_batch: int = 0,
-) -> IdentityBatchSampler:
-    """Build an `IdentityBatchSampler` (see there); pass it as a DataLoader's `batch_sampler`."""
-    return IdentityBatchSampler(index, positions, batch_size, m, length, seed, forgeries_per_batch)
+identity_batch_sampler = IdentityBatchSampler
+"""Factory spelling of `IdentityBatchSampler` (same arguments); pass it as a DataLoader's `batch_sampler`."""
 
 
 def batch_collate(batch: Sequence[tuple[torch.Tensor, int]]) -> tuple[torch.Tensor, torch.Tensor, None]:

@@ -5,11 +5,13 @@ from __future__ import annotations
 from collections.abc import Callable, Sequence
 
 import numpy as np
+import torch
 from PIL import Image
 from torch.utils.data import Dataset
 
 from siamese.data.folder import ImageIndex, ImageRecord
 from siamese.data.images import ImageLoader
+from siamese.errors import ConfigError
 
 Transform = Callable[[Image.Image], object]
 
@@ -19,6 +21,31 @@ def check_item_index(i: int, length: int) -> int:
     if not -length <= i < length:
         raise IndexError(f"index {i} out of range for a dataset of {length} items")
     return i % length
+
+
+class SharedEpoch:
+    """`set_epoch` and `epoch` for a dataset whose items depend on the epoch; call `_init_epoch`
+    from its constructor.
+
+    The epoch lives in shared memory, so `set_epoch` (called before iterating the DataLoader for
+    that epoch) also reaches DataLoader workers, persistent ones included.
+    """
+
+    _epoch: torch.Tensor
+
+    def _init_epoch(self) -> None:
+        self._epoch = torch.zeros((), dtype=torch.int64).share_memory_()
+
+    def set_epoch(self, epoch: int) -> None:
+        """Select the epoch whose items are served (also in already running DataLoader workers)."""
+        if epoch < 0:
+            raise ConfigError(f"epoch must be non-negative, got {epoch}")
+        self._epoch.fill_(int(epoch))
+
+    @property
+    def epoch(self) -> int:
+        """The current epoch (0 until `set_epoch` is called)."""
+        return int(self._epoch)
 
 
 class ImageDataset(Dataset):

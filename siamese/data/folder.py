@@ -36,7 +36,7 @@ def list_images(folder: str | os.PathLike) -> list[str]:
     Natural order ("2.png" before "10.png") equals plain sorting for zero-padded names such
     as LFW's; protocol files that number images per identity (`read_pairs`) use this order.
     """
-    with os.scandir(folder) as entries:
+    with os.scandir(os.fspath(folder)) as entries:
         names = [e.name for e in entries if not _hidden(e.name) and is_image_file(e.name) and e.is_file()]
     return sorted(names, key=_natural_key)
 

@@ -4,12 +4,13 @@ from __future__ import annotations
 
 import numbers
 from collections.abc import Sequence
+from dataclasses import dataclass
 
 import numpy as np
 import torch
 from torch.utils.data import Dataset
 
-from siamese.data.datasets import Transform, check_item_index, load_transformed
+from siamese.data.datasets import SharedEpoch, Transform, check_item_index, load_transformed
 from siamese.data.folder import ImageIndex
 from siamese.data.images import ImageLoader
 from siamese.errors import ConfigError, DataError
@@ -75,46 +76,40 @@ class IdentityPools:
         return int(self.genuine[other][rng.integers(len(self.genuine[other]))])
 
 
-class EpochSampledDataset(Dataset):
+@dataclass(eq=False, repr=False)
+class EpochSampledDataset(SharedEpoch, Dataset):
     """Shared machinery of `PairDataset` and `TripletDataset`: `count` items per epoch, item i of
     an epoch drawn from `np.random.default_rng([seed, epoch, i])`.
 
-    The epoch lives in shared memory, so `set_epoch` (called before iterating the DataLoader for
-    that epoch) also reaches persistent DataLoader workers.
+    A subclass is a dataclass that adds its items-per-epoch field, `forgery_fraction` and `seed`
+    after these fields, and calls `_start` from `__post_init__`; so one field list is the
+    constructor `(index, loader, transform, <count>, forgery_fraction=0.5, seed=0)` of each.
+    `set_epoch` reaches DataLoader workers, persistent ones included (`SharedEpoch`).
+
+    Args:
+        index: the images.
+        loader: opens a path as a Pillow image.
+        transform: Pillow image -> tensor (C, H, W); None returns Pillow images.
     """
 
-    def __init__(
-        self,
-        index: ImageIndex,
-        loader: ImageLoader,
-        transform: Transform | None,
-        count: int,
-        forgery_fraction: float,
-        seed: int,
-        what: str,
-    ) -> None:
+    index: ImageIndex
+    loader: ImageLoader
+    transform: Transform | None
+
+    def _start(self, count: int, forgery_fraction: float, seed: int, what: str) -> int:
+        """Validate the sampling options, prepare the identity pools and return `count` as an int.
+
+        Raises:
+            DataError: fewer than two identities, or no identity with two images.
+            ConfigError: invalid count (named `what` in the message), forgery_fraction or seed.
+        """
         check_sampling_options(count, forgery_fraction, seed, what)
-        self.index = index
-        self.loader = loader
-        self.transform = transform
         self.count = int(count)
-        self.forgery_fraction = forgery_fraction
         self.seed = int(seed)
-        # Shared memory: set_epoch reaches DataLoader workers, persistent ones included.
-        self._epoch = torch.zeros((), dtype=torch.int64).share_memory_()
-        self.pools = IdentityPools(index, forgery_fraction)
-        self.labels = index.labels()  # (N,)
-
-    def set_epoch(self, epoch: int) -> None:
-        """Select the epoch whose items are served (also in already running DataLoader workers)."""
-        if epoch < 0:
-            raise ConfigError(f"epoch must be non-negative, got {epoch}")
-        self._epoch.fill_(int(epoch))
-
-    @property
-    def epoch(self) -> int:
-        """The current epoch (0 until `set_epoch` is called)."""
-        return int(self._epoch)
+        self._init_epoch()
+        self.pools = IdentityPools(self.index, forgery_fraction)
+        self.labels = self.index.labels()  # (N,)
+        return self.count
 
     def __len__(self) -> int:
         return self.count
@@ -128,6 +123,7 @@ class EpochSampledDataset(Dataset):
         return load_transformed(self.loader, self.transform, self.index.records[position])
 
 
+@dataclass(eq=False, repr=False)
 class PairDataset(EpochSampledDataset):
     """`num_pairs` image pairs per epoch: even items genuine, odd items impostor.
 
@@ -139,9 +135,7 @@ class PairDataset(EpochSampledDataset):
     that epoch) also reaches persistent DataLoader workers.
 
     Args:
-        index: the images.
-        loader: opens a path as a Pillow image.
-        transform: Pillow image -> tensor (C, H, W); None returns Pillow images.
+        index, loader, transform: as `EpochSampledDataset`.
         num_pairs: items per epoch.
         forgery_fraction: probability that an impostor is a forgery of the anchor's identity.
         seed: base seed.
@@ -151,17 +145,12 @@ class PairDataset(EpochSampledDataset):
         ConfigError: invalid num_pairs, forgery_fraction or seed.
     """
 
-    def __init__(
-        self,
-        index: ImageIndex,
-        loader: ImageLoader,
-        transform: Transform | None,
-        num_pairs: int,
-        forgery_fraction: float = 0.5,
-        seed: int = 0,
-    ) -> None:
-        super().__init__(index, loader, transform, num_pairs, forgery_fraction, seed, "num_pairs")
-        self.num_pairs = self.count
+    num_pairs: int
+    forgery_fraction: float = 0.5
+    seed: int = 0
+
+    def __post_init__(self) -> None:
+        self.num_pairs = self._start(self.num_pairs, self.forgery_fraction, self.seed, "num_pairs")
 
     def pair(self, i: int) -> tuple[int, int, bool]:
         """Record positions and is_same of pair i of the current epoch."""
@@ -193,8 +182,8 @@ def pair_collate(
     """
     b = len(batch)
     images = torch.cat([torch.stack([item[0] for item in batch]), torch.stack([item[1] for item in batch])])
-    labels = [item[2] for item in batch] + [item[3] for item in batch]
-    labels = torch.tensor(labels, dtype=torch.long)  # (2B,)
+    first_labels, second_labels = [item[2] for item in batch], [item[3] for item in batch]
+    labels = torch.tensor(first_labels + second_labels, dtype=torch.long)  # (2B,)
     is_same = torch.tensor([bool(item[4]) for item in batch], dtype=torch.bool)  # (B,)
     idx = torch.arange(b)
     a1, a2 = idx[is_same], idx[~is_same]

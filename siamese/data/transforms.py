@@ -11,23 +11,42 @@ Every transform maps a Pillow image to a float tensor (C, H, W) normalised with 
    colour too), brightness/contrast jitter, as enabled by the preset;
 5. to float tensor in [0, 1], then normalise; training only: random erasing (value 0, mid-grey).
 
-The evaluation transform is steps 1-3 and 5: deterministic. Random augmentations draw from
-torch's global generator, as all torchvision transforms do (seed it, and DataLoader workers
-get distinct seeds from it).
+`siamese.data.views.ssl_transform` builds the stronger self-supervised pipeline of a preset from
+the same steps plus `RandomResizedCrop` and `RandomGaussianBlur`.
+
+The evaluation transform is steps 1-3 and 5: deterministic. Random steps are `Seedable`: called
+as `step(x, generator)` they draw from that `torch.Generator`, called as `step(x)` (or with None)
+from torch's global generator, as all torchvision transforms do (seed it, and DataLoader workers
+get distinct seeds from it). A `Compose` passes its generator on to its `Seedable` steps, so one
+generator makes a whole pipeline reproducible (`siamese.data.views` seeds one per item).
 
 torchvision is imported only by the random affine, at its first call (it costs about two seconds).
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
+from typing import Any
 
 import numpy as np
 import torch
-from PIL import Image, ImageOps
+from PIL import Image, ImageFilter, ImageOps
 
 from siamese.data.images import to_mode
 from siamese.data.presets import Preset, resolve_preset
+
+
+class Seedable:
+    """A transform step that draws its randomness from the generator it is called with:
+    `step(x, generator)`, torch's global generator when `generator` is None."""
+
+    def __call__(self, x: Any, generator: torch.Generator | None = None) -> Any:
+        raise NotImplementedError
+
+
+def call_seeded(transform: Callable, x: Any, generator: torch.Generator | None) -> Any:
+    """`transform(x, generator)` for a `Seedable` transform, else `transform(x)` (global generator)."""
+    return transform(x, generator) if isinstance(transform, Seedable) else transform(x)
 
 
 def background_colour(img: Image.Image) -> int | tuple[int, ...]:
@@ -96,7 +115,7 @@ class _Fit:
         return img.resize((w, h), Image.Resampling.BILINEAR)
 
 
-class _RandomAffine:
+class RandomAffine(Seedable):
     """Random rotation/shift/zoom/shear whose uncovered corners take the image's background colour."""
 
     def __init__(self, degrees: float, translate: float, scale: tuple[float, float], shear: float) -> None:
@@ -105,11 +124,11 @@ class _RandomAffine:
         self.scale = scale
         self.shear = shear
 
-    def __call__(self, img: Image.Image) -> Image.Image:
+    def __call__(self, img: Image.Image, generator: torch.Generator | None = None) -> Image.Image:
         from torchvision.transforms.v2 import InterpolationMode
         from torchvision.transforms.v2 import functional as F
 
-        u = torch.rand(5).tolist()  # uniform [0, 1) draws
+        u = torch.rand(5, generator=generator).tolist()  # uniform [0, 1) draws
         angle = (2 * u[0] - 1) * self.degrees
         tx = round((2 * u[1] - 1) * self.translate * img.width)
         ty = round((2 * u[2] - 1) * self.translate * img.height)
@@ -144,38 +163,59 @@ def get_transform(
         ConfigError: unknown preset, bad size or channels.
     """
     p = resolve_preset(preset, image_size, channels)
+    if not train:  # torchvision-free, so inference (`siamese verify`) never imports it
+        return build_pipeline(p)
+    augment: list[Callable] = [RandomHFlip()] if p.hflip else []
+    if p.degrees or p.translate or p.shear or p.scale != (1.0, 1.0):
+        augment.append(RandomAffine(p.degrees, p.translate, p.scale, p.shear))
+    return build_pipeline(p, augment, p.brightness, p.contrast, p.erase)
+
+
+def preprocess_steps(p: Preset) -> list[Callable]:
+    """Steps 1-3 of a resolved preset: to mode, background removal, inversion, fit to (H, W)."""
     steps: list[Callable] = [_ToMode(p.channels)]
     if p.remove_background:
         steps.append(_RemoveBackground())
     if p.invert:
         steps.append(_Invert())
     steps.append(_Fit(p.image_size, p.fit))
-    if not train:  # torchvision-free, so inference (`siamese verify`) never imports it
-        return _Compose([*steps, _ToNormalizedTensor(p.mean, p.std)])
-    if p.hflip:
-        steps.append(_RandomHFlip())
-    if p.degrees or p.translate or p.shear or p.scale != (1.0, 1.0):
-        steps.append(_RandomAffine(p.degrees, p.translate, p.scale, p.shear))
-    jitter = _BrightnessContrast(p.brightness, p.contrast) if p.brightness or p.contrast else None
-    steps.append(_ToNormalizedTensor(p.mean, p.std, jitter))
-    if p.erase:
-        steps.append(_RandomErase(p.erase))
-    return _Compose(steps)
+    return steps
 
 
-class _Compose:
-    """Apply steps in order (torchvision's Compose without importing torchvision)."""
+def build_pipeline(
+    p: Preset,
+    augment: Sequence[Callable] = (),
+    brightness: float = 0.0,
+    contrast: float = 0.0,
+    erase: float = 0.0,
+) -> Compose:
+    """A resolved preset's preprocessing, then the Pillow steps `augment`, then the normalised
+    tensor with brightness/contrast jitter (0 disables), then random erasing with probability `erase`.
+
+    With the defaults this is the deterministic evaluation transform.
+    """
+    jitter = _BrightnessContrast(brightness, contrast) if brightness or contrast else None
+    steps: list[Callable] = [*preprocess_steps(p), *augment, _ToNormalizedTensor(p.mean, p.std, jitter)]
+    if erase:
+        steps.append(_RandomErase(erase))
+    return Compose(steps)
+
+
+class Compose(Seedable):
+    """Apply steps in order (torchvision's Compose without importing torchvision); `Seedable`
+    steps draw from the generator the pipeline is called with."""
 
     def __init__(self, steps: list[Callable]) -> None:
         self.steps = steps
 
-    def __call__(self, img: Image.Image) -> torch.Tensor:
+    def __call__(self, img: Image.Image, generator: torch.Generator | None = None) -> torch.Tensor:
+        x: Any = img
         for step in self.steps:
-            img = step(img)
-        return img
+            x = call_seeded(step, x, generator)
+        return x
 
 
-class _ToNormalizedTensor:
+class _ToNormalizedTensor(Seedable):
     """8-bit PIL image -> float array in [0, 1] (-> `jitter`) -> (x - mean) / std as a tensor (C, H, W)."""
 
     def __init__(
@@ -185,12 +225,12 @@ class _ToNormalizedTensor:
         self.std = std
         self.jitter = jitter
 
-    def __call__(self, img: Image.Image) -> torch.Tensor:
+    def __call__(self, img: Image.Image, generator: torch.Generator | None = None) -> torch.Tensor:
         arr = np.asarray(img, dtype=np.float32) / 255.0  # (H, W) or (H, W, C)
         if arr.ndim == 2:
             arr = arr[:, :, None]
         if self.jitter is not None:
-            arr = self.jitter(arr)
+            arr = call_seeded(self.jitter, arr, generator)
         arr = (arr - self.mean) / self.std  # in NumPy: torch would use its thread pool for big images
         return torch.from_numpy(np.ascontiguousarray(arr.transpose(2, 0, 1)))  # (C, H, W)
 
@@ -201,11 +241,11 @@ class _ToNormalizedTensor:
 # the arithmetic (ORL faces: 120 us of 320 us of loading per image, the training loop's overhead).
 
 
-class _RandomHFlip:
+class RandomHFlip(Seedable):
     """Mirror left-right with probability 1/2."""
 
-    def __call__(self, img: Image.Image) -> Image.Image:
-        return ImageOps.mirror(img) if torch.rand(1).item() < 0.5 else img
+    def __call__(self, img: Image.Image, generator: torch.Generator | None = None) -> Image.Image:
+        return ImageOps.mirror(img) if torch.rand(1, generator=generator).item() < 0.5 else img
 
 
 _LUMA = np.array([0.2989, 0.587, 0.114], np.float32)  # ITU-R 601-2 luma, as torchvision's grayscale
@@ -230,18 +270,49 @@ def adjust_brightness_contrast(
     return bright(contr(arr)) if contrast_first else contr(bright(arr))
 
 
-class _BrightnessContrast:
+class _BrightnessContrast(Seedable):
     """ColorJitter(b, c): factors uniform in [1 - b, 1 + b] and [1 - c, 1 + c], applied in random order."""
 
     def __init__(self, brightness: float, contrast: float) -> None:
         self.brightness = brightness
         self.contrast = contrast
 
-    def __call__(self, arr: np.ndarray) -> np.ndarray:
-        u = torch.rand(3).tolist()
+    def __call__(self, arr: np.ndarray, generator: torch.Generator | None = None) -> np.ndarray:
+        u = torch.rand(3, generator=generator).tolist()
         b = 1.0 + (2 * u[0] - 1) * self.brightness
         c = 1.0 + (2 * u[1] - 1) * self.contrast
         return adjust_brightness_contrast(arr, b, c, contrast_first=u[2] < 0.5)
+
+
+def sample_box(
+    height: int,
+    width: int,
+    u: list[float],
+    scale: tuple[float, float],
+    ratio: tuple[float, float],
+    relative: bool = False,
+    whole: bool = False,
+) -> tuple[int, int, int, int] | None:
+    """A random rectangle (top, left, h, w) from uniform draws `u` (4 per attempt).
+
+    Area uniform in `scale` of the image, aspect ratio h/w log-uniform in `ratio` (times the
+    image's own h/w when `relative`); an attempt whose box does not fit is retried; None when no
+    attempt fits. A box fits when it is strictly smaller than the image in both directions, or
+    no larger when `whole`.
+    """
+    area = height * width
+    log_lo, log_hi = np.log(ratio[0]), np.log(ratio[1])
+    base = height / width if relative else 1.0
+    max_h, max_w = (height, width) if whole else (height - 1, width - 1)
+    for k in range(0, len(u) - 3, 4):
+        target = area * (scale[0] + u[k] * (scale[1] - scale[0]))
+        aspect = base * float(np.exp(log_lo + u[k + 1] * (log_hi - log_lo)))
+        h, w = int(round(np.sqrt(target * aspect))), int(round(np.sqrt(target / aspect)))
+        if 0 < h <= max_h and 0 < w <= max_w:
+            top = int(u[k + 2] * (height - h + 1))
+            left = int(u[k + 3] * (width - w + 1))
+            return top, left, h, w
+    return None
 
 
 def erase_box(
@@ -251,32 +322,20 @@ def erase_box(
     scale: tuple[float, float] = (0.02, 0.2),
     ratio: tuple[float, float] = (0.3, 3.3),
 ) -> tuple[int, int, int, int] | None:
-    """RandomErasing's rectangle (top, left, h, w) from uniform draws `u` (4 per attempt).
-
-    Area uniform in `scale` of the image, aspect ratio log-uniform in `ratio`; an attempt whose box
-    does not fit is retried; None when no attempt fits.
-    """
-    area = height * width
-    log_lo, log_hi = np.log(ratio[0]), np.log(ratio[1])
-    for k in range(0, len(u) - 3, 4):
-        target = area * (scale[0] + u[k] * (scale[1] - scale[0]))
-        aspect = float(np.exp(log_lo + u[k + 1] * (log_hi - log_lo)))
-        h, w = int(round(np.sqrt(target * aspect))), int(round(np.sqrt(target / aspect)))
-        if 0 < h < height and 0 < w < width:
-            top = int(u[k + 2] * (height - h + 1))
-            left = int(u[k + 3] * (width - w + 1))
-            return top, left, h, w
-    return None
+    """RandomErasing's rectangle (top, left, h, w) from uniform draws `u` (4 per attempt): a
+    `sample_box` strictly inside the image, its aspect ratio absolute."""
+    return sample_box(height, width, u, scale, ratio)
 
 
-class _RandomErase:
+class _RandomErase(Seedable):
     """With probability `p`, set one random rectangle of the normalised tensor to 0 (mid-grey)."""
 
     def __init__(self, p: float) -> None:
         self.p = p
 
-    def __call__(self, x: torch.Tensor) -> torch.Tensor:
-        u = torch.rand(41).tolist()  # 1 for p, 4 per attempt for 10 attempts, as torchvision
+    def __call__(self, x: torch.Tensor, generator: torch.Generator | None = None) -> torch.Tensor:
+        # 1 draw for p, 4 per attempt for 10 attempts, as torchvision
+        u = torch.rand(41, generator=generator).tolist()
         if u[0] >= self.p:
             return x
         box = erase_box(x.shape[-2], x.shape[-1], u[1:])
@@ -284,3 +343,39 @@ class _RandomErase:
             top, left, h, w = box
             x[..., top : top + h, left : left + w] = 0.0
         return x
+
+
+class RandomResizedCrop(Seedable):
+    """torchvision's RandomResizedCrop with the aspect ratio relative to the image's own.
+
+    A box of `scale` of the image's area, its h/w the image's times a factor log-uniform in
+    `ratio`, is resized to `size` (H, W); after 10 attempts that do not fit, the whole image.
+    scale = ratio = (1, 1) keeps the whole image (unchanged when it already has `size`).
+    """
+
+    def __init__(self, size: tuple[int, int], scale: tuple[float, float], ratio: tuple[float, float]) -> None:
+        self.size = size
+        self.scale = scale
+        self.ratio = ratio
+
+    def __call__(self, img: Image.Image, generator: torch.Generator | None = None) -> Image.Image:
+        u = torch.rand(40, generator=generator).tolist()  # 4 per attempt, 10 attempts
+        box = sample_box(img.height, img.width, u, self.scale, self.ratio, relative=True, whole=True)
+        top, left, h, w = box if box is not None else (0, 0, img.height, img.width)
+        out_h, out_w = self.size
+        return img.resize((out_w, out_h), Image.Resampling.BILINEAR, box=(left, top, left + w, top + h))
+
+
+class RandomGaussianBlur(Seedable):
+    """With probability `p`, a Gaussian blur whose standard deviation (pixels) is uniform in `sigma`."""
+
+    def __init__(self, p: float, sigma: tuple[float, float]) -> None:
+        self.p = p
+        self.sigma = sigma
+
+    def __call__(self, img: Image.Image, generator: torch.Generator | None = None) -> Image.Image:
+        u = torch.rand(2, generator=generator).tolist()
+        if u[0] >= self.p:
+            return img
+        sigma = self.sigma[0] + u[1] * (self.sigma[1] - self.sigma[0])
+        return img.filter(ImageFilter.GaussianBlur(sigma))  # Pillow's radius is the standard deviation

@@ -3,47 +3,32 @@
 from __future__ import annotations
 
 from collections.abc import Sequence
+from dataclasses import dataclass
 
 import torch
 
-from siamese.data.datasets import Transform
-from siamese.data.folder import ImageIndex
-from siamese.data.images import ImageLoader
 from siamese.data.pairs import EpochSampledDataset
 
 
+@dataclass(eq=False, repr=False)
 class TripletDataset(EpochSampledDataset):
     """`num_triplets` triplets per epoch, triplet i drawn from `np.random.default_rng([seed, epoch, i])`.
 
     Anchor and positive are two different genuine images of an identity with at least two images;
     the negative is a skilled forgery of the anchor's identity with probability `forgery_fraction`
     (when it has forgeries), otherwise a genuine image of another identity (single-image
-    identities appear only as such negatives). See `PairDataset` for `set_epoch` and workers.
-
-    Args:
-        index: the images.
-        loader: opens a path as a Pillow image.
-        transform: Pillow image -> tensor (C, H, W); None returns Pillow images.
-        num_triplets: items per epoch.
-        forgery_fraction: probability that the negative is a forgery of the anchor's identity.
-        seed: base seed.
-
-    Raises:
-        DataError: fewer than two identities, or no identity with two images.
-        ConfigError: invalid num_triplets, forgery_fraction or seed.
+    identities appear only as such negatives). Built like `PairDataset` (the same arguments, in
+    the same order, and the same errors, `set_epoch` and worker behaviour), with `num_triplets`
+    items per epoch and `forgery_fraction` the probability that the negative is a forgery of the
+    anchor's identity.
     """
 
-    def __init__(
-        self,
-        index: ImageIndex,
-        loader: ImageLoader,
-        transform: Transform | None,
-        num_triplets: int,
-        forgery_fraction: float = 0.5,
-        seed: int = 0,
-    ) -> None:
-        super().__init__(index, loader, transform, num_triplets, forgery_fraction, seed, "num_triplets")
-        self.num_triplets = self.count
+    num_triplets: int
+    forgery_fraction: float = 0.5
+    seed: int = 0
+
+    def __post_init__(self) -> None:
+        self.num_triplets = self._start(self.num_triplets, self.forgery_fraction, self.seed, "num_triplets")
 
     def triplet(self, i: int) -> tuple[int, int, int]:
         """Record positions (anchor, positive, negative) of triplet i of the current epoch."""

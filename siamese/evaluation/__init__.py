@@ -10,9 +10,11 @@ from siamese.evaluation.distances import (
     as_scores,
     choose_threshold,
     distance_report,
+    kfold_distance_report,
     metrics_at_threshold,
 )
 from siamese.evaluation.kfold import kfold_verification
+from siamese.evaluation.knn import embedding_spread, knn_accuracy, knn_predict
 from siamese.evaluation.metrics import (
     accuracy_at,
     best_accuracy_threshold,
@@ -35,6 +37,7 @@ __all__ = [
     "as_scores",
     "choose_threshold",
     "distance_report",
+    "kfold_distance_report",
     "metrics_at_threshold",
     "RETRIEVAL_METRICS",
     "accuracy_at",
@@ -42,10 +45,13 @@ __all__ = [
     "confidence",
     "det_curve",
     "eer",
+    "embedding_spread",
     "far_frr_at",
     "far_key",
     "fit_confidence",
     "kfold_verification",
+    "knn_accuracy",
+    "knn_predict",
     "n_way_one_shot_accuracy",
     "one_shot_predictions",
     "plot_det",

@@ -19,6 +19,7 @@ from typing import Any
 import numpy as np
 import numpy.typing as npt
 
+from siamese.evaluation.kfold import kfold_verification
 from siamese.evaluation.metrics import (
     accuracy_at,
     best_accuracy_threshold,
@@ -49,8 +50,8 @@ def choose_threshold(
     Args:
         distances: pair distances `(P,)`.
         is_same: `(P,)` True for genuine pairs.
-        rule: "eer" (FAR = FRR), "accuracy" (best accuracy) or "far" (the loosest threshold
-            whose FAR is at most `target_far`).
+        rule: "eer" (FAR = FRR), "accuracy" (best accuracy) or "far" (the threshold of the
+            highest TAR whose FAR is at most `target_far`; the strictest one on a tie).
         target_far: the FAR target of the "far" rule.
 
     Returns:
@@ -107,4 +108,28 @@ def distance_report(
     report["eer_threshold"] = -report["eer_threshold"]
     if threshold is not None:
         report["threshold"] = float(threshold)
+    return report
+
+
+def kfold_distance_report(distances: npt.ArrayLike, is_same: npt.ArrayLike, **options: Any) -> dict[str, Any]:
+    """`kfold_verification` for distances: its per-fold thresholds are distances.
+
+    Args:
+        distances: pair distances `(P,)`.
+        is_same: `(P,)` True for genuine pairs.
+        **options: `folds`, `fars` and `seed` of `kfold_verification` (seed None, its default,
+            cuts contiguous folds in the pairs' order, as LFW pair files are laid out).
+
+    Returns:
+        The `kfold_verification` dict; a threshold the other folds cannot reach is `-inf`.
+
+    >>> d = [0.1, 0.2, 0.8, 0.9] * 3
+    >>> report = kfold_distance_report(d, [True, True, False, False] * 3, folds=3, fars=())
+    >>> report["accuracy_mean"], report["fold_thresholds"]
+    (1.0, [0.5, 0.5, 0.5])
+    """
+    report: dict[str, Any] = kfold_verification(as_scores(distances), is_same, **options)
+    for key, value in report.items():
+        if key.startswith("fold_threshold"):
+            report[key] = [-t for t in value]
     return report

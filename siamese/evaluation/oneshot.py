@@ -5,8 +5,8 @@ from __future__ import annotations
 import numpy as np
 import numpy.typing as npt
 
-from siamese.errors import ConfigError, DataError
-from siamese.names import DISTANCES
+from siamese.errors import DataError
+from siamese.names import DISTANCES, check_choice
 
 
 def _as_embeddings(x: npt.ArrayLike, name: str) -> npt.NDArray[np.float64]:
@@ -68,8 +68,7 @@ def one_shot_predictions(
     >>> one_shot_predictions([[0, 0], [10, 0]], ["a", "b"], [[1, 1], [9, -2]]).tolist()
     ['a', 'b']
     """
-    if distance not in DISTANCES:
-        raise ConfigError(f"unknown distance {distance!r}; choose one of {', '.join(DISTANCES)}")
+    check_choice(distance, DISTANCES, "distance")
     support = _as_embeddings(support_emb, "support_emb")  # (S, D)
     query = _as_embeddings(query_emb, "query_emb")  # (Q, D)
     labels = _check_labels(support_labels, len(support), "support_labels")

@@ -8,7 +8,7 @@ backend, no global figure registry to leak into (and the caller's backend is lef
 from __future__ import annotations
 
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Literal
 
 import numpy as np
 import numpy.typing as npt
@@ -40,6 +40,27 @@ def _eer_label(rate: float, threshold: float, negated_distance: bool) -> str:
     return f"EER = {rate:.2%} at {threshold:.4g}"
 
 
+def _curve(scores: npt.ArrayLike, is_same: npt.ArrayLike) -> tuple[np.ndarray, np.ndarray, Figure]:
+    """Validated scores and labels, and a new figure for their curve."""
+    s, y = _validate(scores, is_same)
+    return s, y, _new_figure()
+
+
+def _finish(
+    fig: Figure,
+    title: str,
+    legend: Literal["best", "lower right", "upper right"],
+    path: str | Path,
+    which: Literal["major", "both"] = "major",
+) -> Path:
+    """Title, grid and legend of the figure's one axes, then save it."""
+    ax = fig.axes[0]
+    ax.set_title(title)
+    ax.grid(True, which=which, alpha=0.3)
+    ax.legend(loc=legend)
+    return _save(fig, path)
+
+
 def plot_roc(
     scores: npt.ArrayLike,
     is_same: npt.ArrayLike,
@@ -65,11 +86,10 @@ def plot_roc(
     ...     out.stat().st_size > 0
     True
     """
-    s, y = _validate(scores, is_same)
+    s, y, fig = _curve(scores, is_same)
     far, tar, _ = roc_curve(s, y, drop_intermediate=True)
     rate, threshold = eer(s, y)
     x_min = 1.0 / np.count_nonzero(~y)
-    fig = _new_figure()
     ax = fig.add_subplot()
     visible = far >= x_min  # FAR = 0 has no place on a log axis
     ax.plot(far[visible], tar[visible], lw=2, label=f"ROC (AUC = {roc_auc(s, y):.4f})")
@@ -83,10 +103,7 @@ def plot_roc(
     ax.set_ylim(0.0, 1.01)
     ax.set_xlabel("False accept rate (FAR)")
     ax.set_ylabel("True accept rate (TAR)")
-    ax.set_title(title or "ROC")
-    ax.grid(True, which="both", alpha=0.3)
-    ax.legend(loc="lower right")
-    return _save(fig, path)
+    return _finish(fig, title or "ROC", "lower right", path, which="both")
 
 
 def plot_det(
@@ -99,17 +116,7 @@ def plot_det(
     """DET curve (FAR vs FRR) on normal-deviate axes, the EER point and the FAR = FRR line marked.
 
     Rates of 0 or 1 cannot be drawn on normal-deviate axes; they are clipped to half a pair
-    (0.5 / n) inside the range.
-
-    Args:
-        scores: Pair scores, higher = more likely the same.
-        is_same: True for genuine pairs.
-        path: Where to write the PNG.
-        title: Figure title; defaults to "DET".
-        negated_distance: `scores` are `-distance`; the legend then gives the EER threshold as a distance.
-
-    Returns:
-        The PNG's path.
+    (0.5 / n) inside the range. Arguments and result as for `plot_roc`; `title` defaults to "DET".
 
     >>> import tempfile
     >>> with tempfile.TemporaryDirectory() as tmp:
@@ -118,12 +125,11 @@ def plot_det(
     """
     from scipy.stats import norm
 
-    s, y = _validate(scores, is_same)
+    s, y, fig = _curve(scores, is_same)
     far, frr, _ = det_curve(s, y)
     rate, threshold = eer(s, y)
     eps = 0.5 / min(np.count_nonzero(y), np.count_nonzero(~y))
     deviate = norm.ppf  # probability -> standard normal quantile
-    fig = _new_figure()
     ax = fig.add_subplot()
     lim = deviate([eps, 1.0 - eps])
     ax.plot(lim, lim, ls=":", color="grey", label="FAR = FRR")
@@ -138,10 +144,7 @@ def plot_det(
     ax.set_ylim(*lim)
     ax.set_xlabel("False accept rate, FAR (%)")
     ax.set_ylabel("False reject rate, FRR (%)")
-    ax.set_title(title or "DET")
-    ax.grid(True, alpha=0.3)
-    ax.legend(loc="upper right")
-    return _save(fig, path)
+    return _finish(fig, title or "DET", "upper right", path)
 
 
 def plot_score_histograms(
@@ -176,7 +179,7 @@ def plot_score_histograms(
     """
     d, y = _validate(distances, is_same, need_both=False)
     edges = np.histogram_bin_edges(d, bins="auto")
-    bins = np.linspace(d.min(), d.max(), min(len(edges) - 1, 80) + 1) if d.max() > d.min() else 10
+    bins = np.linspace(d.min(), d.max(), min(len(edges) - 1, 80) + 1).tolist() if d.max() > d.min() else 10
     fig = _new_figure()
     ax = fig.add_subplot()
     for mask, name, color in ((y, "genuine", "C0"), (~y, "impostor", "C1")):
@@ -187,7 +190,4 @@ def plot_score_histograms(
         ax.axvline(float(threshold), color="k", ls="--", label=f"threshold = {float(threshold):.4g}")
     ax.set_xlabel(xlabel)
     ax.set_ylabel("density")
-    ax.set_title(title or f"Genuine vs impostor {xlabel}")
-    ax.grid(True, alpha=0.3)
-    ax.legend()
-    return _save(fig, path)
+    return _finish(fig, title or f"Genuine vs impostor {xlabel}", "best", path)

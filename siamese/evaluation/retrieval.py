@@ -6,7 +6,7 @@ import numpy as np
 import numpy.typing as npt
 
 from siamese.errors import ConfigError, DataError
-from siamese.names import DISTANCES
+from siamese.names import DISTANCES, check_choice
 
 RETRIEVAL_METRICS = ("precision_at_1", "r_precision", "mean_average_precision_at_r")
 
@@ -73,8 +73,7 @@ def retrieval_metrics(
     from pytorch_metric_learning.utils.accuracy_calculator import AccuracyCalculator
     from pytorch_metric_learning.utils.inference import CustomKNN
 
-    if distance not in DISTANCES:
-        raise ConfigError(f"unknown distance {distance!r}; choose one of {', '.join(DISTANCES)}")
+    check_choice(distance, DISTANCES, "distance")
     _check_k(k)
     emb, lab = _prepare(embeddings, labels)
     knn_distance = CosineSimilarity() if distance == "cosine" else LpDistance(normalize_embeddings=False)

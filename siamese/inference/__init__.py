@@ -5,7 +5,7 @@ or matplotlib (so `siamese verify` stays fast); pyarrow, onnx and onnxruntime ar
 the functions that need them.
 """
 
-from siamese.inference.embedding import EmbeddingBatch, embed_all, embed_images
+from siamese.inference.embedding import EmbeddingBatch, EmbedOptions, embed_all, embed_files, embed_images
 from siamese.inference.export import EXPORT_FORMATS, export_metadata, export_model, metadata_path
 from siamese.inference.verifier import VerificationResult, Verifier, latest_run, resolve_device
 from siamese.inference.writers import (
@@ -26,6 +26,7 @@ __all__ = [
     "FORMATS",
     "CsvWriter",
     "EmbedSummary",
+    "EmbedOptions",
     "EmbeddingBatch",
     "EmbeddingWriter",
     "NpyWriter",
@@ -34,6 +35,7 @@ __all__ = [
     "Verifier",
     "check_output",
     "embed_all",
+    "embed_files",
     "embed_images",
     "export_metadata",
     "export_model",

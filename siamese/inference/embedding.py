@@ -1,4 +1,9 @@
-"""Batched, streaming embedding of image files: the one code path `embed` and `evaluate` share."""
+"""Batched, streaming embedding of image files: the one code path of `embed`, `verify`, `evaluate`
+and the benchmarks.
+
+`embed_images` streams batches (unreadable files reported, not raised), `embed_all` collects them
+into one array, and `embed_files` does the same but refuses unreadable files.
+"""
 
 from __future__ import annotations
 
@@ -6,6 +11,7 @@ import logging
 from collections.abc import Callable, Iterator, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, TypedDict
 
 import numpy as np
 import torch
@@ -14,7 +20,21 @@ from torch.utils.data import DataLoader, Dataset
 from siamese.data.images import open_image
 from siamese.errors import ImageError
 
+if TYPE_CHECKING:
+    from typing_extensions import Unpack  # typing.Unpack from Python 3.11
+
 logger = logging.getLogger(__name__)
+
+ProgressCallback = Callable[[int, int], None]
+"""Called after every embedded batch with (images done, images in total)."""
+
+
+class EmbedOptions(TypedDict, total=False):
+    """How `embed_all` and `embed_files` run `embed_images`: its keyword options."""
+
+    batch_size: int
+    device: str | torch.device
+    workers: int
 
 
 class _PathDataset(Dataset):
@@ -103,10 +123,11 @@ def _prefetched(dataset: _PathDataset, batch_size: int) -> Iterator[tuple]:
         return
     with ThreadPoolExecutor(max_workers=1, thread_name_prefix="siamese-decode") as pool:
         pending = pool.submit(load, starts[0])
-        for nxt in [*starts[1:], None]:
+        for nxt in starts[1:]:
             batch = pending.result()
-            pending = pool.submit(load, nxt) if nxt is not None else None
+            pending = pool.submit(load, nxt)
             yield batch
+        yield pending.result()
 
 
 def embed_all(
@@ -114,19 +135,22 @@ def embed_all(
     paths: Sequence[str],
     transform: Callable,
     channels: int,
-    batch_size: int = 64,
-    device: str | torch.device = "cpu",
-    workers: int = 0,
     on_batch: Callable[[int], None] | None = None,
+    **options: Unpack[EmbedOptions],
 ) -> tuple[np.ndarray, list[tuple[int, str]]]:
     """Embed every image into one `(N, D)` array (rows of unreadable files are NaN).
+
+    Args:
+        encoder, paths, transform, channels: as for `embed_images`.
+        on_batch: called after every batch with the number of files it handled.
+        **options: `batch_size`, `device` and `workers`, as for `embed_images`.
 
     Returns:
         The embeddings and the `(position, error)` list of unreadable files.
     """
     out: np.ndarray | None = None
     failed: list[tuple[int, str]] = []
-    for batch in embed_images(encoder, paths, transform, channels, batch_size, device, workers):
+    for batch in embed_images(encoder, paths, transform, channels, **options):
         failed += batch.failed
         if batch.positions:
             if out is None:
@@ -137,3 +161,38 @@ def embed_all(
     if out is None:
         out = np.zeros((len(paths), 0), np.float32)
     return out, failed
+
+
+def embed_files(
+    encoder: torch.nn.Module,
+    paths: Sequence[str],
+    transform: Callable,
+    channels: int,
+    on_progress: ProgressCallback | None = None,
+    **options: Unpack[EmbedOptions],
+) -> np.ndarray:
+    """Embed every image into one `(N, D)` array, refusing unreadable files.
+
+    Args:
+        encoder, paths, transform, channels: as for `embed_images`.
+        on_progress: called after every batch with (files done, files in total).
+        **options: `batch_size`, `device` and `workers`, as for `embed_images`.
+
+    Returns:
+        Embeddings `(N, D)` float32, row i for `paths[i]`.
+
+    Raises:
+        ImageError: some files cannot be decoded (the message counts them and gives the first error).
+    """
+    done = 0
+
+    def advance(n: int) -> None:
+        nonlocal done
+        done += n
+        if on_progress is not None:
+            on_progress(done, len(paths))
+
+    emb, failed = embed_all(encoder, paths, transform, channels, on_batch=advance, **options)
+    if failed:
+        raise ImageError(f"{len(failed)} of {len(paths)} images could not be read; first: {failed[0][1]}")
+    return emb  # (N, D)

@@ -5,9 +5,9 @@ the model, reads or generates the pairs, embeds every unique image once, scores 
 model's distance and writes `report.json` plus plots. It imports torch, so `siamese.evaluation`
 is a pipeline beside `verifier`, `writers` and `export`; import it as `siamese.inference.evaluate`.
 
-Sign convention: the metric functions want scores where higher means "same", so pairs are scored
-`-distance`; every threshold in the report is converted back to a DISTANCE (same if
-`distance <= threshold`), like the checkpoint's own `threshold`.
+Every threshold in the report is a DISTANCE (same if `distance <= threshold`), like the
+checkpoint's own `threshold`: the pairs are scored with `siamese.evaluation.distances`, the one
+place that turns distances into the "higher = same" scores of the metric functions.
 """
 
 from __future__ import annotations
@@ -26,26 +26,27 @@ import torch
 from siamese.data import (
     ImageIndex,
     generate_pairs,
-    get_transform,
     list_oneshot_runs,
     load_split_index,
     read_oneshot_run,
     read_pairs,
 )
 from siamese.devices import resolve_device
-from siamese.errors import ConfigError, ImageError
+from siamese.errors import ConfigError
 from siamese.evaluation import (
-    kfold_verification,
+    as_scores,
+    distance_report,
+    kfold_distance_report,
     n_way_one_shot_accuracy,
     plot_det,
     plot_roc,
     plot_score_histograms,
     retrieval_metrics,
-    verification_report,
 )
-from siamese.inference.embedding import embed_all
+from siamese.inference.embedding import ProgressCallback, embed_files
 from siamese.models import TwinNetwork
-from siamese.models.checkpoint import CHECKPOINT_DIR, load_checkpoint, resolve_checkpoint
+from siamese.models.checkpoint import CHECKPOINT_DIR, Preprocessing, load_checkpoint, resolve_checkpoint
+from siamese.names import check_choice
 
 logger = logging.getLogger(__name__)
 
@@ -54,9 +55,6 @@ REPORT_FARS = (1e-1, 1e-2, 1e-3)
 KFOLD_FARS = (1e-2, 1e-3)
 REPORT_FILE = "report.json"
 PLOT_FILES = {"roc": "roc.png", "det": "det.png", "distances": "distances.png"}
-
-ProgressCallback = Callable[[int, int], None]
-"""Called after every embedded batch with (images done, images in total)."""
 
 Pair = tuple[str, str, bool]
 
@@ -69,40 +67,6 @@ def run_dir_of(model_path: str | os.PathLike) -> Path:
     """
     stem = resolve_checkpoint(model_path)
     return stem.parent.parent if stem.parent.name == CHECKPOINT_DIR else stem.parent
-
-
-def embed_paths(
-    model: TwinNetwork,
-    meta: dict[str, Any],
-    paths: Sequence[str],
-    device: str | torch.device = "cpu",
-    batch_size: int = 64,
-    workers: int = 0,
-    on_progress: ProgressCallback | None = None,
-) -> np.ndarray:
-    """Embed image files with the model's deterministic eval transform.
-
-    Returns:
-        (N, D) float32 embeddings, row i for `paths[i]`.
-
-    Raises:
-        ImageError: some files could not be decoded (their count and the first error).
-    """
-    transform = get_transform(meta["preset"], False, tuple(meta["image_size"]), meta["channels"])
-    done = 0
-
-    def advance(n: int) -> None:
-        nonlocal done
-        done += n
-        if on_progress is not None:
-            on_progress(done, len(paths))
-
-    emb, failed = embed_all(
-        model.encoder, paths, transform, meta["channels"], batch_size, device, workers, on_batch=advance
-    )
-    if failed:
-        raise ImageError(f"{len(failed)} of {len(paths)} images could not be read; first: {failed[0][1]}")
-    return emb  # (N, D)
 
 
 def index_pairs(pairs: Sequence[Pair]) -> tuple[list[str], np.ndarray, np.ndarray, np.ndarray]:
@@ -123,28 +87,6 @@ def pair_distances(model: TwinNetwork, emb: np.ndarray, first: np.ndarray, secon
     """The model's distance between `emb[first[k]]` and `emb[second[k]]`, as a (P,) float64 array."""
     e1, e2 = torch.from_numpy(emb[first]), torch.from_numpy(emb[second])  # (P, D) each
     return model.pair_distance(e1, e2).double().numpy()  # (P,)
-
-
-def distance_report(distances: np.ndarray, is_same: np.ndarray, threshold: float | None) -> dict[str, Any]:
-    """`verification_report` on `-distances`, with its thresholds turned back into distances.
-
-    `threshold` is a distance (same if `distance <= threshold`); None skips accuracy/FAR/FRR.
-    """
-    score_threshold = None if threshold is None else -float(threshold)
-    report = verification_report(-distances, is_same, threshold=score_threshold, fars=REPORT_FARS)
-    report["eer_threshold"] = -report["eer_threshold"]
-    if threshold is not None:
-        report["threshold"] = float(threshold)
-    return report
-
-
-def kfold_distance_report(distances: np.ndarray, is_same: np.ndarray, folds: int) -> dict[str, Any]:
-    """`kfold_verification` on `-distances` (contiguous folds, pair order kept), thresholds as distances."""
-    result: dict[str, Any] = kfold_verification(-distances, is_same, folds=folds, fars=KFOLD_FARS, seed=None)
-    for key, value in result.items():
-        if key.startswith("fold_threshold"):
-            result[key] = [-t for t in value]
-    return result
 
 
 def retrieval_report(
@@ -179,7 +121,7 @@ def _pair_source(
     """The pairs, the genuine images' identity labels, and a description for the report."""
     if pairs_file is not None:
         pairs = read_pairs(pairs_file, data_root)
-        info = {"source": "file", "file": str(Path(pairs_file).absolute())}
+        info: dict[str, Any] = {"source": "file", "file": str(Path(pairs_file).absolute())}
         return pairs, _genuine_labels_from_file(pairs), info
     index = load_split_index(data_root, forgeries, run_dir, split)
     pairs = generate_pairs(index, num_pairs, seed=seed, forgery_fraction=forgery_fraction)
@@ -197,7 +139,7 @@ def _pair_source(
 def _write_plots(
     out_dir: Path, distances: np.ndarray, is_same: np.ndarray, meta: dict[str, Any]
 ) -> dict[str, str]:
-    scores = -distances  # higher = more likely the same
+    scores = as_scores(distances)  # higher = more likely the same
     roc = plot_roc(scores, is_same, out_dir / PLOT_FILES["roc"], title="ROC", negated_distance=True)
     det = plot_det(scores, is_same, out_dir / PLOT_FILES["det"], title="DET", negated_distance=True)
     hist = plot_score_histograms(
@@ -223,7 +165,7 @@ def _oneshot_report(
     def rows(paths: Sequence[str]) -> np.ndarray:
         return emb[[position[p] for p in paths]]
 
-    per_run = [
+    per_run: list[dict[str, Any]] = [
         {
             "name": run.name,
             "n_way": run.n_way,
@@ -266,10 +208,10 @@ def _verification_protocol(
     distances = pair_distances(model, emb, first, second)  # (P,)
     part: dict[str, Any] = {
         "n_images": len(paths),
-        "verification": distance_report(distances, is_same, meta.get("threshold")),
+        "verification": distance_report(distances, is_same, meta.get("threshold"), fars=REPORT_FARS),
     }
     if protocol == "kfold":
-        part["kfold"] = kfold_distance_report(distances, is_same, folds)
+        part["kfold"] = kfold_distance_report(distances, is_same, folds=folds, fars=KFOLD_FARS)
     keep = [i for i, p in enumerate(paths) if p in labels]  # embedded genuine images
     part["retrieval"] = (
         retrieval_report(emb[keep], [labels[paths[i]] for i in keep], meta["distance"], str(device))
@@ -282,8 +224,7 @@ def _verification_protocol(
 def _check_options(
     protocol: str, pairs_file: object, forgeries: object, folds: int, batch_size: int, workers: int
 ) -> None:
-    if protocol not in PROTOCOLS:
-        raise ConfigError(f"unknown protocol {protocol!r}; choose one of {', '.join(PROTOCOLS)}")
+    check_choice(protocol, PROTOCOLS, "protocol")
     if protocol == "oneshot" and (pairs_file is not None or forgeries is not None):
         raise ConfigError("the oneshot protocol reads its own runs; it takes no pairs file and no forgeries")
     if pairs_file is not None and forgeries is not None:
@@ -369,14 +310,26 @@ def evaluate(
     _check_options(protocol, pairs_file, forgeries, folds, batch_size, workers)
     dev = resolve_device(str(device))
     run_dir = run_dir_of(model_path)
-    model, meta = load_checkpoint(model_path, device=dev)
+    stem = resolve_checkpoint(model_path)
+    model, meta = load_checkpoint(stem, device=dev)
+    pre = Preprocessing.from_metadata(meta, stem)
+    transform = pre.transform()
 
-    def embed(paths: Sequence[str]) -> np.ndarray:
-        return embed_paths(model, meta, paths, dev, batch_size, workers, on_progress)
+    def embed(paths: Sequence[str]) -> np.ndarray:  # (N, D)
+        return embed_files(
+            model.encoder,
+            paths,
+            transform,
+            pre.channels,
+            on_progress,
+            batch_size=batch_size,
+            device=dev,
+            workers=workers,
+        )
 
     report: dict[str, Any] = {
         "protocol": protocol,
-        "model": str(resolve_checkpoint(model_path).absolute()),
+        "model": str(stem.absolute()),
         "run_dir": str(run_dir.absolute()),
         "data": str(Path(data_root).absolute()),
         "distance": meta["distance"],

@@ -1,9 +1,9 @@
 """Exporting a checkpoint's encoder to ONNX or TorchScript, with a parity check against PyTorch.
 
 The exported model maps a normalised image batch `(B, C, H, W)` (any B) to embeddings `(B, D)`.
-Everything needed to use it is written beside it as `<out>.json`: the preprocessing (size,
-channels, invert, fit, mean, std), the distance, the decision threshold and the confidence
-calibration.
+Everything needed to use it is written beside it as `<out>.json`: the preprocessing (every
+field of `siamese.data.preprocessing_spec`: size, channels, background removal, invert, fit,
+mean, std, ...), the distance, the decision threshold and the confidence calibration.
 
 ONNX export uses PyTorch's TorchScript-based exporter (`dynamo=False`), which works offline
 without onnxscript; checking it needs the optional `onnx` and `onnxruntime` packages
@@ -17,13 +17,14 @@ import logging
 import os
 import warnings
 from pathlib import Path
-from typing import Any
+from typing import Any, cast
 
 import numpy as np
 import torch
 
-from siamese.errors import CheckpointError, ConfigError, SiameseError
-from siamese.models.checkpoint import load_checkpoint, resolve_checkpoint
+from siamese.errors import ConfigError, SiameseError
+from siamese.models.checkpoint import Preprocessing, load_checkpoint, resolve_checkpoint
+from siamese.names import check_choice
 
 logger = logging.getLogger(__name__)
 
@@ -32,6 +33,11 @@ PARITY_TOLERANCE = 1e-4
 ONNX_OPSET = 17
 INPUT_NAME = "images"
 OUTPUT_NAME = "embeddings"
+PREPROCESSING_ORDER = (
+    "convert to L/RGB (channels), remove the background if remove_background is 'otsu' (pixels brighter "
+    "than the image's Otsu threshold become white), invert if invert, fit to size (pad with pad_fill, "
+    "crop or stretch; resample), scale to [0, 1], (x - mean) / std"
+)
 
 
 def metadata_path(out: str | os.PathLike) -> Path:
@@ -88,31 +94,22 @@ def _export_torchscript(encoder: torch.nn.Module, example: torch.Tensor, out: Pa
 
 
 def export_metadata(meta: dict[str, Any], fmt: str, source: Path) -> dict[str, Any]:
-    """The JSON written beside an export: how to feed the model and how to read its output."""
-    pre = meta.get("preprocessing") or {}
-    channels = int(pre.get("channels", meta.get("channels", meta["encoder"]["in_channels"])))
-    size = [int(s) for s in pre.get("size", meta.get("image_size", []))]
+    """The JSON written beside an export: how to feed the model and how to read its output.
+
+    Raises:
+        CheckpointError: the metadata does not record a usable preprocessing.
+    """
+    pre = Preprocessing.from_metadata(meta, source)
     return {
         "format": "siamese-export",
         "version": 1,
         "model_format": fmt,
         "source_checkpoint": str(source),
-        "input": {"name": INPUT_NAME, "shape": ["batch", channels, *size], "dtype": "float32"},
+        "input": {"name": INPUT_NAME, "shape": ["batch", pre.channels, *pre.size], "dtype": "float32"},
         "output": {"name": OUTPUT_NAME, "shape": ["batch", meta["embedding_dim"]], "dtype": "float32"},
         "encoder": meta["encoder"],
         "embedding_dim": meta["embedding_dim"],
-        "preprocessing": {
-            "preset": pre.get("preset", meta.get("preset")),
-            "size": size,
-            "channels": channels,
-            "invert": pre.get("invert"),
-            "fit": pre.get("fit"),
-            "pad_fill": pre.get("pad_fill"),
-            "resample": pre.get("resample"),
-            "mean": pre.get("mean"),
-            "std": pre.get("std"),
-            "order": "convert to L/RGB, invert, fit to size, scale to [0, 1], (x - mean) / std",
-        },
+        "preprocessing": {**pre.to_dict(), "order": PREPROCESSING_ORDER},
         "distance": meta["distance"],
         "threshold": meta.get("threshold"),
         "decision": "same identity when distance(embedding_a, embedding_b) <= threshold",
@@ -148,8 +145,7 @@ def export_model(
         SiameseError: the onnx extra is missing, or the exported model differs from PyTorch by
             more than 1e-4 (the files are removed).
     """
-    if fmt not in EXPORT_FORMATS:
-        raise ConfigError(f"unknown export format {fmt!r}; choose one of: {', '.join(EXPORT_FORMATS)}")
+    check_choice(fmt, EXPORT_FORMATS, "export format")
     if batch_size < 2:
         raise ConfigError(f"batch_size must be >= 2 to check the dynamic batch dimension, got {batch_size}")
     if fmt == "onnx":
@@ -161,10 +157,9 @@ def export_model(
     out.parent.mkdir(parents=True, exist_ok=True)
     meta_out = metadata_path(out)
     gen = torch.Generator().manual_seed(seed)
-    size = (meta.get("preprocessing") or {}).get("size", meta.get("image_size"))
-    if not isinstance(size, list) or len(size) != 2:
-        raise CheckpointError(f"{stem}.json does not record the input image size")
-    shape = (encoder.in_channels, int(size[0]), int(size[1]))  # (C, H, W)
+    info = export_metadata(meta, fmt, stem)  # raises before exporting when the preprocessing is unusable
+    _, _, height, width = info["input"]["shape"]  # ["batch", C, H, W]
+    shape = (cast(int, encoder.in_channels), height, width)  # (C, H, W)
     example = torch.randn(batch_size - 1, *shape, generator=gen)  # (B-1, C, H, W), traced
     check = torch.randn(batch_size, *shape, generator=gen)  # (B, C, H, W), compared
     exporter = _export_onnx if fmt == "onnx" else _export_torchscript
@@ -188,7 +183,6 @@ def export_model(
     except BaseException:
         out.unlink(missing_ok=True)
         raise
-    info = export_metadata(meta, fmt, stem)
     info["parity"] = {"max_abs_diff": diff, "batch_size": batch_size, "tolerance": PARITY_TOLERANCE}
     meta_out.write_text(json.dumps(info, indent=2) + "\n")
     logger.info("exported %s to %s (max abs diff %.3g)", fmt, out, diff)

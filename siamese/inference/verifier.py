@@ -13,20 +13,19 @@ from __future__ import annotations
 import logging
 import os
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from dataclasses import asdict, dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, cast
 
 import numpy as np
 import torch
 
-from siamese.data.transforms import get_transform
 from siamese.devices import resolve_device
-from siamese.errors import CheckpointError, ConfigError, ImageError
+from siamese.errors import CheckpointError
 from siamese.evaluation.calibration import confidence as calibrated_confidence
-from siamese.inference.embedding import embed_all
-from siamese.models.checkpoint import CHECKPOINT_DIR, load_checkpoint, resolve_checkpoint
+from siamese.inference.embedding import embed_files
+from siamese.models.checkpoint import CHECKPOINT_DIR, Preprocessing, load_checkpoint, resolve_checkpoint
 from siamese.models.twin import TwinNetwork, pair_distance
 
 logger = logging.getLogger(__name__)
@@ -91,6 +90,7 @@ class Verifier:
         metadata: the checkpoint metadata (see `siamese.models.checkpoint`).
         source: the checkpoint stem the model was loaded from.
         device: where the model runs.
+        preprocessing: what the metadata says about feeding the model.
         transform: the deterministic PIL image -> `(C, H, W)` tensor preprocessing.
         channels: 1 or 3, what images are converted to.
     """
@@ -107,7 +107,9 @@ class Verifier:
         self.metadata = metadata
         self.source = str(source)
         self.device = device
-        self.channels, self.transform = _transform_from_metadata(metadata, self.source)
+        self.preprocessing = Preprocessing.from_metadata(metadata, self.source)
+        self.channels = self.preprocessing.channels
+        self.transform = self.preprocessing.transform()
 
     @classmethod
     def from_checkpoint(
@@ -137,7 +139,7 @@ class Verifier:
     @property
     def embedding_dim(self) -> int:
         """D, the size of an embedding."""
-        return int(self.model.encoder.embedding_dim)
+        return int(cast(int, self.model.encoder.embedding_dim))
 
     @property
     def distance(self) -> str:
@@ -168,17 +170,12 @@ class Verifier:
             Embeddings `(N, D)` float32, row i for `paths[i]`.
 
         Raises:
-            ImageError: a file cannot be decoded (the message names it, and counts the others).
+            ImageError: files cannot be decoded (the message counts them and names the first).
         """
         names = [os.fspath(p) for p in paths]
-        emb, failed = embed_all(
+        emb = embed_files(
             self.encoder, names, self.transform, self.channels, batch_size=batch_size, device=self.device
         )
-        if failed:
-            message = failed[0][1]
-            if len(failed) > 1:
-                message += f" (and {len(failed) - 1} more unreadable files)"
-            raise ImageError(message)
         return emb.reshape(len(names), self.embedding_dim)  # (N, D)
 
     def verify(
@@ -211,18 +208,3 @@ class Verifier:
             model=self.source,
             seconds=time.perf_counter() - start,
         )
-
-
-def _transform_from_metadata(meta: dict[str, Any], source: str) -> tuple[int, Callable]:
-    """The channel count and the evaluation transform recorded in checkpoint metadata."""
-    pre = meta.get("preprocessing") or {}
-    preset = pre.get("preset", meta.get("preset"))
-    size = pre.get("size", meta.get("image_size"))
-    channels = pre.get("channels", meta.get("channels", meta["encoder"]["in_channels"]))
-    if preset is None or size is None:
-        raise CheckpointError(f"{source}.json does not record its preprocessing (preset and image size)")
-    try:
-        transform = get_transform(preset, train=False, image_size=tuple(size), channels=channels)
-    except (ConfigError, TypeError) as exc:
-        raise CheckpointError(f"{source}.json has unusable preprocessing: {exc}") from None
-    return int(channels), transform

@@ -137,6 +137,7 @@ class NpyWriter(EmbeddingWriter):
         self.index = _IndexCSV(self._tmp(self.sidecar), ["path", "identity"])
 
     def _write(self, paths: list[str], identities: list[str], embeddings: np.ndarray) -> None:
+        assert self.array is not None, "written after close"
         self.array[self.rows : self.rows + len(paths)] = embeddings  # (b, D)
         self.index.csv.writerows(zip(paths, identities, strict=True))
 

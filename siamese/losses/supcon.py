@@ -44,7 +44,7 @@ class SupConLoss(PairLoss):
         ConfigError: if ``temperature <= 0``, ``beta < 0`` or the distance is unknown.
     """
 
-    samplers: ClassVar[tuple[str, ...]] = ("mperclass", "pairs", "triplets")
+    samplers: ClassVar[tuple[str, ...]] = ("mperclass", "pairs", "triplets", "views")
 
     def __init__(self, temperature: float = 0.1, beta: float = 0.0, distance: str = "cosine") -> None:
         if not temperature > 0:

@@ -4,13 +4,19 @@ A checkpoint is a pair of files sharing a stem, `best.safetensors` + `best.json`
 state dict in place of the safetensors file is read with `torch.load(weights_only=True)` only. A run
 directory keeps them in `checkpoints/`. Writes go to a temporary file and are renamed into
 place, so a crash never leaves a half-written checkpoint behind.
+
+`Preprocessing.from_metadata` is the one reader of the preprocessing a checkpoint records: the
+verifier, the evaluation pipeline, the exporter and the benchmarks all go through it.
 """
 
 from __future__ import annotations
 
 import json
+import logging
 import os
 import tempfile
+from collections.abc import Callable, Mapping
+from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
 
@@ -19,9 +25,11 @@ from safetensors import SafetensorError
 from safetensors.torch import load_file, save_file
 
 from siamese import names
-from siamese.errors import CheckpointError
+from siamese.errors import CheckpointError, ConfigError
 from siamese.models.registry import get_encoder
 from siamese.models.twin import TwinNetwork
+
+logger = logging.getLogger(__name__)
 
 FORMAT = "siamese-checkpoint"
 VERSION = 1
@@ -75,7 +83,7 @@ def weights_file(stem: Path) -> Path | None:
     return next((stem.with_suffix(s) for s in WEIGHT_SUFFIXES if stem.with_suffix(s).is_file()), None)
 
 
-def resolve_checkpoint(path: str | Path, which: str = "best") -> Path:
+def resolve_checkpoint(path: str | os.PathLike, which: str = "best") -> Path:
     """Turn a run directory, a stem or either checkpoint file into a checkpoint stem.
 
     Raises:
@@ -122,20 +130,28 @@ def read_metadata(stem: Path) -> dict[str, Any]:
     if not isinstance(meta, dict) or meta.get("format") != FORMAT:
         raise CheckpointError(f"{stem}.json is not a siamese checkpoint")
     enc = meta.get("encoder")
-    if not isinstance(enc, dict) or enc.get("name") not in names.ENCODERS:
+    if not isinstance(enc, dict):
         raise CheckpointError(f"{stem}.json names an unknown encoder: {enc!r}")
+    _known(stem, enc.get("name"), names.ENCODERS, "encoder")
     if not isinstance(enc.get("in_channels"), int) or enc["in_channels"] not in (1, 3):
         raise CheckpointError(f"{stem}.json has an invalid channel count: {enc.get('in_channels')!r}")
-    if meta.get("distance") not in names.DISTANCES:
-        raise CheckpointError(f"{stem}.json has an unknown distance: {meta.get('distance')!r}")
+    _known(stem, meta.get("distance"), names.DISTANCES, "distance")
     threshold = meta.get("threshold")
     if threshold is not None and not isinstance(threshold, (int, float)):
         raise CheckpointError(f"{stem}.json has a non-numeric threshold: {threshold!r}")
     return meta
 
 
+def _known(stem: Path, value: Any, allowed: tuple[str, ...], what: str) -> None:
+    """`names.check_choice` for a metadata field, as a `CheckpointError` naming the file."""
+    try:
+        names.check_choice(value, allowed, what)
+    except ConfigError as exc:
+        raise CheckpointError(f"{stem}.json: {exc}") from None
+
+
 def load_checkpoint(
-    path: str | Path, device: str | torch.device = "cpu", which: str = "best"
+    path: str | os.PathLike, device: str | torch.device = "cpu", which: str = "best"
 ) -> tuple[TwinNetwork, dict[str, Any]]:
     """Rebuild the twin network from a checkpoint without unpickling anything.
 
@@ -158,6 +174,8 @@ def load_checkpoint(
     except Exception as exc:  # noqa: BLE001 - any failure means the spec is unusable
         raise CheckpointError(f"cannot rebuild encoder from {stem}.json: {exc}") from None
     weights = weights_file(stem)
+    if weights is None:  # removed since `resolve_checkpoint` saw it
+        raise CheckpointError(f"no weights beside {stem}.json")
     state = load_weights(weights)
     try:
         encoder.load_state_dict(state, strict=True)
@@ -171,3 +189,96 @@ def load_checkpoint(
     model = TwinNetwork(encoder, distance=meta["distance"]).to(device)
     model.eval()
     return model, meta
+
+
+@dataclass(frozen=True)
+class Preprocessing:
+    """The deterministic (evaluation) preprocessing a checkpoint's encoder expects.
+
+    The fields are those of `siamese.data.preprocessing_spec`, which training records in the
+    checkpoint metadata under "preprocessing"; `to_dict` gives them back in that form.
+
+    Attributes:
+        preset: the preset whose evaluation transform is applied.
+        size: input (H, W).
+        channels: 1 (grayscale) or 3 (RGB), what images are converted to first.
+        remove_background: "otsu" (pixels brighter than the image's Otsu threshold become white,
+            before anything else) or None.
+        invert: intensities inverted (255 - x) after background removal.
+        fit: how an image reaches `size`: "pad", "crop" or "stretch".
+        pad: `fit == "pad"`.
+        pad_fill: the colour padding uses.
+        resample: the resampling filter.
+        mean: per-channel normalisation mean (after scaling to [0, 1]).
+        std: per-channel normalisation standard deviation.
+    """
+
+    preset: str
+    size: tuple[int, int]
+    channels: int
+    remove_background: str | None
+    invert: bool
+    fit: str
+    pad: bool
+    pad_fill: str
+    resample: str
+    mean: tuple[float, ...]
+    std: tuple[float, ...]
+
+    @classmethod
+    def from_metadata(cls, meta: Mapping[str, Any], source: str | os.PathLike) -> Preprocessing:
+        """Read the preprocessing recorded in checkpoint metadata.
+
+        The preset, size and channels come from `meta["preprocessing"]`, else from the top-level
+        `preset`, `image_size` and `channels` of older checkpoints (channels: else the encoder's
+        input channels). Every other field is the preset's, which is what `transform` applies; a
+        recorded value that differs from it is logged as a warning.
+
+        Args:
+            meta: checkpoint metadata (see `read_metadata`).
+            source: the checkpoint stem, for messages.
+
+        Raises:
+            CheckpointError: no preset or size recorded, or values no preset can apply.
+        """
+        pre = meta.get("preprocessing") or {}
+        if not isinstance(pre, Mapping):
+            raise CheckpointError(f"{source}.json has unusable preprocessing: {pre!r}")
+        encoder = meta.get("encoder")
+        encoder = encoder if isinstance(encoder, Mapping) else {}
+        preset = pre.get("preset", meta.get("preset"))
+        size = pre.get("size", meta.get("image_size"))
+        channels = pre.get("channels", meta.get("channels", encoder.get("in_channels")))
+        if preset is None or size is None:
+            raise CheckpointError(f"{source}.json does not record its preprocessing (preset and image size)")
+        from siamese.data.presets import preprocessing_spec  # siamese.data never imports siamese.models
+
+        try:
+            spec = preprocessing_spec(preset, size, channels)
+        except (ConfigError, TypeError, ValueError) as exc:
+            raise CheckpointError(f"{source}.json has unusable preprocessing: {exc}") from None
+        for key, value in pre.items():
+            if key in spec and _jsonable(value) != spec[key]:
+                message = "%s.json records preprocessing %s=%r but preset %r applies %r"
+                logger.warning(message, source, key, value, spec["preset"], spec[key])
+        tuples = {k: tuple(spec[k]) for k in ("size", "mean", "std")}
+        return cls(**{**spec, **tuples})
+
+    def to_dict(self) -> dict[str, Any]:
+        """JSON-able dict, as `siamese.data.preprocessing_spec` writes it (lists for sequences)."""
+        return _jsonable(asdict(self))
+
+    def transform(self) -> Callable:
+        """The PIL image -> normalised `(C, H, W)` float tensor transform (torchvision-free)."""
+        from siamese.data.transforms import get_transform  # siamese.data never imports siamese.models
+
+        return get_transform(self.preset, train=False, image_size=self.size, channels=self.channels)
+
+
+def _jsonable(value: Any) -> Any:
+    """Tuples as lists, recursively, as they read back from JSON."""
+    if isinstance(value, Mapping):
+        return {k: _jsonable(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [_jsonable(v) for v in value]
+    return value

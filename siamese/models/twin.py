@@ -8,8 +8,8 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from siamese.errors import ConfigError, DataError
-from siamese.names import DISTANCES
+from siamese.errors import DataError
+from siamese.names import DISTANCES, check_choice
 
 
 class TwinOutput(NamedTuple):
@@ -18,11 +18,6 @@ class TwinOutput(NamedTuple):
     emb1: torch.Tensor  # (B, D)
     emb2: torch.Tensor  # (B, D)
     distance: torch.Tensor  # (B,)
-
-
-def _check_distance(kind: str) -> None:
-    if kind not in DISTANCES:
-        raise ConfigError(f"unknown distance {kind!r}; choose one of: {', '.join(DISTANCES)}")
 
 
 def pair_distance(e1: torch.Tensor, e2: torch.Tensor, kind: str) -> torch.Tensor:
@@ -49,7 +44,7 @@ def pair_distance(e1: torch.Tensor, e2: torch.Tensor, kind: str) -> torch.Tensor
         >>> pair_distance(a[1:], b[1:], "cosine")
         tensor([1.])
     """
-    _check_distance(kind)
+    check_choice(kind, DISTANCES, "distance")
     if e1.ndim != 2 or e1.shape != e2.shape:
         raise ValueError(f"embeddings must both be (B, D), got {tuple(e1.shape)} and {tuple(e2.shape)}")
     if kind == "euclidean":
@@ -76,7 +71,7 @@ class TwinNetwork(nn.Module):
             ConfigError: Unknown distance.
         """
         super().__init__()
-        _check_distance(distance)
+        check_choice(distance, DISTANCES, "distance")
         self.encoder = encoder
         self.distance = distance
 

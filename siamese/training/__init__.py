@@ -7,7 +7,6 @@ training command runs.
 from siamese.training.builders import (
     build_encoder,
     build_method,
-    build_model,
     build_optimizer,
     build_trainer,
     checkpoint_metadata,
@@ -29,6 +28,7 @@ from siamese.training.config import (
 )
 from siamese.training.loaders import SAMPLERS, Prepared, prepare_data
 from siamese.training.methods import METHODS, Batch, Method, StepOutput, SupervisedMethod, get_method
+from siamese.training.pretrain import CollapseError, RepresentationMonitor, prepare_views, pretrain
 from siamese.training.run import TrainingInterrupted, resume_config, seed_everything, train
 from siamese.training.state import load_training_state, save_training_state
 from siamese.training.trainer import Callback, NonFiniteLossError, PairScores, Trainer
@@ -39,6 +39,7 @@ __all__ = [
     "Batch",
     "CSVLogger",
     "Callback",
+    "CollapseError",
     "CheckpointCallback",
     "DataConfig",
     "LossConfig",
@@ -48,6 +49,7 @@ __all__ = [
     "OptimConfig",
     "PairScores",
     "Prepared",
+    "RepresentationMonitor",
     "StepOutput",
     "SupervisedMethod",
     "TimeBudget",
@@ -57,7 +59,6 @@ __all__ = [
     "ValidationCallback",
     "build_encoder",
     "build_method",
-    "build_model",
     "build_optimizer",
     "build_trainer",
     "build_train_config",
@@ -65,6 +66,8 @@ __all__ = [
     "get_method",
     "load_training_state",
     "prepare_data",
+    "prepare_views",
+    "pretrain",
     "resume_config",
     "save_training_state",
     "seed_everything",

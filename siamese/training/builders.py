@@ -10,21 +10,28 @@ import numpy as np
 import torch
 
 from siamese.data import preprocessing_spec
+from siamese.errors import CheckpointError
 from siamese.losses import get_loss, get_miner, split_loss_options
 from siamese.models import Encoder, TwinNetwork, get_encoder
+from siamese.models.checkpoint import load_checkpoint
+from siamese.names import split_options
 from siamese.training.callbacks import CheckpointCallback, CSVLogger, TimeBudget, ValidationCallback
 from siamese.training.config import TrainConfig
 from siamese.training.loaders import Prepared
-from siamese.training.methods import Method, SupervisedMethod
+from siamese.training.methods import METHODS, Method, SupervisedMethod
 from siamese.training.trainer import Callback, Trainer
 
 logger = logging.getLogger(__name__)
 
 
 def build_encoder(config: TrainConfig, channels: int) -> Encoder:
-    """A freshly initialised encoder as the model config describes it."""
+    """The encoder the model config describes: fresh, or with the weights of `config.model.init`.
+
+    Raises:
+        CheckpointError: `init` is not a checkpoint, or its encoder has another architecture.
+    """
     m = config.model
-    return get_encoder(
+    encoder = get_encoder(
         m.encoder,
         in_channels=channels,
         embedding_dim=m.embedding_dim,
@@ -32,23 +39,34 @@ def build_encoder(config: TrainConfig, channels: int) -> Encoder:
         pretrained=m.pretrained,
         **m.encoder_kwargs,
     )
-
-
-def build_model(config: TrainConfig, channels: int) -> TwinNetwork:
-    """The twin network (encoder + verification distance) a run trains and saves."""
-    return TwinNetwork(build_encoder(config, channels), distance=config.model.distance or "euclidean")
+    if m.init is not None:
+        start, _ = load_checkpoint(m.init)
+        try:
+            encoder.load_state_dict(start.encoder.state_dict())
+        except RuntimeError as exc:
+            detail = str(exc).strip().splitlines()[-1].strip()
+            raise CheckpointError(
+                f"--init {m.init}: its encoder does not fit this one ({encoder.spec}); {detail}"
+            ) from None
+        logger.info("encoder initialised from %s", m.init)
+    return encoder
 
 
 def build_method(config: TrainConfig, channels: int) -> Method:
-    """The supervised method: encoder, the configured loss (with the options it takes) and miner.
+    """The configured method around a new encoder: a self-supervised method with the options it
+    takes, or the supervised one with its loss (and the options that loss takes) and miner.
 
-    Options that the loss does not take are logged as warnings (`TrainConfig.ignored_options`).
+    Options that have no effect are logged as warnings (`TrainConfig.ignored_options`).
     """
     for note in config.ignored_options():
         logger.warning(note)
+    if config.method.self_supervised:
+        cls = METHODS[config.method.name]
+        kwargs, _ = split_options(cls, config.method.options(config.loss.temperature), skip=("encoder",))
+        return cls(build_encoder(config, channels), **kwargs)
     kwargs, _ = split_loss_options(config.loss.name, config.loss.options(config.model.distance))
     miner = get_miner(config.loss.miner) if config.sampler == "mperclass" else None
-    model = build_model(config, channels)
+    model = TwinNetwork(build_encoder(config, channels), distance=config.model.distance or "euclidean")
     return SupervisedMethod(model.encoder, get_loss(config.loss.name, **kwargs), miner, model.distance)
 
 
@@ -85,7 +103,7 @@ def checkpoint_metadata(config: TrainConfig, data: Prepared) -> dict[str, Any]:
         "preprocessing": preprocessing_spec(config.data.preset, data.image_size, data.channels),
         "threshold_rule": config.threshold_rule,
         "target_far": config.target_far if config.threshold_rule == "far" else None,
-        "loss": config.loss.name,
+        "loss": None if config.method.self_supervised else config.loss.name,
     }
 
 

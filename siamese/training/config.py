@@ -18,7 +18,8 @@ from siamese.data.presets import PRESETS
 from siamese.errors import ConfigError
 from siamese.evaluation.distances import THRESHOLD_RULES
 from siamese.losses.registry import loss_samplers, split_loss_options
-from siamese.names import check_choice
+from siamese.names import check_choice, split_options
+from siamese.training.methods.registry import METHODS
 
 SELECT_RULES = ("best", "last")
 _choice = check_choice
@@ -109,6 +110,8 @@ class ModelConfig:
             verification and by every loss that measures a distance; None = Euclidean for
             verification and each loss's own default distance.
         encoder_kwargs: extra encoder options, e.g. `{"width": 32, "stem_stride": 2}` for smallcnn.
+        init: a run directory or checkpoint (e.g. of `siamese pretrain`) whose encoder weights the
+            encoder starts from; its architecture must match. None = random initialisation.
     """
 
     encoder: str = "smallcnn"
@@ -117,6 +120,7 @@ class ModelConfig:
     pretrained: bool = False
     distance: str | None = None
     encoder_kwargs: dict[str, Any] = field(default_factory=dict)
+    init: str | None = None
 
     def __post_init__(self) -> None:
         _choice(self.encoder, names.ENCODERS, "encoder")
@@ -160,6 +164,71 @@ class LossConfig:
 
 
 @dataclass(frozen=True)
+class MethodConfig:
+    """The training method (`siamese.training.METHODS`) and its options; None = the method's default.
+
+    "supervised" trains the loss of `LossConfig` on labels; the self-supervised methods ignore
+    labels and take their temperature from `LossConfig.temperature`.
+
+    Attributes:
+        name: "supervised", "simclr", "moco", "byol" or "swav".
+        projection_dim: output size of the projection head (training only).
+        hidden_dim: hidden size of the projection (and BYOL prediction) head.
+        momentum: EMA coefficient of the momentum target (MoCo 0.99, BYOL 0.99 rising to 1).
+        momentum_end: final EMA coefficient of the cosine schedule.
+        queue_size: MoCo negative keys / SwAV queued features.
+        prototypes: SwAV prototypes K.
+        freeze_prototypes: optimiser steps during which SwAV's prototypes stay fixed.
+        epsilon: SwAV Sinkhorn regularisation.
+        sinkhorn_iterations: SwAV Sinkhorn-Knopp iterations.
+        small_crops: extra small (local) crops per image, multi-crop (SwAV); 0 = two views only.
+        collapse_threshold: embedding spread (`siamese.evaluation.embedding_spread`, about 1 when
+            healthy, 0 when collapsed) below which a run warns.
+        stop_on_collapse: end the run with an error instead of warning.
+    """
+
+    name: str = "supervised"
+    projection_dim: int | None = None
+    hidden_dim: int | None = None
+    momentum: float | None = None
+    momentum_end: float | None = None
+    queue_size: int | None = None
+    prototypes: int | None = None
+    freeze_prototypes: int | None = None
+    epsilon: float | None = None
+    sinkhorn_iterations: int | None = None
+    small_crops: int = 0
+    collapse_threshold: float = 0.1
+    stop_on_collapse: bool = False
+
+    def __post_init__(self) -> None:
+        _choice(self.name, names.METHODS, "method")
+        for what in ("projection_dim", "hidden_dim", "prototypes", "sinkhorn_iterations", "epsilon"):
+            value = getattr(self, what)
+            if value is not None:
+                _positive(value, what.replace("_", " "))
+        for what in ("queue_size", "freeze_prototypes", "small_crops", "collapse_threshold"):
+            value = getattr(self, what)
+            if value is not None:
+                _positive(value, what.replace("_", " "), allow_zero=True)
+        for what in ("momentum", "momentum_end"):
+            value = getattr(self, what)
+            if value is not None and not 0 <= value <= 1:
+                raise ConfigError(f"{what.replace('_', ' ')} must be in [0, 1], got {value}")
+
+    @property
+    def self_supervised(self) -> bool:
+        """Whether the method learns without labels."""
+        return self.name != "supervised"
+
+    def options(self, temperature: float | None) -> dict[str, Any]:
+        """The method's options as configured (None = not given), the loss temperature included."""
+        skip = {"name", "small_crops", "collapse_threshold", "stop_on_collapse"}
+        named = {f.name: getattr(self, f.name) for f in dataclasses.fields(self) if f.name not in skip}
+        return {**named, "temperature": temperature}
+
+
+@dataclass(frozen=True)
 class OptimConfig:
     """Optimiser and schedule.
 
@@ -198,6 +267,7 @@ class TrainConfig:
         model: encoder configuration.
         loss: objective configuration.
         optim: optimiser configuration.
+        method: training method configuration ("supervised" or a self-supervised method).
         seed: seed of weights, sampling and augmentation.
         device: "auto", "cpu" or "cuda".
         out: run directory; None = `runs/<timestamp>-<loss>`.
@@ -216,6 +286,7 @@ class TrainConfig:
     model: ModelConfig = field(default_factory=ModelConfig)
     loss: LossConfig = field(default_factory=LossConfig)
     optim: OptimConfig = field(default_factory=OptimConfig)
+    method: MethodConfig = field(default_factory=MethodConfig)
     seed: int = 0
     device: str = "auto"
     out: str | None = None
@@ -235,7 +306,7 @@ class TrainConfig:
             _positive(self.max_minutes, "max minutes")
         if not 0 < self.target_far < 1:
             raise ConfigError(f"target FAR must be in (0, 1), got {self.target_far}")
-        sampler, allowed = self.sampler, loss_samplers(self.loss.name)
+        sampler, allowed = self.sampler, self.samplers
         if sampler == "mperclass":
             m, b = self.data.m_per_class, self.optim.batch_size
             if b < 2 * m or b % m:
@@ -246,14 +317,26 @@ class TrainConfig:
             )
 
     @property
+    def samplers(self) -> tuple[str, ...]:
+        """The samplers the objective trains with, its natural one first."""
+        return ("views",) if self.method.self_supervised else loss_samplers(self.loss.name)
+
+    @property
     def sampler(self) -> str:
-        """The sampler actually used (explicit choice, else the loss's natural one)."""
-        return self.data.sampler or loss_samplers(self.loss.name)[0]
+        """The sampler actually used (explicit choice, else the objective's natural one)."""
+        return self.data.sampler or self.samplers[0]
 
     def ignored_options(self) -> list[str]:
         """Options that were set but have no effect with this configuration, as one line each."""
+        if self.method.self_supervised:
+            options = self.method.options(self.loss.temperature)
+            _, unused = split_options(METHODS[self.method.name], options, skip=("encoder",))
+            unused += [k for k in ("margin", "beta") if getattr(self.loss, k) is not None]
+            return [f"--{n.replace('_', '-')} has no effect with --method {self.method.name}" for n in unused]
         _, unused = split_loss_options(self.loss.name, self.loss.options(self.model.distance))
         notes = [f"--{name} has no effect with --loss {self.loss.name}" for name in unused]
+        given = {**self.method.options(None), "small_crops": self.method.small_crops or None}
+        notes += [f"--{n.replace('_', '-')} has no effect without --method" for n, v in given.items() if v]
         if self.loss.miner != "none" and self.sampler != "mperclass":
             notes.append(f"--miner {self.loss.miner} has no effect: mining needs --sampler mperclass")
         return notes
@@ -279,11 +362,18 @@ class TrainConfig:
             model=ModelConfig(**d["model"]),
             loss=LossConfig(**d["loss"]),
             optim=OptimConfig(**d["optim"]),
-            **{k: v for k, v in d.items() if k not in ("data", "model", "loss", "optim")},
+            method=MethodConfig(**d.get("method", {})),
+            **{k: v for k, v in d.items() if k not in _SECTIONS},
         )
 
 
-_SECTIONS = {"data": DataConfig, "model": ModelConfig, "loss": LossConfig, "optim": OptimConfig}
+_SECTIONS = {
+    "data": DataConfig,
+    "model": ModelConfig,
+    "loss": LossConfig,
+    "optim": OptimConfig,
+    "method": MethodConfig,
+}
 
 
 def build_train_config(preset: str | None = None, **options: Any) -> TrainConfig:
@@ -307,6 +397,7 @@ def build_train_config(preset: str | None = None, **options: Any) -> TrainConfig
         merged.pop("encoder_kwargs", None)  # the preset's smallcnn options do not fit other encoders
     if "loss" in merged:
         merged["name"] = merged.pop("loss")
+    method = merged.pop("method", None)
     sections: dict[str, dict[str, Any]] = {s: {} for s in _SECTIONS}
     top: dict[str, Any] = {}
     top_fields = {f.name for f in dataclasses.fields(TrainConfig)} - set(_SECTIONS)
@@ -320,4 +411,6 @@ def build_train_config(preset: str | None = None, **options: Any) -> TrainConfig
             top[key] = value
         else:
             raise ConfigError(f"unknown training option {key!r}")
+    if method is not None:
+        sections["method"]["name"] = method
     return TrainConfig(**{s: c(**sections[s]) for s, c in _SECTIONS.items()}, **top)

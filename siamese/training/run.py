@@ -20,6 +20,7 @@ from siamese.errors import CheckpointError, SiameseError
 from siamese.evaluation import fit_confidence, metrics_at_threshold
 from siamese.models.checkpoint import load_checkpoint, read_metadata, resolve_checkpoint, save_checkpoint
 from siamese.training.builders import build_trainer
+from siamese.training.callbacks import CheckpointCallback
 from siamese.training.config import TrainConfig
 from siamese.training.loaders import prepare_data
 from siamese.training.state import load_training_state
@@ -36,7 +37,8 @@ def seed_everything(seed: int) -> None:
 
 def default_run_dir(config: TrainConfig) -> Path:
     """`runs/<YYYYmmdd-HHMMSS>-<loss>` under the current directory."""
-    return Path("runs") / f"{datetime.now():%Y%m%d-%H%M%S}-{config.loss.name}"
+    name = config.method.name if config.method.self_supervised else config.loss.name
+    return Path("runs") / f"{datetime.now():%Y%m%d-%H%M%S}-{name}"
 
 
 def evaluate_split(trainer: Trainer, loader: DataLoader, threshold: float) -> dict[str, float]:
@@ -87,6 +89,36 @@ def _truncate_metrics(path: Path, epochs_done: int) -> None:
     path.write_text("".join(kept))
 
 
+class _LastMetrics(Callback):
+    def __init__(self) -> None:
+        self.metrics: dict[str, float] = {}
+
+    def on_epoch_end(self, trainer: Trainer, epoch: int, metrics: dict[str, float]) -> None:
+        self.metrics = dict(metrics)
+
+
+def fit_run(
+    trainer: Trainer,
+    checkpoints: CheckpointCallback,
+    loader: DataLoader,
+    config: TrainConfig,
+    run_dir: Path,
+    resume: bool,
+) -> dict[str, float]:
+    """Fit (or, with `resume`, continue from the saved state) and return the last epoch's metrics."""
+    start_epoch = start_step = 0
+    if resume:
+        state = load_training_state(run_dir / "checkpoints" / "state", trainer)
+        start_epoch, start_step = state["epoch"], state["step_in_epoch"]
+        checkpoints.restore(state["extra"])
+        _truncate_metrics(run_dir / "metrics.csv", start_epoch)
+        logger.info("resuming %s at epoch %d, step %d", run_dir, start_epoch + 1, start_step)
+    last = _LastMetrics()
+    trainer.callbacks.append(last)
+    trainer.fit(loader, config.optim.epochs, start_epoch, start_step)
+    return last.metrics
+
+
 def train(
     config: TrainConfig,
     callbacks: list[Callback] | None = None,
@@ -125,14 +157,7 @@ def train(
     logger.info("data: %s", data.index.summary())
 
     trainer, checkpoints = build_trainer(config, data, run_dir, device, callbacks or [])
-    start_epoch = start_step = 0
-    if resume:
-        state = load_training_state(run_dir / "checkpoints" / "state", trainer)
-        start_epoch, start_step = state["epoch"], state["step_in_epoch"]
-        checkpoints.restore(state["extra"])
-        _truncate_metrics(run_dir / "metrics.csv", start_epoch)
-        logger.info("resuming %s at epoch %d, step %d", run_dir, start_epoch + 1, start_step)
-    trainer.fit(data.train_loader, config.optim.epochs, start_epoch, start_step)
+    fit_run(trainer, checkpoints, data.train_loader, config, run_dir, resume)
     if trainer.interrupted:
         raise TrainingInterrupted(run_dir, trainer.epoch, trainer.step_in_epoch)
 

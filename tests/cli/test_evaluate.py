@@ -12,7 +12,7 @@ import typing
 from typer.testing import CliRunner
 
 from siamese.cli.app import app
-from siamese.cli.evaluate import Protocol, SplitName
+from siamese.cli.options import Protocol, SplitName
 from siamese.data import SPLITS
 from siamese.inference.evaluate import PROTOCOLS
 from tests.data.test_oneshot_runs import write_oneshot_run

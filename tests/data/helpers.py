@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from PIL import Image
+
 from siamese.data import ImageIndex, ImageRecord
 
 
@@ -11,3 +13,8 @@ def make_index(sizes: dict[str, int], forged: dict[str, int] | None = None) -> I
     for name, n in sorted((forged or {}).items()):
         records += [ImageRecord(f"/f/{name}/{k}.png", name, forgery=True) for k in range(n)]
     return ImageIndex(records=tuple(records), identities=tuple(sorted(sizes)))
+
+
+def pil_image(size: tuple[int, int], value: int = 200, mode: str = "L") -> Image.Image:
+    """A uniform Pillow image of `size` (W, H) at grey level `value`, "L" or "RGB"."""
+    return Image.new(mode, size, value if mode == "L" else (value,) * 3)

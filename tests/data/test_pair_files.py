@@ -55,24 +55,6 @@ def test_lfw_header_optional_and_count_mismatch_warned(tmp_path, root, caplog):
     assert "6000" in caplog.text
 
 
-@pytest.mark.parametrize(
-    ("text", "line", "reason"),
-    [
-        ("2\nAlice 1 2\nAlice 1\n", 3, "expected 'name i j' or 'name1 i name2 j', got 2 fields"),
-        ("Alice 1 2\n\n# note\nCarol 1 2\n", 4, "unknown identity 'Carol'"),
-        ("Alice 1 4\n", 1, "image number 4 out of range for 'Alice' \\(3 images"),
-        ("Alice 0 1\n", 1, "image number 0 out of range"),
-        ("Alice 1 2\nAlice 1 Bob x\n", 2, "must be an integer, got 'x'"),
-        ("Alice 1 2 Bob 1\n", 1, "got 5 fields"),
-    ],
-)
-def test_lfw_errors_name_file_and_line(tmp_path, root, text, line, reason):
-    path = write(tmp_path, "bad.txt", text)
-    with pytest.raises(DataError, match=reason) as info:
-        read_pairs(path, root)
-    assert f"{path}, line {line}:" in str(info.value)
-
-
 def test_csv(tmp_path, root):
     absolute = root / "Bob" / "Bob_0001.jpg"
     text = (
@@ -91,16 +73,27 @@ def test_csv(tmp_path, root):
     assert pairs_txt == [(str(root / "Alice/1.png"), str(root / "Alice/2.png"), False)]
 
 
+LFW_ERRORS = [
+    ("2\nAlice 1 2\nAlice 1\n", 3, "expected 'name i j' or 'name1 i name2 j', got 2 fields"),
+    ("Alice 1 2\n\n# note\nCarol 1 2\n", 4, "unknown identity 'Carol'"),
+    ("Alice 1 4\n", 1, "image number 4 out of range for 'Alice' \\(3 images"),
+    ("Alice 0 1\n", 1, "image number 0 out of range"),
+    ("Alice 1 2\nAlice 1 Bob x\n", 2, "must be an integer, got 'x'"),
+    ("Alice 1 2 Bob 1\n", 1, "got 5 fields"),
+]
+CSV_ERRORS = [
+    ("path1,path2,is_same\nAlice/1.png,Alice/2.png\n", 2, "expected 'path1,path2,is_same', got 2 fields"),
+    ("Alice/1.png,Alice/2.png,1\nAlice/1.png,Alice/2.png,maybe\n", 2, "is_same must be"),
+    ("Alice/1.png,Alice/2.png,1\n\nAlice/1.png,Alice/9.png,1\n", 3, "image file not found"),
+]
+
+
 @pytest.mark.parametrize(
-    ("text", "line", "reason"),
-    [
-        ("path1,path2,is_same\nAlice/1.png,Alice/2.png\n", 2, "expected 'path1,path2,is_same', got 2 fields"),
-        ("Alice/1.png,Alice/2.png,1\nAlice/1.png,Alice/2.png,maybe\n", 2, "is_same must be"),
-        ("Alice/1.png,Alice/2.png,1\n\nAlice/1.png,Alice/9.png,1\n", 3, "image file not found"),
-    ],
+    ("name", "text", "line", "reason"),
+    [("bad.txt", *case) for case in LFW_ERRORS] + [("bad.csv", *case) for case in CSV_ERRORS],
 )
-def test_csv_errors_name_file_and_line(tmp_path, root, text, line, reason):
-    path = write(tmp_path, "bad.csv", text)
+def test_errors_name_file_and_line(tmp_path, root, name, text, line, reason):
+    path = write(tmp_path, name, text)
     with pytest.raises(DataError, match=reason) as info:
         read_pairs(path, root)
     assert f"{path}, line {line}:" in str(info.value)

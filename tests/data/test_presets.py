@@ -1,25 +1,15 @@
-"""Tests for siamese/data/presets.py: registry keys, output shapes, inversion, padding, spec."""
+"""Tests for siamese/data/presets.py: registry keys, lookup errors, preprocessing spec, view augmentation."""
 
 from __future__ import annotations
 
 import json
-import subprocess
-import sys
 
-import numpy as np
 import pytest
-import torch
-from PIL import Image, ImageDraw
 
 from siamese import names
-from siamese.data import PRESETS, Preset, get_preset, get_transform, preprocessing_spec
+from siamese.data import PRESETS, ViewAugment, get_preset, get_transform, preprocessing_spec
 from siamese.errors import ConfigError
-
-ODD_SIZES = [(200, 30), (30, 200), (1, 1), (92, 112), (105, 105)]  # Pillow (W, H)
-
-
-def _pil(size, value=200, mode="L"):
-    return Image.new(mode, size, value if mode == "L" else (value,) * 3)
+from tests.data.helpers import pil_image
 
 
 def test_registry_keys_match_names():
@@ -38,77 +28,6 @@ def test_unknown_preset_lists_names():
         get_transform("cats", train=False)
 
 
-@pytest.mark.parametrize("name", names.PRESETS)
-@pytest.mark.parametrize("train", [True, False])
-def test_shapes_on_odd_inputs(name, train):
-    h, w = PRESETS[name].image_size
-    transform = get_transform(name, train=train)
-    for size in ODD_SIZES:
-        for mode in ("L", "RGB"):
-            out = transform(_pil(size, mode=mode))
-            assert type(out) is torch.Tensor
-            assert out.shape == (1, h, w) and out.dtype == torch.float32
-            assert torch.isfinite(out).all() and out.min() >= -1.0 and out.max() <= 1.0
-
-
-def test_overrides():
-    out = get_transform("face", train=True, image_size=(40, 30), channels=3)(_pil((92, 112)))
-    assert out.shape == (3, 40, 30)
-    assert get_transform("digits", train=False, image_size=16)(_pil((8, 8))).shape == (1, 16, 16)
-    custom = Preset(name="mine", image_size=(10, 12), channels=3, description="custom", fit="stretch")
-    assert get_transform(custom, train=False)(_pil((50, 7))).shape == (3, 10, 12)
-    for bad in [{"channels": 2}, {"image_size": (0, 5)}, {"image_size": (5,)}]:
-        with pytest.raises(ConfigError):
-            get_transform("face", train=False, **bad)
-
-
-def test_normalisation_value():
-    out = get_transform("digits", train=False)(_pil((8, 8), value=51))
-    assert torch.allclose(out, torch.full_like(out, (51 / 255 - 0.5) / 0.5), atol=1e-6)
-
-
-def test_eval_is_deterministic_and_face_keeps_orl_size():
-    rng = np.random.default_rng(0)
-    arr = rng.integers(0, 256, (112, 92), dtype=np.uint8)  # ORL: 92 wide, 112 high
-    img = Image.fromarray(arr)
-    transform = get_transform("face", train=False, image_size=(112, 92))
-    out = transform(img)
-    assert torch.equal(out, transform(img))
-    expected = (torch.from_numpy(arr).float() / 255 - 0.5) / 0.5
-    assert torch.allclose(out[0], expected, atol=1e-6)  # already the target size: untouched
-
-
-def test_train_transform_is_random_but_seedable():
-    img = Image.fromarray(np.random.default_rng(1).integers(0, 256, (112, 92), dtype=np.uint8))
-    transform = get_transform("face", train=True)
-    torch.manual_seed(0)
-    a = transform(img)
-    torch.manual_seed(0)
-    assert torch.equal(a, transform(img))
-    assert not torch.equal(a, transform(img))
-
-
-def test_signature_eval_inverts_and_pads_with_background():
-    img = Image.new("L", (200, 30), 255)  # white paper, wide and short
-    ImageDraw.Draw(img).line([(20, 15), (180, 15)], fill=0, width=3)  # black ink
-    out = get_transform("signature", train=False)(img)[0]  # (155, 220)
-    assert out.shape == (155, 220)
-    assert out[0, 0] == pytest.approx(-1.0) and out[-1, -1] == pytest.approx(-1.0)  # padding = background
-    assert out.max() > 0.8  # ink is bright
-    assert (out < -0.9).float().mean() > 0.9  # mostly dark background
-
-
-def test_padding_and_affine_fill_use_background_colour():
-    white = Image.new("L", (105, 40), 255)  # omniglot paper is white
-    for train in (False, True):
-        torch.manual_seed(3)
-        out = get_transform("omniglot", train=train)(white)
-        assert torch.allclose(out, torch.ones_like(out)), "pad/affine corners must stay white"
-    black = Image.new("L", (8, 3), 0)
-    out = get_transform("digits", train=True)(black)
-    assert torch.allclose(out, -torch.ones_like(out))
-
-
 def test_preprocessing_spec():
     spec = preprocessing_spec("signature")
     json.dumps(spec)
@@ -117,98 +36,34 @@ def test_preprocessing_spec():
     face = preprocessing_spec("face", image_size=(64, 48), channels=3)
     assert face["size"] == [64, 48] and face["mean"] == [0.5] * 3 and face["invert"] is False
     rebuilt = get_transform(face["preset"], False, tuple(face["size"]), face["channels"])
-    assert rebuilt(_pil((92, 112))).shape == (3, 64, 48)
+    assert rebuilt(pil_image((92, 112))).shape == (3, 64, 48)
     with pytest.raises(ConfigError):
         preprocessing_spec("nope")
 
 
-def test_import_does_not_load_torchvision():
-    code = "import sys, siamese.data; assert 'torchvision' not in sys.modules, 'torchvision imported'"
-    subprocess.run([sys.executable, "-c", code], check=True)
-
-
-def test_otsu_threshold_splits_two_levels():
-    from siamese.data.transforms import otsu_threshold
-
-    arr = np.array([30] * 50 + [220] * 150, dtype=np.uint8)
-    t = otsu_threshold(arr)
-    assert 30 <= t < 220
-    assert otsu_threshold(np.full(10, 128, np.uint8)) == 255  # constant image: nothing is background
-
-
-def test_signature_background_tone_carries_no_signal():
-    def scan(paper):
-        img = Image.new("L", (220, 155), paper)
-        ImageDraw.Draw(img).line([(20, 80), (200, 70)], fill=20, width=4)
-        return get_transform("signature", train=False)(img)
-
-    torch.testing.assert_close(scan(240), scan(254))  # genuine vs forged CEDAR scans differ in tone
-
-
-def test_random_erasing_blanks_one_rectangle_in_training_only():
-    preset = Preset(name="erase", image_size=(40, 50), channels=1, description="", erase=1.0)
-    img = _pil((50, 40), value=255)  # white: 1.0 after normalisation
-    torch.manual_seed(0)
-    for _ in range(20):
-        x = get_transform(preset, train=True)(img)[0]  # (H, W)
-        erased = (x == 0.0).numpy()
-        slack = 0.5 * (40 + 50) + 0.25  # each side is rounded by at most half a pixel
-        assert 0.02 * 2000 - slack <= erased.sum() <= 0.2 * 2000 + slack
-        assert set(np.unique(x.numpy())) <= {0.0, 1.0}
-        rows, cols = np.nonzero(erased)
-        assert erased[rows.min() : rows.max() + 1, cols.min() : cols.max() + 1].all()  # one rectangle
-    assert (get_transform(preset, train=False)(img) == 1.0).all()
-    off = Preset(name="off", image_size=(40, 50), channels=1, description="")
-    assert (get_transform(off, train=True)(img) == 1.0).all()
-
-
-@pytest.mark.parametrize("channels", [1, 3])
-@pytest.mark.parametrize("contrast_first", [False, True])
-def test_brightness_contrast_matches_torchvision_functional(channels, contrast_first):
-    from torchvision.transforms.v2 import functional as F
-
-    from siamese.data.transforms import adjust_brightness_contrast
-
-    rng = np.random.default_rng(channels)
-    arr = rng.random((9, 7, channels), dtype=np.float32)  # (H, W, C) in [0, 1]
-    t = torch.from_numpy(arr.transpose(2, 0, 1).copy())  # (C, H, W)
-    if contrast_first:
-        want = F.adjust_brightness(F.adjust_contrast(t, 1.6), 1.3)
-    else:
-        want = F.adjust_contrast(F.adjust_brightness(t, 1.3), 1.6)
-    got = adjust_brightness_contrast(arr, 1.3, 1.6, contrast_first)
-    torch.testing.assert_close(torch.from_numpy(got.transpose(2, 0, 1).copy()), want)
-
-
-def test_jitter_factors_stay_in_range_and_vary():
-    preset = Preset(name="j", image_size=(6, 6), channels=1, description="", brightness=0.2)
-    torch.manual_seed(0)
-    values = [get_transform(preset, train=True)(_pil((6, 6), value=100))[0, 0, 0].item() for _ in range(200)]
-    pixel = [(v * 0.5 + 0.5) * 255 for v in values]  # undo the normalisation
-    assert 0.8 * 100 - 1e-3 <= min(pixel) < 85 and 115 < max(pixel) <= 1.2 * 100 + 1e-3
-
-
-def test_random_hflip_mirrors_about_half_the_time():
-    preset = Preset(name="f", image_size=(2, 2), channels=1, description="", hflip=True)
-    img = Image.fromarray(np.array([[0, 255], [0, 255]], np.uint8))
-    torch.manual_seed(0)
-    left = [get_transform(preset, train=True)(img)[0, 0, 0].item() for _ in range(400)]
-    assert set(left) == {-1.0, 1.0} and 150 < left.count(1.0) < 250
-
-
-def test_erase_box_follows_area_and_ratio_draws():
-    from siamese.data.transforms import erase_box
-
-    rng = np.random.default_rng(0)
-    for _ in range(200):
-        u = rng.random(4).tolist()
-        box = erase_box(60, 80, u)
-        target = 4800 * (0.02 + u[0] * 0.18)
-        aspect = float(np.exp(np.log(0.3) + u[1] * (np.log(3.3) - np.log(0.3))))
-        if box is None:  # only when the drawn box does not fit the image
-            assert round(np.sqrt(target * aspect)) >= 60 or round(np.sqrt(target / aspect)) >= 80
-            continue
-        top, left, h, w = box
-        assert abs(h - np.sqrt(target * aspect)) <= 0.5 and abs(w - np.sqrt(target / aspect)) <= 0.5
-        assert 0 <= top <= 60 - h and 0 <= left <= 80 - w
-    assert erase_box(1, 1, [0.5] * 40) is None  # nothing smaller than the image fits
+def test_view_augment_per_preset_scaling_and_validation():
+    for preset in PRESETS.values():
+        a = preset.view_augment
+        assert 0 < a.crop_scale[0] < a.crop_scale[1] == 1.0 and a.blur == 0.5 and a.erase > 0
+        assert a.local_scale[1] <= a.crop_scale[1] and a.scaled(1.0) == a
+        zero = a.scaled(0.0)
+        assert zero.crop_scale == (1.0, 1.0) and zero.crop_ratio == (1.0, 1.0)
+        assert zero.degrees == zero.shear == zero.blur == zero.brightness == zero.contrast == zero.erase == 0
+    face, signature = PRESETS["face"].view_augment, PRESETS["signature"].view_augment
+    assert signature.crop_scale[0] > face.crop_scale[0]  # milder crops for handwriting
+    half = face.scaled(0.5)
+    assert half.crop_scale == (0.75, 1.0) and half.degrees == 5.0 and half.erase == face.erase / 2
+    assert face.scaled(10.0).crop_scale[0] == 0.05 and face.scaled(10.0).blur == 1.0  # capped
+    for bad in [
+        {"crop_scale": (0.0, 1.0)},
+        {"crop_scale": (0.8, 0.5)},
+        {"local_scale": (0.5, 1.2)},
+        {"crop_ratio": (2.0, 1.0)},
+        {"blur": 1.5},
+        {"erase": -0.1},
+        {"degrees": -1.0},
+    ]:
+        with pytest.raises(ConfigError):
+            ViewAugment(**bad)
+    with pytest.raises(ConfigError, match="strength"):
+        face.scaled(-1.0)

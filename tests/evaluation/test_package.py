@@ -11,7 +11,7 @@ import pytest
 
 import siamese.evaluation
 
-MODULES = ("distances", "metrics", "kfold", "oneshot", "retrieval", "plots")
+MODULES = ("distances", "knn", "metrics", "kfold", "oneshot", "retrieval", "plots")
 
 
 def test_import_does_not_load_torch_matplotlib_or_sklearn() -> None:

@@ -8,7 +8,8 @@ import torch
 
 from siamese.data import get_transform, scan_folder
 from siamese.data.images import open_image
-from siamese.inference.embedding import embed_all, embed_images
+from siamese.errors import ImageError
+from siamese.inference.embedding import embed_all, embed_files, embed_images
 from tests.conftest import write_identity_folder
 
 
@@ -68,3 +69,23 @@ def test_empty_input_and_stopping_early(paths_with_a_bad_file):
     first = next(batches)
     batches.close()  # a consumer that stops early leaves no thread behind
     assert first.positions == [0, 1, 2]
+
+
+def test_embed_files_equals_embed_all_and_reports_progress(paths_with_a_bad_file):
+    paths = [p for p in paths_with_a_bad_file if not p.endswith("bad.png")]  # 15 readable files
+    encoder, transform = _encoder(), get_transform("face", False, (16, 12), 1)
+    progress: list[tuple[int, int]] = []
+    emb = embed_files(encoder, paths, transform, 1, lambda *done: progress.append(done), batch_size=4)
+    expected, failed = embed_all(encoder, paths, transform, 1, batch_size=4)
+    assert failed == [] and emb.shape == (15, 5)
+    np.testing.assert_array_equal(emb, expected)
+    assert progress == [(4, 15), (8, 15), (12, 15), (15, 15)]
+
+
+def test_embed_files_refuses_unreadable_files_counting_them(paths_with_a_bad_file, tmp_path):
+    other = tmp_path / "empty.png"
+    other.write_bytes(b"")
+    paths = [*paths_with_a_bad_file, str(other)]  # bad.png at position 7, empty.png last
+    encoder, transform = _encoder(), get_transform("face", False, (16, 12), 1)
+    with pytest.raises(ImageError, match=r"^2 of 17 images could not be read; first: .*bad\.png"):
+        embed_files(encoder, paths, transform, 1, batch_size=5, workers=1)

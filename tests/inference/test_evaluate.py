@@ -60,15 +60,15 @@ def sklearn_eer(d: np.ndarray, is_same: np.ndarray) -> tuple[float, float]:
 
 @pytest.fixture
 def count_embedded(monkeypatch: pytest.MonkeyPatch) -> list[list[str]]:
-    """Record the path list of every `embed_all` call made by the pipeline."""
+    """Record the path list of every `embed_files` call made by the pipeline."""
     calls: list[list[str]] = []
-    real = ev.embed_all
+    real = ev.embed_files
 
     def spy(encoder, paths, *args, **kwargs):  # noqa: ANN001, ANN002, ANN003, ANN202
         calls.append(list(paths))
         return real(encoder, paths, *args, **kwargs)
 
-    monkeypatch.setattr(ev, "embed_all", spy)
+    monkeypatch.setattr(ev, "embed_files", spy)
     return calls
 
 

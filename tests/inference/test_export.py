@@ -1,12 +1,15 @@
 import json
 import sys
+from pathlib import Path
 
 import numpy as np
 import pytest
 import torch
 
+from siamese import names
+from siamese.data import preprocessing_spec
 from siamese.errors import ConfigError, SiameseError
-from siamese.inference import Verifier, export_model, metadata_path
+from siamese.inference import Verifier, export_metadata, export_model, metadata_path
 from siamese.inference import export as export_module
 
 
@@ -103,3 +106,37 @@ def test_onnx_export_of_grid_pooled_smallcnn_on_odd_sizes(tiny_run, tmp_path):
     stem = save_checkpoint(tmp_path / "best", model, keep)
     report = export_model(stem, "onnx", tmp_path / "grid.onnx")
     assert report["max_abs_diff"] <= 1e-4
+
+
+@pytest.mark.parametrize("preset", names.PRESETS)
+@pytest.mark.parametrize("geometry", [{}, {"image_size": (40, 30), "channels": 3}])
+def test_export_metadata_round_trips_every_preprocessing_field(preset, geometry):
+    """Everything training records about the preprocessing reaches the exported model's user."""
+    spec = preprocessing_spec(preset, **geometry)
+    meta = {
+        "encoder": {"name": "smallcnn", "in_channels": spec["channels"]},
+        "embedding_dim": 8,
+        "distance": "euclidean",
+        "threshold": 0.5,
+        "calibration": None,
+        "preset": preset,
+        "image_size": spec["size"],
+        "channels": spec["channels"],
+        "preprocessing": spec,
+    }
+    exported = json.loads(json.dumps(export_metadata(meta, "onnx", Path("run/checkpoints/best"))))
+    assert {key: exported["preprocessing"].get(key, "missing") for key in spec} == spec
+    assert exported["input"]["shape"] == ["batch", spec["channels"], *spec["size"]]
+    assert "order" in exported["preprocessing"]
+
+
+def test_exported_signature_model_says_to_remove_the_background():
+    meta = {
+        "encoder": {"name": "smallcnn", "in_channels": 1},
+        "embedding_dim": 8,
+        "distance": "euclidean",
+        "preprocessing": preprocessing_spec("signature"),
+    }
+    pre = export_metadata(meta, "torchscript", Path("best"))["preprocessing"]
+    assert pre["remove_background"] == "otsu" and pre["invert"] is True
+    assert "Otsu" in pre["order"] and pre["order"].index("background") < pre["order"].index("invert")

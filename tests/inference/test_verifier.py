@@ -133,3 +133,23 @@ def test_latest_run_without_runs_is_clear(tmp_path):
     (tmp_path / "runs" / "empty").mkdir(parents=True)
     with pytest.raises(CheckpointError, match="siamese train"):
         latest_run(tmp_path / "runs")
+
+
+def test_checkpoint_without_preprocessing_block_uses_top_level_fields(tiny_run, images, tmp_path, verifier):
+    run = _copy_run(tiny_run[0], tmp_path / "run", preprocessing=None)  # as older checkpoints were
+    legacy = Verifier.from_checkpoint(run)
+    assert legacy.preprocessing == verifier.preprocessing
+    np.testing.assert_allclose(legacy.embed_paths(images[:3]), verifier.embed_paths(images[:3]), atol=1e-6)
+
+
+def test_checkpoint_without_preprocessing_is_a_checkpoint_error(tiny_run, tmp_path):
+    run = _copy_run(tiny_run[0], tmp_path / "run", preprocessing=None, preset=None)
+    with pytest.raises(CheckpointError, match="does not record its preprocessing"):
+        Verifier.from_checkpoint(run)
+
+
+def test_several_unreadable_images_are_counted(verifier, images, tmp_path):
+    for name in ("a.png", "b.png"):
+        (tmp_path / name).write_bytes(b"")
+    with pytest.raises(ImageError, match=r"2 of 3 images could not be read; first: .*a\.png"):
+        verifier.embed_paths([tmp_path / "a.png", images[0], tmp_path / "b.png"])

@@ -1,11 +1,15 @@
 import json
+import logging
 
+import numpy as np
 import pytest
 import torch
 
+from siamese import names
+from siamese.data import get_transform, preprocessing_spec
 from siamese.errors import CheckpointError
 from siamese.models import TwinNetwork, get_encoder
-from siamese.models.checkpoint import load_checkpoint, save_checkpoint
+from siamese.models.checkpoint import Preprocessing, load_checkpoint, save_checkpoint
 
 
 @pytest.fixture
@@ -107,3 +111,68 @@ def test_pt_state_dict_loads_with_weights_only(tmp_path, model):
 def test_existing_folder_without_checkpoint(tmp_path):
     with pytest.raises(CheckpointError, match="no checkpoint at"):
         load_checkpoint(tmp_path)
+
+
+# --- Preprocessing: the one reader of the recorded preprocessing ---------------------------------
+
+
+@pytest.mark.parametrize("preset", names.PRESETS)
+def test_preprocessing_reads_what_training_records(preset):
+    spec = preprocessing_spec(preset, (20, 16), 3)
+    pre = Preprocessing.from_metadata({"preprocessing": spec}, "run/best")
+    assert pre.to_dict() == spec and json.loads(json.dumps(pre.to_dict())) == spec
+    assert (pre.preset, pre.size, pre.channels) == (preset, (20, 16), 3)
+    assert pre.remove_background == ("otsu" if preset == "signature" else None)
+
+
+def test_preprocessing_of_older_checkpoints_falls_back_to_top_level_and_encoder():
+    legacy = {"preset": "signature", "image_size": [30, 40], "channels": 1}
+    assert Preprocessing.from_metadata(legacy, "best").to_dict() == preprocessing_spec(
+        "signature", (30, 40), 1
+    )
+    no_channels = {
+        "preset": "face",
+        "image_size": [30, 40],
+        "encoder": {"name": "smallcnn", "in_channels": 3},
+    }
+    assert Preprocessing.from_metadata(no_channels, "best").channels == 3
+    partial = {"preprocessing": {"preset": "signature", "size": [30, 40], "channels": 1}}  # no newer fields
+    assert Preprocessing.from_metadata(partial, "best").remove_background == "otsu"
+
+
+@pytest.mark.parametrize(
+    "meta, message",
+    [
+        ({"encoder": {"name": "smallcnn", "in_channels": 1}}, "does not record its preprocessing"),
+        ({"preprocessing": {"preset": "face"}}, "does not record its preprocessing"),
+        ({"preprocessing": {"preset": "portrait", "size": [8, 8]}}, "unusable preprocessing.*portrait"),
+        (
+            {"preprocessing": {"preset": "face", "size": [8, 8], "channels": 2}},
+            "unusable preprocessing.*channels",
+        ),
+        ({"preprocessing": {"preset": "face", "size": "big"}}, "unusable preprocessing"),
+        ({"preprocessing": {"preset": "face", "size": [8.5, 8]}}, "unusable preprocessing"),
+        ({"preprocessing": ["face"]}, "unusable preprocessing"),
+    ],
+)
+def test_preprocessing_errors_name_the_checkpoint(meta, message):
+    with pytest.raises(CheckpointError, match=rf"runs/x/best\.json .*{message}"):
+        Preprocessing.from_metadata(meta, "runs/x/best")
+
+
+def test_preprocessing_that_disagrees_with_the_preset_is_a_warning(caplog):
+    recorded = {**preprocessing_spec("signature"), "remove_background": None}  # as before Otsu existed
+    with caplog.at_level(logging.WARNING, logger="siamese.models.checkpoint"):
+        pre = Preprocessing.from_metadata({"preprocessing": recorded}, "best")
+    assert pre.remove_background == "otsu"  # what `transform` applies, so what the metadata reports
+    assert "remove_background=None" in caplog.text and "'otsu'" in caplog.text
+
+
+def test_preprocessing_transform_is_the_presets_eval_transform():
+    from PIL import Image
+
+    pre = Preprocessing.from_metadata({"preprocessing": preprocessing_spec("signature", (24, 32))}, "best")
+    img = Image.fromarray(np.random.default_rng(0).integers(0, 255, (50, 70), dtype=np.uint8))
+    x = pre.transform()(img)
+    assert x.shape == (1, 24, 32)
+    assert torch.equal(x, get_transform("signature", False, (24, 32), 1)(img))

@@ -84,9 +84,9 @@ def test_preset_encoder_options_apply_to_smallcnn_only():
 
 
 def test_embedding_dim_zero_means_no_projection_head():
-    from siamese.training import build_model
+    from siamese.training import build_encoder
 
-    encoder = build_model(build_train_config("face", root="x", embedding_dim=0), channels=1).encoder
+    encoder = build_encoder(build_train_config("face", root="x", embedding_dim=0), channels=1)
     assert encoder.spec["embedding_dim"] is None and encoder.embedding_dim == encoder.feature_dim == 256 * 9
     with pytest.raises(ConfigError, match="embedding dim must be >= 0"):
         build_train_config("face", root="x", embedding_dim=-1)

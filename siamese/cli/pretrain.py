@@ -1,0 +1,151 @@
+"""`siamese pretrain`: self-supervised pretraining of the encoder on any folder of images."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Annotated, Literal
+
+import typer
+
+from siamese import names
+from siamese.cli.common import console, user_errors
+from siamese.cli.train import parse_encoder_args, parse_size
+
+METHOD = "Method"
+RUN = "Run"
+
+
+def _opt(help_text: str, panel: str = METHOD) -> typer.models.OptionInfo:
+    return typer.Option(help=help_text, rich_help_panel=panel, show_default=False)
+
+
+def pretrain_command(
+    data: Annotated[
+        Path | None,
+        typer.Argument(help="Any folder of images, searched recursively (omit for the embedded digits)."),
+    ] = None,
+    method: Annotated[Literal[names.SSL_METHODS], _opt("Self-supervised method.")] = "simclr",
+    temperature: Annotated[
+        float | None, _opt("NT-Xent/InfoNCE/SwAV temperature (simclr 0.1, moco 0.2, swav 0.1).")
+    ] = None,
+    projection_dim: Annotated[int | None, _opt("Projection head output size (128; byol 256).")] = None,
+    hidden_dim: Annotated[
+        int | None, _opt("Projection/prediction head hidden size (512; byol 1024).")
+    ] = None,
+    momentum: Annotated[float | None, _opt("EMA coefficient of the target (moco, byol: 0.99).")] = None,
+    momentum_end: Annotated[
+        float | None, _opt("Final EMA coefficient, cosine schedule (moco 0.99, byol 1.0).")
+    ] = None,
+    queue_size: Annotated[int | None, _opt("moco negative keys (4096) / swav queued features (0).")] = None,
+    prototypes: Annotated[int | None, _opt("swav prototypes (300).")] = None,
+    freeze_prototypes: Annotated[int | None, _opt("swav: steps with fixed prototypes (300).")] = None,
+    small_crops: Annotated[
+        int | None, _opt("swav multi-crop: small crops per image besides the 2 global (0).")
+    ] = None,
+    collapse_threshold: Annotated[
+        float | None, _opt("Embedding spread below which the run warns (0.1; healthy is about 1).")
+    ] = None,
+    stop_on_collapse: Annotated[
+        bool, _opt("End the run when the embeddings collapse (default: warn).")
+    ] = False,
+    preset: Annotated[
+        Literal[names.PRESETS] | None, _opt("Image preset (default: digits without DATA, else face).", RUN)
+    ] = None,
+    image_size: Annotated[str | None, _opt("Input size HxW, overrides the preset.", RUN)] = None,
+    channels: Annotated[int | None, _opt("1 or 3, overrides the preset.", RUN)] = None,
+    encoder: Annotated[Literal[names.ENCODERS] | None, _opt("Encoder (default smallcnn).", RUN)] = None,
+    embedding_dim: Annotated[int | None, _opt("Encoder embedding size (0 = pooled features).", RUN)] = None,
+    encoder_arg: Annotated[list[str] | None, _opt("Extra encoder option KEY=VALUE, repeatable.", RUN)] = None,
+    epochs: Annotated[int | None, _opt("Epochs (default: the preset's).", RUN)] = None,
+    batch_size: Annotated[int | None, _opt("Images per step (each seen in every view).", RUN)] = None,
+    lr: Annotated[float | None, _opt("Peak learning rate (1e-3).", RUN)] = None,
+    weight_decay: Annotated[float | None, _opt("AdamW weight decay (1e-4).", RUN)] = None,
+    max_minutes: Annotated[
+        float | None, _opt("Stop after the epoch that would overrun this budget.", RUN)
+    ] = None,
+    out: Annotated[Path | None, _opt("Run directory (default runs/<time>-<method>).", RUN)] = None,
+    save_every: Annotated[int | None, _opt("Also save a resumable state every N steps.", RUN)] = None,
+    seed: Annotated[int | None, _opt("Seed of weights and views (0).", RUN)] = None,
+    device: Annotated[
+        Literal[names.DEVICES] | None, _opt("auto (default) = CUDA when available.", RUN)
+    ] = None,
+    workers: Annotated[int | None, _opt("DataLoader worker processes (0).", RUN)] = None,
+    resume: Annotated[Path | None, _opt("Continue an interrupted pretraining run exactly.", RUN)] = None,
+) -> None:
+    """Pretrain the encoder without labels (SimCLR, MoCo v2, BYOL, SwAV); labels, if any, only monitor it."""
+    with user_errors():
+        from siamese.training.config import build_train_config
+        from siamese.training.run import resume_config
+
+        if resume is not None:
+            _run(resume_config(resume), resume=True)
+            return
+        config = build_train_config(
+            preset,
+            root=str(data) if data is not None else None,
+            method=method,
+            temperature=temperature,
+            projection_dim=projection_dim,
+            hidden_dim=hidden_dim,
+            momentum=momentum,
+            momentum_end=momentum_end,
+            queue_size=queue_size,
+            prototypes=prototypes,
+            freeze_prototypes=freeze_prototypes,
+            small_crops=small_crops,
+            collapse_threshold=collapse_threshold,
+            stop_on_collapse=stop_on_collapse or None,
+            image_size=parse_size(image_size),
+            channels=channels,
+            encoder=encoder,
+            embedding_dim=embedding_dim,
+            encoder_kwargs=parse_encoder_args(encoder_arg),
+            epochs=epochs,
+            batch_size=batch_size,
+            lr=lr,
+            weight_decay=weight_decay,
+            max_minutes=max_minutes,
+            out=str(out) if out else None,
+            save_every=save_every,
+            seed=seed,
+            device=device,
+            workers=workers,
+        )
+        _run(config)
+
+
+def _run(config, resume: bool = False) -> None:  # noqa: ANN001 - TrainConfig, imported lazily
+    from rich.markup import escape
+    from rich.table import Table
+
+    from siamese.cli.progress import EpochLine, RichProgress, StopOnSigint
+    from siamese.training.pretrain import pretrain
+    from siamese.training.run import TrainingInterrupted
+
+    source = escape(config.data.root or "embedded scikit-learn digits")
+    console.print(
+        f"pretraining [bold]{config.method.name}[/] on {source} (preset {config.data.preset}, "
+        f"encoder {config.model.encoder}; labels are never used for training)",
+        highlight=False,
+    )
+    epochs = config.optim.epochs
+    callbacks = [RichProgress(console, epochs), EpochLine(console, epochs), StopOnSigint(console)]
+    try:
+        summary = pretrain(config, callbacks=callbacks, resume=resume)
+    except TrainingInterrupted as exc:
+        console.print(f"[yellow]{exc}[/]", highlight=False)
+        raise typer.Exit(130) from None
+    table = Table(title="siamese pretrain", show_header=False)
+    table.add_column(no_wrap=True)
+    table.add_column(overflow="fold")
+    table.add_row("method / epochs", f"{summary['method']} / {summary['epochs']}")
+    table.add_row("final training loss", f"{summary['train_loss']:.4f}")
+    knn = summary["knn_acc"]
+    table.add_row("k-NN accuracy (monitor)", "no labels" if knn is None else f"{knn:.2%}")
+    table.add_row("embedding spread (1 healthy, 0 collapsed)", f"{summary['spread']:.3f}")
+    table.add_row("images", str(summary["images"]))
+    table.add_row("wall time", f"{summary['wall_time_s']:.1f} s on {summary['device']}")
+    table.add_row(
+        "run saved to", f"{summary['run_dir']}  (use: siamese train DATA --init {summary['run_dir']})"
+    )
+    console.print(table)

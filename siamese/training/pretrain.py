@@ -1,0 +1,225 @@
+"""Self-supervised pretraining: any folder of images in, a run directory with an encoder out.
+
+Labels are never read for training. When the folder is an identity folder, its labels only
+monitor the representation each epoch: weighted k-NN accuracy (half of each identity's monitored
+images as memory, half as queries) and the embedding spread that reveals collapse.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+from torch.utils.data import BatchSampler, DataLoader, RandomSampler
+
+from siamese.data import (
+    PRESETS,
+    ImageLoader,
+    MultiView,
+    MultiViewDataset,
+    ResumableBatchSampler,
+    get_transform,
+    list_inputs,
+    materialize_digits,
+    multicrop_transform,
+    multiview_collate,
+    ssl_transform,
+)
+from siamese.devices import resolve_device
+from siamese.errors import ConfigError, SiameseError
+from siamese.evaluation import embedding_spread, knn_accuracy
+from siamese.inference.embedding import embed_all
+from siamese.training.builders import build_method, build_optimizer, checkpoint_metadata
+from siamese.training.callbacks import CheckpointCallback, CSVLogger, TimeBudget
+from siamese.training.config import TrainConfig
+from siamese.training.run import TrainingInterrupted, default_run_dir, fit_run, seed_everything
+from siamese.training.trainer import Callback, Trainer
+
+logger = logging.getLogger(__name__)
+
+MONITOR_IMAGES = 2000
+KNN_K = 20
+KNN_TEMPERATURE = 0.07
+
+
+class CollapseError(SiameseError):
+    """The embeddings collapsed (`--stop-on-collapse`)."""
+
+
+@dataclass
+class PreparedViews:
+    """The multi-view training loader and the labelled images that monitor the representation."""
+
+    train_loader: DataLoader
+    monitor_paths: list[str]
+    monitor_labels: np.ndarray  # (M,), -1 = unlabelled
+    channels: int
+    image_size: tuple[int, int]
+    num_images: int
+
+
+def _monitor(paths: list[str], labels: np.ndarray, seed: int) -> tuple[list[str], np.ndarray]:
+    """At most `MONITOR_IMAGES` images, drawn with a fixed seed."""
+    rng = np.random.default_rng(seed)
+    keep = np.sort(rng.permutation(len(paths))[:MONITOR_IMAGES])
+    return [paths[i] for i in keep], labels[keep]
+
+
+def prepare_views(config: TrainConfig) -> PreparedViews:
+    """Every image under the data root (searched recursively) as two-view (or multi-crop) items."""
+    d, preset = config.data, PRESETS[config.data.preset]
+    inputs = list_inputs(d.root if d.root is not None else materialize_digits())
+    channels, size = d.channels or preset.channels, tuple(d.image_size or preset.image_size)
+    if config.method.small_crops:
+        views: Any = multicrop_transform(
+            preset, config.method.small_crops, image_size=size, channels=channels
+        )
+    else:
+        views = MultiView(ssl_transform(preset, image_size=size, channels=channels), views=2)
+    dataset = MultiViewDataset.from_inputs(inputs, views, ImageLoader(channels), seed=config.seed)
+    if len(dataset) < config.optim.batch_size:
+        raise ConfigError(f"batch size {config.optim.batch_size} exceeds the {len(dataset)} images found")
+    gen = torch.Generator().manual_seed(config.seed)
+    batches = ResumableBatchSampler(
+        BatchSampler(RandomSampler(dataset, generator=gen), config.optim.batch_size, drop_last=True)
+    )
+    loader = DataLoader(
+        dataset,
+        batch_sampler=batches,
+        collate_fn=multiview_collate,
+        num_workers=d.workers,
+        persistent_workers=d.workers > 0,
+    )
+    paths, labels = _monitor([r.path for r in dataset.records], dataset.labels, config.seed)
+    return PreparedViews(loader, paths, labels, channels, size, len(dataset))
+
+
+def _halves(labels: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Per identity, alternate images as memory and queries; identities with one image are memory only."""
+    memory, queries = [], []
+    for label in np.unique(labels[labels >= 0]):
+        idx = np.flatnonzero(labels == label)
+        memory += idx[::2].tolist()
+        queries += idx[1::2].tolist()
+    return np.array(memory, dtype=np.int64), np.array(queries, dtype=np.int64)
+
+
+class RepresentationMonitor(Callback):
+    """Adds `spread` (collapse check), `knn_acc` (when labels exist) and `lr` to each epoch's metrics.
+
+    Args:
+        paths: images to embed with the deterministic evaluation transform.
+        labels: their identities, -1 for unlabelled.
+        transform: the evaluation transform; channels: 1 or 3.
+        threshold: spread below which the run warns (or stops, with `stop`).
+        stop: raise `CollapseError` instead of warning.
+    """
+
+    def __init__(
+        self,
+        paths: list[str],
+        labels: np.ndarray,
+        transform: Any,
+        channels: int,
+        threshold: float,
+        stop: bool,
+    ) -> None:
+        self.paths, self.labels, self.transform, self.channels = paths, labels, transform, channels
+        self.threshold, self.stop = threshold, stop
+        self.memory, self.queries = _halves(labels)
+
+    def on_epoch_end(self, trainer: Trainer, epoch: int, metrics: dict[str, float]) -> None:
+        trainer.method.eval()
+        emb, _ = embed_all(
+            trainer.method.encoder,
+            self.paths,
+            self.transform,
+            self.channels,
+            batch_size=128,
+            device=trainer.device,
+        )
+        metrics["spread"] = embedding_spread(emb)
+        if len(self.queries):
+            m, q = self.memory, self.queries
+            metrics["knn_acc"] = knn_accuracy(
+                emb[m], self.labels[m], emb[q], self.labels[q], KNN_K, KNN_TEMPERATURE
+            )
+        metrics["lr"] = trainer.optimizer.param_groups[0]["lr"]
+        if metrics["spread"] < self.threshold:
+            message = (
+                f"embeddings collapsing at epoch {epoch + 1}: spread {metrics['spread']:.3f} < "
+                f"{self.threshold} (healthy is about 1); try a lower --lr or another --method"
+            )
+            if self.stop:
+                raise CollapseError(message)
+            logger.warning(message)
+
+
+def pretrain(
+    config: TrainConfig, callbacks: list[Callback] | None = None, resume: bool = False
+) -> dict[str, Any]:
+    """Pretrain an encoder with a self-supervised method; writes a run directory like `train`.
+
+    The run's model (`checkpoints/best.*`, the last epoch) is the encoder alone (projection heads,
+    predictors, momentum targets and queues live in `checkpoints/state.*` only, for `--resume`);
+    it has no decision threshold. Use it with `siamese train --init RUN`, `embed`, `export`.
+
+    Raises:
+        ConfigError: a supervised method. TrainingInterrupted: Ctrl-C (the state was saved).
+        CollapseError: collapse with `stop_on_collapse`.
+    """
+    if not config.method.self_supervised:
+        raise ConfigError(
+            "pretrain needs a self-supervised --method: " + ", ".join(("simclr", "moco", "byol", "swav"))
+        )
+    start = time.perf_counter()
+    seed_everything(config.seed)
+    device = resolve_device(config.device)
+    run_dir = Path(config.out) if config.out else default_run_dir(config)
+    data = prepare_views(config)
+    run_dir.mkdir(parents=True, exist_ok=True)
+    if not resume:
+        config.save(run_dir / "config.json")
+    method = build_method(config, data.channels).to(device)
+    optimizer, scheduler = build_optimizer(config, method, len(data.train_loader))
+    meta = {**checkpoint_metadata(config, data), "method": config.method.name}
+    checkpoints = CheckpointCallback(run_dir, meta, save_every=config.save_every, select="last")
+    eval_tf = get_transform(config.data.preset, False, data.image_size, data.channels)
+    standard: list[Callback] = [
+        RepresentationMonitor(
+            data.monitor_paths,
+            data.monitor_labels,
+            eval_tf,
+            data.channels,
+            config.method.collapse_threshold,
+            config.method.stop_on_collapse,
+        ),
+        CSVLogger(run_dir / "metrics.csv"),
+        checkpoints,
+    ]
+    budget = [TimeBudget(config.max_minutes * 60)] if config.max_minutes else []
+    trainer = Trainer(
+        method, optimizer, scheduler, device, [*standard, *budget, *(callbacks or [])], config.skip_nonfinite
+    )
+    last = fit_run(trainer, checkpoints, data.train_loader, config, run_dir, resume)
+    if trainer.interrupted:
+        raise TrainingInterrupted(run_dir, trainer.epoch, trainer.step_in_epoch)
+    summary = {
+        "run_dir": str(run_dir),
+        "method": config.method.name,
+        "epochs": last.get("epoch"),
+        "train_loss": last.get("train_loss"),
+        "knn_acc": last.get("knn_acc"),
+        "spread": last.get("spread"),
+        "images": data.num_images,
+        "wall_time_s": round(time.perf_counter() - start, 2),
+        "device": str(device),
+    }
+    (run_dir / "summary.json").write_text(json.dumps(summary, indent=2) + "\n")
+    return summary

@@ -1,0 +1,60 @@
+"""`siamese pretrain` through Typer's CliRunner, and `siamese train --init` from its run."""
+
+import json
+
+import pytest
+from safetensors.torch import load_file
+from typer.testing import CliRunner
+
+from siamese.cli.app import app
+from tests.conftest import write_identity_folder
+
+runner = CliRunner(env={"COLUMNS": "250"})
+TINY = ["--preset", "digits", "--epochs", "1", "--batch-size", "8", "--embedding-dim", "8"]
+
+
+@pytest.mark.parametrize("method", ["simclr", "moco", "byol", "swav"])
+def test_pretrain_writes_an_encoder_only_run_with_its_table(tmp_path, method):
+    data = write_identity_folder(tmp_path / "ids", n_identities=4, n_images=4)
+    out = tmp_path / "run"
+    extra = ["--queue-size", "16"] if method == "moco" else ["--prototypes", "8"] if method == "swav" else []
+    result = runner.invoke(app, ["pretrain", str(data), "--method", method, *TINY, *extra, "--out", str(out)])
+    assert result.exit_code == 0, result.output
+    assert "k-NN accuracy" in result.output and "embedding spread" in result.output
+    summary = json.loads((out / "summary.json").read_text())
+    assert summary["method"] == method and summary["images"] == 16 and 0 <= summary["knn_acc"] <= 1
+    weights = load_file(str(out / "checkpoints" / "best.safetensors"))
+    state = load_file(str(out / "checkpoints" / "state.safetensors"))
+    assert not any(k.startswith(("projector", "target", "predictor", "prototypes")) for k in weights)
+    assert any(k.startswith("model.projector") for k in state)  # heads live in the training state only
+    meta = json.loads((out / "checkpoints" / "best.json").read_text())
+    assert meta["method"] == method and meta["threshold"] is None
+
+
+def test_train_init_starts_from_the_pretrained_encoder(tmp_path):
+    data = write_identity_folder(tmp_path / "ids", n_identities=8, n_images=4)
+    pre = tmp_path / "pre"
+    assert runner.invoke(app, ["pretrain", str(data), *TINY, "--out", str(pre)]).exit_code == 0
+    args = ["train", str(data), *TINY, "--lr", "1e-12", "--warmup-epochs", "0", "--samples-per-epoch", "8"]
+    result = runner.invoke(
+        app, [*args, "--eval-pairs", "8", "--init", str(pre), "--out", str(tmp_path / "ft")]
+    )
+    assert result.exit_code == 0, result.output
+    start = load_file(str(pre / "checkpoints" / "best.safetensors"))
+    tuned = load_file(str(tmp_path / "ft" / "checkpoints" / "best.safetensors"))
+    kernels = [k for k, v in start.items() if v.ndim >= 2]  # conv and linear weights (BN stats move)
+    assert kernels and all((tuned[k] - start[k]).abs().max() < 1e-6 for k in kernels)  # lr ~0
+
+
+def test_init_with_another_architecture_is_one_line_error(tmp_path):
+    data = write_identity_folder(tmp_path / "ids", n_identities=8, n_images=4)
+    pre = tmp_path / "pre"
+    assert runner.invoke(app, ["pretrain", str(data), *TINY, "--out", str(pre)]).exit_code == 0
+    result = runner.invoke(
+        app, ["train", str(data), "--preset", "digits", "--embedding-dim", "16", "--init", str(pre)]
+    )
+    assert (
+        result.exit_code == 1
+        and "does not fit" in result.stderr
+        and len(result.stderr.strip().splitlines()) == 1
+    )
