@@ -116,11 +116,9 @@ def pretrain_command(
 
 def _run(config, resume: bool = False) -> None:  # noqa: ANN001 - TrainConfig, imported lazily
     from rich.markup import escape
-    from rich.table import Table
 
-    from siamese.cli.progress import EpochLine, RichProgress, StopOnSigint
+    from siamese.cli.progress import run_with_progress, summary_table
     from siamese.training.pretrain import pretrain
-    from siamese.training.run import TrainingInterrupted
 
     source = escape(config.data.root or "embedded scikit-learn digits")
     console.print(
@@ -128,24 +126,15 @@ def _run(config, resume: bool = False) -> None:  # noqa: ANN001 - TrainConfig, i
         f"encoder {config.model.encoder}; labels are never used for training)",
         highlight=False,
     )
-    epochs = config.optim.epochs
-    callbacks = [RichProgress(console, epochs), EpochLine(console, epochs), StopOnSigint(console)]
-    try:
-        summary = pretrain(config, callbacks=callbacks, resume=resume)
-    except TrainingInterrupted as exc:
-        console.print(f"[yellow]{exc}[/]", highlight=False)
-        raise typer.Exit(130) from None
-    table = Table(title="siamese pretrain", show_header=False)
-    table.add_column(no_wrap=True)
-    table.add_column(overflow="fold")
-    table.add_row("method / epochs", f"{summary['method']} / {summary['epochs']}")
-    table.add_row("final training loss", f"{summary['train_loss']:.4f}")
+    summary = run_with_progress(pretrain, config, resume)
     knn = summary["knn_acc"]
-    table.add_row("k-NN accuracy (monitor)", "no labels" if knn is None else f"{knn:.2%}")
-    table.add_row("embedding spread (1 healthy, 0 collapsed)", f"{summary['spread']:.3f}")
-    table.add_row("images", str(summary["images"]))
-    table.add_row("wall time", f"{summary['wall_time_s']:.1f} s on {summary['device']}")
-    table.add_row(
-        "run saved to", f"{summary['run_dir']}  (use: siamese train DATA --init {summary['run_dir']})"
-    )
-    console.print(table)
+    rows = [
+        ("method / epochs", f"{summary['method']} / {summary['epochs']}"),
+        ("final training loss", f"{summary['train_loss']:.4f}"),
+        ("k-NN accuracy (monitor)", "no labels" if knn is None else f"{knn:.2%}"),
+        ("embedding spread (1 healthy, 0 collapsed)", f"{summary['spread']:.3f}"),
+        ("images", str(summary["images"])),
+        ("wall time", f"{summary['wall_time_s']:.1f} s on {summary['device']}"),
+        ("run saved to", f"{summary['run_dir']}  (use: siamese train DATA --init {summary['run_dir']})"),
+    ]
+    console.print(summary_table("siamese pretrain", rows))

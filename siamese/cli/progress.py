@@ -103,3 +103,32 @@ class StopOnSigint(Callback):
 
     def on_fit_end(self, trainer: Trainer) -> None:
         self._restore()
+
+
+def run_with_progress(run: Any, config: Any, resume: bool) -> dict:
+    """Call `run(config, callbacks=..., resume=...)` with a progress bar, an epoch line and Ctrl-C
+    handling; an interrupted run prints the resume command and exits with code 130."""
+    import typer
+
+    from siamese.cli.common import console
+    from siamese.training.run import TrainingInterrupted
+
+    epochs = config.optim.epochs
+    callbacks = [RichProgress(console, epochs), EpochLine(console, epochs), StopOnSigint(console)]
+    try:
+        return run(config, callbacks=callbacks, resume=resume)
+    except TrainingInterrupted as exc:
+        console.print(f"[yellow]{exc}[/]", highlight=False)
+        raise typer.Exit(130) from None
+
+
+def summary_table(title: str, rows: list[tuple[str, str]]) -> Any:
+    """A two-column rich table of `(what, value)` rows."""
+    from rich.table import Table
+
+    table = Table(title=title, show_header=False)
+    table.add_column(no_wrap=True)
+    table.add_column(overflow="fold")
+    for row in rows:
+        table.add_row(*row)
+    return table

@@ -352,10 +352,9 @@ def _resume(ctx: typer.Context, run_dir: Path) -> None:
 
 def _run(config, resume: bool = False) -> None:  # noqa: ANN001 - TrainConfig, imported lazily
     from rich.markup import escape
-    from rich.table import Table
 
-    from siamese.cli.progress import EpochLine, RichProgress, StopOnSigint
-    from siamese.training.run import TrainingInterrupted, train
+    from siamese.cli.progress import run_with_progress, summary_table
+    from siamese.training.run import train
 
     source = escape(config.data.root or "embedded scikit-learn digits")
     if resume:
@@ -365,26 +364,19 @@ def _run(config, resume: bool = False) -> None:  # noqa: ANN001 - TrainConfig, i
         f"encoder {config.model.encoder}, sampler {config.sampler})",
         highlight=False,
     )
-    epochs = config.optim.epochs
-    callbacks = [RichProgress(console, epochs), EpochLine(console, epochs), StopOnSigint(console)]
-    try:
-        summary = train(config, callbacks=callbacks, resume=resume)
-    except TrainingInterrupted as exc:
-        console.print(f"[yellow]{exc}[/]", highlight=False)
-        raise typer.Exit(130) from None
-    test = summary["test"]
-    table = Table(title="siamese train", show_header=False)
-    table.add_column(no_wrap=True)
-    table.add_column(overflow="fold")
-    table.add_row("validation threshold (distance)", f"{summary['threshold']:.4f}")
-    kept = "last epoch" if config.select == "last" else "best epoch"
-    table.add_row(f"model: {kept} (val EER)", f"{summary['best_epoch']} ({summary['val_eer']:.2%})")
-    table.add_row("test EER", f"{test['eer']:.2%}")
-    table.add_row("test AUC", f"{test['auc']:.4f}")
-    table.add_row(
-        "test accuracy @ threshold", f"{test['accuracy']:.2%}  (FAR {test['far']:.2%}, FRR {test['frr']:.2%})"
-    )
-    table.add_row("test pairs / identities", f"{test['pairs']} / {summary['identities']['test']}")
-    table.add_row("wall time", f"{summary['wall_time_s']:.1f} s on {summary['device']}")
-    table.add_row("run saved to", summary["run_dir"])
-    console.print(table)
+    summary = run_with_progress(train, config, resume)
+    test, kept = summary["test"], "last epoch" if config.select == "last" else "best epoch"
+    rows = [
+        ("validation threshold (distance)", f"{summary['threshold']:.4f}"),
+        (f"model: {kept} (val EER)", f"{summary['best_epoch']} ({summary['val_eer']:.2%})"),
+        ("test EER", f"{test['eer']:.2%}"),
+        ("test AUC", f"{test['auc']:.4f}"),
+        (
+            "test accuracy @ threshold",
+            f"{test['accuracy']:.2%}  (FAR {test['far']:.2%}, FRR {test['frr']:.2%})",
+        ),
+        ("test pairs / identities", f"{test['pairs']} / {summary['identities']['test']}"),
+        ("wall time", f"{summary['wall_time_s']:.1f} s on {summary['device']}"),
+        ("run saved to", summary["run_dir"]),
+    ]
+    console.print(summary_table("siamese train", rows))
