@@ -10,7 +10,7 @@ TAR at FAR = 1%, and accuracy at the validation threshold. The threshold is the 
 validation writers' pairs (genuine, skilled and as many random impostors as skilled ones); test
 writers never influence it. The peers (see peers.py) share splits, pairs and the wall-clock budget.
 
-    python benchmarks/cedar.py /work/shared/data/cedar [--set epochs=30] [--folds 1] [--smoke]
+    python benchmarks/cedar.py ../shared/data/cedar [--set epochs=30] [--folds 1] [--smoke]
 """
 
 from __future__ import annotations

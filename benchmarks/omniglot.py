@@ -8,7 +8,7 @@ characters is reported too); the rest train. Evaluation: the 20 runs of Lake et 
 (the model's distance); `class_labels.txt` gives the truth. Reported: accuracy per run and the mean.
 Note the runs' characters come from the evaluation alphabets, which are never trained on.
 
-    python benchmarks/omniglot.py /work/shared/data/omniglot [--set epochs=20] [--smoke]
+    python benchmarks/omniglot.py ../shared/data/omniglot [--set epochs=20] [--smoke]
 """
 
 from __future__ import annotations

@@ -7,7 +7,7 @@ mean ± std: EER, AUC, TAR at FAR = 1%, accuracy at the validation threshold (EE
 the validation people, the same rule for every method) and training wall time. The peers
 (see peers.py) get the same split, test pairs and wall-clock budget (our measured training time).
 
-    python benchmarks/orl.py /work/shared/data/att_faces [--set epochs=30] [--folds 1] [--smoke]
+    python benchmarks/orl.py ../shared/data/att_faces [--set epochs=30] [--folds 1] [--smoke]
 """
 
 from __future__ import annotations

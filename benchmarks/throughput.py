@@ -10,12 +10,13 @@ Training images/s are measured over `--steps` steps after `--warmup` steps, wall
 - recipe (a) (peers.py, pytorch/examples `siamese_network`): its own pair loader and BCE step on the
   same images, same batch size in pairs.
 
-Embedding images/s: `siamese.inference.embed_all` over the dataset's image files (decoding and
-eval transform included) against bare `encoder(x)` inference on random tensors of the same batch
-shape. Overhead % = how much longer an image takes through the pipeline than through the bare
-encoder; the measurements take turns for `--folds` rounds and the median of each is kept.
+Embedding images/s: `siamese.inference.embed_files` (which collects `embed_all`; the results keep
+that row name) over the dataset's image files (decoding and eval transform included) against bare
+`encoder(x)` inference on random tensors of the same batch shape. Overhead % = how much longer an
+image takes through the pipeline than through the bare encoder; the measurements take turns for
+`--folds` rounds and the median of each is kept.
 
-    python benchmarks/throughput.py /work/shared/data/att_faces [--preset face] [--steps 60]
+    python benchmarks/throughput.py ../shared/data/att_faces [--preset face] [--steps 60]
 """
 
 from __future__ import annotations
