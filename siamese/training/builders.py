@@ -11,13 +11,11 @@ import torch
 
 from siamese.data import preprocessing_spec
 from siamese.errors import CheckpointError
-from siamese.losses import get_loss, get_miner, split_loss_options
-from siamese.models import Encoder, TwinNetwork, get_encoder
+from siamese.losses import get_loss, get_miner
+from siamese.models import Encoder, get_encoder
 from siamese.models.checkpoint import load_checkpoint
-from siamese.names import split_options
-from siamese.training.callbacks import CheckpointCallback, CSVLogger, TimeBudget, ValidationCallback
+from siamese.training.callbacks import CheckpointCallback, CSVLogger, TimeBudget
 from siamese.training.config import TrainConfig
-from siamese.training.loaders import Prepared
 from siamese.training.methods import METHODS, Method, SupervisedMethod
 from siamese.training.trainer import Callback, Trainer
 
@@ -60,14 +58,13 @@ def build_method(config: TrainConfig, channels: int) -> Method:
     """
     for note in config.ignored_options():
         logger.warning(note)
+    kwargs, _ = config.objective_options()
+    encoder = build_encoder(config, channels)
     if config.method.self_supervised:
-        cls = METHODS[config.method.name]
-        kwargs, _ = split_options(cls, config.method.options(config.loss.temperature), skip=("encoder",))
-        return cls(build_encoder(config, channels), **kwargs)
-    kwargs, _ = split_loss_options(config.loss.name, config.loss.options(config.model.distance))
+        return METHODS[config.method.name](encoder, **kwargs)
     miner = get_miner(config.loss.miner) if config.sampler == "mperclass" else None
-    model = TwinNetwork(build_encoder(config, channels), distance=config.model.distance or "euclidean")
-    return SupervisedMethod(model.encoder, get_loss(config.loss.name, **kwargs), miner, model.distance)
+    loss = get_loss(config.loss.name, **kwargs)
+    return SupervisedMethod(encoder, loss, miner, config.model.distance or "euclidean")
 
 
 def build_optimizer(
@@ -94,9 +91,9 @@ def build_optimizer(
     return opt, torch.optim.lr_scheduler.LambdaLR(opt, factor)
 
 
-def checkpoint_metadata(config: TrainConfig, data: Prepared) -> dict[str, Any]:
-    """What inference needs besides the weights: preprocessing and the threshold rule."""
-    return {
+def checkpoint_metadata(config: TrainConfig, data: Any) -> dict[str, Any]:
+    """What inference needs besides the weights: preprocessing, the threshold rule, the objective."""
+    meta = {
         "preset": config.data.preset,
         "image_size": list(data.image_size),
         "channels": data.channels,
@@ -105,29 +102,39 @@ def checkpoint_metadata(config: TrainConfig, data: Prepared) -> dict[str, Any]:
         "target_far": config.target_far if config.threshold_rule == "far" else None,
         "loss": None if config.method.self_supervised else config.loss.name,
     }
+    return {**meta, "method": config.method.name} if config.method.self_supervised else meta
 
 
 def build_trainer(
-    config: TrainConfig, data: Prepared, run_dir: Path, device: torch.device, callbacks: list[Callback]
+    config: TrainConfig,
+    data: Any,
+    run_dir: Path,
+    device: torch.device,
+    evaluation: Callback,
+    callbacks: list[Callback],
 ) -> tuple[Trainer, CheckpointCallback]:
-    """Method, optimiser and the standard callbacks (validation, CSV, checkpoints)."""
+    """Method, optimiser and the standard callbacks: `evaluation`, CSV log, checkpoints, time budget.
+
+    Args:
+        data: the prepared data (`Prepared` or `PreparedViews`): channels, image size, train loader.
+        evaluation: adds each epoch's evaluation metrics (`ValidationCallback` for a supervised
+            run, the representation monitor for a self-supervised one).
+
+    A self-supervised run has no validation EER to select an epoch by: it keeps the last one.
+    """
     method = build_method(config, data.channels).to(device)
     optimizer, scheduler = build_optimizer(config, method, len(data.train_loader))
+    select = "last" if config.method.self_supervised else config.select
     checkpoints = CheckpointCallback(
-        run_dir, checkpoint_metadata(config, data), save_every=config.save_every, select=config.select
+        run_dir, checkpoint_metadata(config, data), save_every=config.save_every, select=select
     )
     budget = [TimeBudget(config.max_minutes * 60)] if config.max_minutes else []
-    standard = [
-        ValidationCallback(data.val_loader, config.threshold_rule, config.target_far),
-        CSVLogger(run_dir / "metrics.csv"),
-        checkpoints,
-    ]
     trainer = Trainer(
         method,
         optimizer,
         scheduler,
         device=device,
-        callbacks=[*standard, *budget, *callbacks],
+        callbacks=[evaluation, CSVLogger(run_dir / "metrics.csv"), checkpoints, *budget, *callbacks],
         skip_nonfinite=config.skip_nonfinite,
     )
     return trainer, checkpoints

@@ -22,7 +22,6 @@ from siamese.names import check_choice, split_options
 from siamese.training.methods.registry import METHODS
 
 SELECT_RULES = ("best", "last")
-_choice = check_choice
 
 
 def _positive(value: float, what: str, allow_zero: bool = False) -> None:
@@ -77,11 +76,11 @@ class DataConfig:
     rotations: int = 1
 
     def __post_init__(self) -> None:
-        _choice(self.preset, names.PRESETS, "preset")
+        check_choice(self.preset, names.PRESETS, "preset")
         if self.rotations not in (1, 2, 4):
             raise ConfigError(f"rotations must be 1, 2 or 4, got {self.rotations}")
         if self.sampler is not None:
-            _choice(self.sampler, names.SAMPLERS, "sampler")
+            check_choice(self.sampler, names.SAMPLERS, "sampler")
         if self.channels is not None and self.channels not in (1, 3):
             raise ConfigError(f"channels must be 1 or 3, got {self.channels}")
         if self.image_size is not None and min(self.image_size) < 4:
@@ -123,9 +122,9 @@ class ModelConfig:
     init: str | None = None
 
     def __post_init__(self) -> None:
-        _choice(self.encoder, names.ENCODERS, "encoder")
+        check_choice(self.encoder, names.ENCODERS, "encoder")
         if self.distance is not None:
-            _choice(self.distance, names.DISTANCES, "distance")
+            check_choice(self.distance, names.DISTANCES, "distance")
         _positive(self.embedding_dim, "embedding dim", allow_zero=True)
 
 
@@ -149,11 +148,12 @@ class LossConfig:
     miner: str = "none"
 
     def __post_init__(self) -> None:
-        _choice(self.name, names.LOSSES, "loss")
-        _choice(self.miner, names.MINERS, "miner")
-        for what, value, zero in (("margin", self.margin, False), ("temperature", self.temperature, False)):
-            if value is not None:
-                _positive(value, what, allow_zero=zero)
+        check_choice(self.name, names.LOSSES, "loss")
+        check_choice(self.miner, names.MINERS, "miner")
+        if self.margin is not None:
+            _positive(self.margin, "margin")
+        if self.temperature is not None:
+            _positive(self.temperature, "temperature")
         if self.beta is not None:
             _positive(self.beta, "beta", allow_zero=True)
 
@@ -202,7 +202,7 @@ class MethodConfig:
     stop_on_collapse: bool = False
 
     def __post_init__(self) -> None:
-        _choice(self.name, names.METHODS, "method")
+        check_choice(self.name, names.METHODS, "method")
         for what in ("projection_dim", "hidden_dim", "prototypes", "sinkhorn_iterations", "epsilon"):
             value = getattr(self, what)
             if value is not None:
@@ -249,7 +249,7 @@ class OptimConfig:
     batch_size: int = 64
 
     def __post_init__(self) -> None:
-        _choice(self.optimizer, names.OPTIMIZERS, "optimizer")
+        check_choice(self.optimizer, names.OPTIMIZERS, "optimizer")
         _positive(self.lr, "learning rate")
         _positive(self.weight_decay, "weight decay", allow_zero=True)
         _positive(self.epochs, "epochs")
@@ -298,9 +298,9 @@ class TrainConfig:
     select: str = "best"
 
     def __post_init__(self) -> None:
-        _choice(self.device, names.DEVICES, "device")
-        _choice(self.select, SELECT_RULES, "select")
-        _choice(self.threshold_rule, THRESHOLD_RULES, "threshold rule")
+        check_choice(self.device, names.DEVICES, "device")
+        check_choice(self.select, SELECT_RULES, "select")
+        check_choice(self.threshold_rule, THRESHOLD_RULES, "threshold rule")
         _positive(self.save_every, "save every", allow_zero=True)
         if self.max_minutes is not None:
             _positive(self.max_minutes, "max minutes")
@@ -326,14 +326,20 @@ class TrainConfig:
         """The sampler actually used (explicit choice, else the objective's natural one)."""
         return self.data.sampler or self.samplers[0]
 
-    def ignored_options(self) -> list[str]:
-        """Options that were set but have no effect with this configuration, as one line each."""
+    def objective_options(self) -> tuple[dict[str, Any], list[str]]:
+        """The options the objective takes (a self-supervised method's, else the loss's), and the
+        names of the given ones it does not take."""
         if self.method.self_supervised:
             options = self.method.options(self.loss.temperature)
-            _, unused = split_options(METHODS[self.method.name], options, skip=("encoder",))
-            unused += [k for k in ("margin", "beta") if getattr(self.loss, k) is not None]
+            kwargs, unused = split_options(METHODS[self.method.name], options, skip=("encoder",))
+            return kwargs, unused + [k for k in ("margin", "beta") if getattr(self.loss, k) is not None]
+        return split_loss_options(self.loss.name, self.loss.options(self.model.distance))
+
+    def ignored_options(self) -> list[str]:
+        """Options that were set but have no effect with this configuration, as one line each."""
+        _, unused = self.objective_options()
+        if self.method.self_supervised:
             return [f"--{n.replace('_', '-')} has no effect with --method {self.method.name}" for n in unused]
-        _, unused = split_loss_options(self.loss.name, self.loss.options(self.model.distance))
         notes = [f"--{name} has no effect with --loss {self.loss.name}" for name in unused]
         given = {**self.method.options(None), "small_crops": self.method.small_crops or None}
         notes += [f"--{n.replace('_', '-')} has no effect without --method" for n, v in given.items() if v]
@@ -357,12 +363,9 @@ class TrainConfig:
         data = dict(d["data"])
         if data.get("image_size") is not None:
             data["image_size"] = tuple(data["image_size"])
+        sections = {"method": {}, **d, "data": data}  # runs from before methods existed: supervised
         return cls(
-            data=DataConfig(**data),
-            model=ModelConfig(**d["model"]),
-            loss=LossConfig(**d["loss"]),
-            optim=OptimConfig(**d["optim"]),
-            method=MethodConfig(**d.get("method", {})),
+            **{name: section(**sections[name]) for name, section in _SECTIONS.items()},
             **{k: v for k, v in d.items() if k not in _SECTIONS},
         )
 
@@ -390,7 +393,7 @@ def build_train_config(preset: str | None = None, **options: Any) -> TrainConfig
         ConfigError: an unknown option or an invalid value.
     """
     preset = preset or ("digits" if options.get("root") is None else "face")
-    _choice(preset, names.PRESETS, "preset")
+    check_choice(preset, names.PRESETS, "preset")
     given = {k: v for k, v in options.items() if v is not None}
     merged = {**PRESETS[preset].training, **given, "preset": preset}
     if "encoder_kwargs" not in given and merged.get("encoder", "smallcnn") != "smallcnn":

@@ -11,13 +11,13 @@ import json
 import logging
 import time
 from dataclasses import dataclass
-from pathlib import Path
 from typing import Any
 
 import numpy as np
 import torch
 from torch.utils.data import BatchSampler, DataLoader, RandomSampler
 
+from siamese import names
 from siamese.data import (
     PRESETS,
     ImageLoader,
@@ -31,14 +31,13 @@ from siamese.data import (
     multiview_collate,
     ssl_transform,
 )
-from siamese.devices import resolve_device
 from siamese.errors import ConfigError, SiameseError
 from siamese.evaluation import embedding_spread, knn_accuracy
-from siamese.inference.embedding import embed_all
-from siamese.training.builders import build_method, build_optimizer, checkpoint_metadata
-from siamese.training.callbacks import CheckpointCallback, CSVLogger, TimeBudget
+from siamese.inference.embedding import embed_files
+from siamese.training.builders import build_trainer
 from siamese.training.config import TrainConfig
-from siamese.training.run import TrainingInterrupted, default_run_dir, fit_run, seed_everything
+from siamese.training.loaders import make_loader
+from siamese.training.run import fit_run, start_run
 from siamese.training.trainer import Callback, Trainer
 
 logger = logging.getLogger(__name__)
@@ -85,17 +84,9 @@ def prepare_views(config: TrainConfig) -> PreparedViews:
     dataset = MultiViewDataset.from_inputs(inputs, views, ImageLoader(channels), seed=config.seed)
     if len(dataset) < config.optim.batch_size:
         raise ConfigError(f"batch size {config.optim.batch_size} exceeds the {len(dataset)} images found")
-    gen = torch.Generator().manual_seed(config.seed)
-    batches = ResumableBatchSampler(
-        BatchSampler(RandomSampler(dataset, generator=gen), config.optim.batch_size, drop_last=True)
-    )
-    loader = DataLoader(
-        dataset,
-        batch_sampler=batches,
-        collate_fn=multiview_collate,
-        num_workers=d.workers,
-        persistent_workers=d.workers > 0,
-    )
+    order = RandomSampler(dataset, generator=torch.Generator().manual_seed(config.seed))
+    batches = ResumableBatchSampler(BatchSampler(order, config.optim.batch_size, drop_last=True))
+    loader = make_loader(dataset, config, batch_sampler=batches, collate_fn=multiview_collate)
     paths, labels = _monitor([r.path for r in dataset.records], dataset.labels, config.seed)
     return PreparedViews(loader, paths, labels, channels, size, len(dataset))
 
@@ -136,7 +127,7 @@ class RepresentationMonitor(Callback):
 
     def on_epoch_end(self, trainer: Trainer, epoch: int, metrics: dict[str, float]) -> None:
         trainer.method.eval()
-        emb, _ = embed_all(
+        emb = embed_files(
             trainer.method.encoder,
             self.paths,
             self.transform,
@@ -175,41 +166,20 @@ def pretrain(
         CollapseError: collapse with `stop_on_collapse`.
     """
     if not config.method.self_supervised:
-        raise ConfigError(
-            "pretrain needs a self-supervised --method: " + ", ".join(("simclr", "moco", "byol", "swav"))
-        )
+        raise ConfigError(f"pretrain needs a self-supervised --method: {', '.join(names.SSL_METHODS)}")
     start = time.perf_counter()
-    seed_everything(config.seed)
-    device = resolve_device(config.device)
-    run_dir = Path(config.out) if config.out else default_run_dir(config)
-    data = prepare_views(config)
-    run_dir.mkdir(parents=True, exist_ok=True)
-    if not resume:
-        config.save(run_dir / "config.json")
-    method = build_method(config, data.channels).to(device)
-    optimizer, scheduler = build_optimizer(config, method, len(data.train_loader))
-    meta = {**checkpoint_metadata(config, data), "method": config.method.name}
-    checkpoints = CheckpointCallback(run_dir, meta, save_every=config.save_every, select="last")
+    run_dir, device, data = start_run(config, resume, lambda _: prepare_views(config))
     eval_tf = get_transform(config.data.preset, False, data.image_size, data.channels)
-    standard: list[Callback] = [
-        RepresentationMonitor(
-            data.monitor_paths,
-            data.monitor_labels,
-            eval_tf,
-            data.channels,
-            config.method.collapse_threshold,
-            config.method.stop_on_collapse,
-        ),
-        CSVLogger(run_dir / "metrics.csv"),
-        checkpoints,
-    ]
-    budget = [TimeBudget(config.max_minutes * 60)] if config.max_minutes else []
-    trainer = Trainer(
-        method, optimizer, scheduler, device, [*standard, *budget, *(callbacks or [])], config.skip_nonfinite
+    monitor = RepresentationMonitor(
+        data.monitor_paths,
+        data.monitor_labels,
+        eval_tf,
+        data.channels,
+        config.method.collapse_threshold,
+        config.method.stop_on_collapse,
     )
+    trainer, checkpoints = build_trainer(config, data, run_dir, device, monitor, callbacks or [])
     last = fit_run(trainer, checkpoints, data.train_loader, config, run_dir, resume)
-    if trainer.interrupted:
-        raise TrainingInterrupted(run_dir, trainer.epoch, trainer.step_in_epoch)
     summary = {
         "run_dir": str(run_dir),
         "method": config.method.name,

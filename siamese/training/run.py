@@ -6,9 +6,10 @@ import json
 import logging
 import random
 import time
+from collections.abc import Callable
 from datetime import datetime
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 import numpy as np
 import torch
@@ -20,13 +21,16 @@ from siamese.errors import CheckpointError, SiameseError
 from siamese.evaluation import fit_confidence, metrics_at_threshold
 from siamese.models.checkpoint import load_checkpoint, read_metadata, resolve_checkpoint, save_checkpoint
 from siamese.training.builders import build_trainer
-from siamese.training.callbacks import CheckpointCallback
+from siamese.training.callbacks import CheckpointCallback, ValidationCallback
 from siamese.training.config import TrainConfig
-from siamese.training.loaders import prepare_data
+from siamese.training.loaders import Prepared, prepare_data
 from siamese.training.state import load_training_state
 from siamese.training.trainer import Callback, Trainer
 
 logger = logging.getLogger(__name__)
+
+T = TypeVar("T")
+
 
 def seed_everything(seed: int) -> None:
     """Seed Python, NumPy and torch (weights, augmentation)."""
@@ -61,10 +65,10 @@ def calibrate_checkpoint(trainer: Trainer, val_loader: DataLoader, run_dir: Path
 class TrainingInterrupted(SiameseError):
     """Training stopped on request (Ctrl-C); a resumable state was saved."""
 
-    def __init__(self, run_dir: Path, epoch: int, step: int) -> None:
+    def __init__(self, run_dir: Path, epoch: int, step: int, command: str = "train") -> None:
         super().__init__(
             f"training interrupted at epoch {epoch + 1}, step {step}; state saved. "
-            f"Resume with: siamese train --resume {run_dir}"
+            f"Resume with: siamese {command} --resume {run_dir}"
         )
         self.run_dir = run_dir
 
@@ -89,12 +93,20 @@ def _truncate_metrics(path: Path, epochs_done: int) -> None:
     path.write_text("".join(kept))
 
 
-class _LastMetrics(Callback):
-    def __init__(self) -> None:
-        self.metrics: dict[str, float] = {}
-
-    def on_epoch_end(self, trainer: Trainer, epoch: int, metrics: dict[str, float]) -> None:
-        self.metrics = dict(metrics)
+def start_run(
+    config: TrainConfig, resume: bool, prepare: Callable[[Path], T]
+) -> tuple[Path, torch.device, T]:
+    """Seed, pick the device and the run directory, `prepare(run_dir)` the data, then (unless
+    resuming) create the directory and write `config.json`; a data error leaves no empty run
+    directory behind."""
+    seed_everything(config.seed)
+    device = resolve_device(config.device)
+    run_dir = Path(config.out) if config.out else default_run_dir(config)
+    data = prepare(run_dir)
+    run_dir.mkdir(parents=True, exist_ok=True)
+    if not resume:
+        config.save(run_dir / "config.json")
+    return run_dir, device, data
 
 
 def fit_run(
@@ -105,7 +117,11 @@ def fit_run(
     run_dir: Path,
     resume: bool,
 ) -> dict[str, float]:
-    """Fit (or, with `resume`, continue from the saved state) and return the last epoch's metrics."""
+    """Fit (or, with `resume`, continue from the saved state) and return the last epoch's metrics.
+
+    Raises:
+        TrainingInterrupted: `stop_requested` was set (Ctrl-C); the state was saved first.
+    """
     start_epoch = start_step = 0
     if resume:
         state = load_training_state(run_dir / "checkpoints" / "state", trainer)
@@ -113,10 +129,11 @@ def fit_run(
         checkpoints.restore(state["extra"])
         _truncate_metrics(run_dir / "metrics.csv", start_epoch)
         logger.info("resuming %s at epoch %d, step %d", run_dir, start_epoch + 1, start_step)
-    last = _LastMetrics()
-    trainer.callbacks.append(last)
     trainer.fit(loader, config.optim.epochs, start_epoch, start_step)
-    return last.metrics
+    if trainer.interrupted:
+        command = "pretrain" if config.method.self_supervised else "train"
+        raise TrainingInterrupted(run_dir, trainer.epoch, trainer.step_in_epoch, command)
+    return trainer.last_metrics
 
 
 def train(
@@ -144,22 +161,18 @@ def train(
         TrainingInterrupted: `stop_requested` was set (Ctrl-C); the state was saved first.
     """
     start = time.perf_counter()
-    seed_everything(config.seed)
-    device = resolve_device(config.device)
-    run_dir = Path(config.out) if config.out else default_run_dir(config)
-    if resume:
-        split = Split.from_json(run_dir / "split.json")
-    data = prepare_data(config, split)
-    run_dir.mkdir(parents=True, exist_ok=True)
+
+    def prepare(run_dir: Path) -> Prepared:
+        return prepare_data(config, Split.from_json(run_dir / "split.json") if resume else split)
+
+    run_dir, device, data = start_run(config, resume, prepare)
     if not resume:
-        config.save(run_dir / "config.json")
         data.split.to_json(run_dir / "split.json")
     logger.info("data: %s", data.index.summary())
 
-    trainer, checkpoints = build_trainer(config, data, run_dir, device, callbacks or [])
+    validation = ValidationCallback(data.val_loader, config.threshold_rule, config.target_far)
+    trainer, checkpoints = build_trainer(config, data, run_dir, device, validation, callbacks or [])
     fit_run(trainer, checkpoints, data.train_loader, config, run_dir, resume)
-    if trainer.interrupted:
-        raise TrainingInterrupted(run_dir, trainer.epoch, trainer.step_in_epoch)
 
     best, _ = load_checkpoint(run_dir, device=device)
     trainer.method.encoder.load_state_dict(best.encoder.state_dict())  # the run's model, for the test

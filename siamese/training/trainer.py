@@ -111,6 +111,7 @@ class Trainer:
         self.stop_requested = False
         self.finish_requested = False  # end normally after the current epoch (e.g. a time budget)
         self.interrupted = False
+        self.last_metrics: dict[str, float] = {}  # the metrics of the last finished epoch
 
     def step(self, batch: Batch | tuple, train: bool) -> StepOutput:
         """Run the method's step on a batch and (when training) update.
@@ -215,6 +216,7 @@ class Trainer:
             metrics = {"epoch": epoch + 1, "train_loss": train_loss}
             for cb in self.callbacks:
                 cb.on_epoch_end(self, epoch, metrics)
+            self.last_metrics = metrics
             if self.finish_requested:
                 logger.info("finishing early after epoch %d", epoch + 1)
                 break
