@@ -9,6 +9,8 @@ import inspect
 from collections.abc import Callable
 from typing import Any
 
+from siamese.errors import ConfigError
+
 LOSSES = ("margin", "supcon", "triplet")
 METHODS = ("supervised", "simclr", "moco", "byol", "swav")
 SSL_METHODS = METHODS[1:]
@@ -27,8 +29,6 @@ def check_choice(value: str, allowed: tuple[str, ...], what: str) -> str:
     >>> check_choice("cosine", DISTANCES, "distance")
     'cosine'
     """
-    from siamese.errors import ConfigError
-
     if value not in allowed:
         raise ConfigError(f"unknown {what} {value!r}; choose one of: {', '.join(allowed)}")
     return value

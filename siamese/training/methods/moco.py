@@ -8,7 +8,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from siamese.losses.infonce import info_nce
+from siamese.losses.infonce import InfoNCELoss
 from siamese.models.heads import ProjectionHead
 from siamese.models.memory_bank import FeatureQueue
 from siamese.training.methods.base import Batch, StepOutput
@@ -53,7 +53,7 @@ class MoCoMethod(MomentumMethod):
         self.projector = ProjectionHead(self.embedding_dim(), hidden_dim, projection_dim, batch_norm=False)
         self.init_momentum()
         self.queue = FeatureQueue(queue_size, projection_dim)
-        self.temperature = float(temperature)
+        self.loss = InfoNCELoss(temperature)
         self.shuffle_groups = int(shuffle_groups)
         self._keys: torch.Tensor | None = None
 
@@ -70,7 +70,7 @@ class MoCoMethod(MomentumMethod):
         h = self.embed(x1)  # (N, D)
         q = F.normalize(self.projector(h), dim=1)  # (N, P)
         k = self.keys(x2)  # (N, P), no gradient
-        loss = info_nce(q, k, self.queue.features(), self.temperature)
+        loss = self.loss(q, k, self.queue.features())
         self._keys = k
         return StepOutput(loss, h)
 
