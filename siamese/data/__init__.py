@@ -7,6 +7,7 @@ Importing this package does not import torchvision (transforms import it when bu
 from siamese.data.batches import (
     IdentityBatchSampler,
     ResumableBatchSampler,
+    ShuffledBatchSampler,
     batch_collate,
     identity_batch_sampler,
 )
@@ -41,6 +42,7 @@ __all__ = [
     "EmbeddingInput",
     "IdentityBatchSampler",
     "ResumableBatchSampler",
+    "ShuffledBatchSampler",
     "IdentityPools",
     "ImageDataset",
     "ImageIndex",

@@ -163,6 +163,40 @@ def batch_collate(batch: Sequence[tuple[torch.Tensor, int]]) -> tuple[torch.Tens
     return images, labels, None
 
 
+class ShuffledBatchSampler(Sampler[list[int]]):
+    """Batches of a random permutation of `range(n)` drawn from `(seed, epoch)`, the last partial
+    batch dropped.
+
+    Unlike a `RandomSampler` with a generator, the order of an epoch does not depend on how many
+    epochs ran before in this process, so a resumed run sees the batches an uninterrupted one would.
+
+    Args:
+        n: dataset size.
+        batch_size: items per batch.
+        seed: base seed.
+
+    Raises:
+        ConfigError: fewer than `batch_size` items.
+    """
+
+    def __init__(self, n: int, batch_size: int, seed: int = 0) -> None:
+        if batch_size < 1 or n < batch_size:
+            raise ConfigError(f"batch size {batch_size} exceeds the {n} images found")
+        self.n, self.batch_size, self.seed, self.epoch = int(n), int(batch_size), int(seed), 0
+
+    def set_epoch(self, epoch: int) -> None:
+        """Select the epoch (and so the order) `__iter__` produces."""
+        self.epoch = int(epoch)
+
+    def __len__(self) -> int:
+        return self.n // self.batch_size
+
+    def __iter__(self) -> Iterator[list[int]]:
+        order = np.random.default_rng([self.seed, self.epoch]).permutation(self.n)
+        for start in range(0, len(self) * self.batch_size, self.batch_size):
+            yield order[start : start + self.batch_size].tolist()
+
+
 class ResumableBatchSampler(Sampler[list[int]]):
     """Wraps a batch sampler so an interrupted epoch can restart after its first `skip` batches.
 

@@ -19,8 +19,11 @@ from siamese.data import (
     ImageDataset,
     ImageIndex,
     ImageLoader,
+    MultiView,
+    MultiViewDataset,
     PairDataset,
     ResumableBatchSampler,
+    ShuffledBatchSampler,
     Split,
     TripletDataset,
     batch_collate,
@@ -28,10 +31,13 @@ from siamese.data import (
     get_transform,
     identity_batch_sampler,
     materialize_digits,
+    multicrop_transform,
+    multiview_collate,
     pair_collate,
     rotated_classes,
     scan_folder,
     split_identities,
+    ssl_transform,
     triplet_collate,
 )
 from siamese.errors import ConfigError
@@ -53,6 +59,13 @@ class Prepared:
     train_loader: DataLoader
     val_loader: DataLoader
     test_loader: DataLoader
+
+
+def input_geometry(config: TrainConfig) -> tuple[int, tuple[int, int]]:
+    """The input channels and (H, W): the config's overrides, else the preset's."""
+    d, preset = config.data, PRESETS[config.data.preset]
+    h, w = d.image_size or preset.image_size
+    return d.channels or preset.channels, (h, w)
 
 
 def make_loader(dataset: Any, config: TrainConfig, **kwargs: Any) -> DataLoader:
@@ -110,10 +123,34 @@ def mperclass_loader(
     return make_loader(ds, config, batch_sampler=ResumableBatchSampler(sampler), collate_fn=batch_collate)
 
 
+def view_transform(config: TrainConfig, channels: int, size: tuple[int, int]) -> Any:
+    """The preset's view augmentation: two views, or 2 global + `small_crops` local crops."""
+    preset = PRESETS[config.data.preset]
+    if config.method.small_crops:
+        return multicrop_transform(preset, config.method.small_crops, image_size=size, channels=channels)
+    return MultiView(ssl_transform(preset, image_size=size, channels=channels), views=2)
+
+
+def multiview_loader(dataset: MultiViewDataset, config: TrainConfig) -> DataLoader:
+    """Shuffled multi-view batches whose order is fixed by (seed, epoch), so a resumed epoch repeats."""
+    batches = ResumableBatchSampler(ShuffledBatchSampler(len(dataset), config.optim.batch_size, config.seed))
+    return make_loader(dataset, config, batch_sampler=batches, collate_fn=multiview_collate)
+
+
+def views_loader(index: ImageIndex, loader: ImageLoader, transform: Any, config: TrainConfig) -> DataLoader:
+    """Each image of the index as independently augmented views (`view_transform`; the per-image
+    `transform` is not used), labelled by identity: supervised losses see the views of one image,
+    and the other images of its identity, as positives."""
+    channels, size = input_geometry(config)
+    ds = MultiViewDataset.from_index(index, view_transform(config, channels, size), loader, config.seed)
+    return multiview_loader(ds, config)
+
+
 SAMPLERS: dict[str, SamplerBuilder] = {
     "pairs": pair_loader,
     "triplets": triplet_loader,
     "mperclass": mperclass_loader,
+    "views": views_loader,
 }
 """Training-batch builders keyed by `siamese.names.SAMPLERS`."""
 
@@ -147,9 +184,8 @@ def prepare_data(config: TrainConfig, split: Split | None = None) -> Prepared:
     d = config.data
     root = d.root if d.root is not None else materialize_digits()
     index = scan_folder(root, d.forgeries)
+    channels, size = input_geometry(config)
     preset = PRESETS[d.preset]
-    channels = d.channels or preset.channels
-    size = tuple(d.image_size or preset.image_size)
     cache = d.cache if d.cache is not None else len(index) <= CACHE_LIMIT
     loader = ImageLoader(channels, cache=cache)
     # decode everything once up front (filling the cache) so a bad file never stops an epoch

@@ -14,29 +14,22 @@ from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
-import torch
-from torch.utils.data import BatchSampler, DataLoader, RandomSampler
+from torch.utils.data import DataLoader
 
 from siamese import names
 from siamese.data import (
-    PRESETS,
     ImageLoader,
-    MultiView,
     MultiViewDataset,
-    ResumableBatchSampler,
     get_transform,
     list_inputs,
     materialize_digits,
-    multicrop_transform,
-    multiview_collate,
-    ssl_transform,
 )
 from siamese.errors import ConfigError, SiameseError
 from siamese.evaluation import embedding_spread, knn_accuracy
 from siamese.inference.embedding import embed_files
 from siamese.training.builders import build_trainer
 from siamese.training.config import TrainConfig
-from siamese.training.loaders import make_loader
+from siamese.training.loaders import input_geometry, multiview_loader, view_transform
 from siamese.training.run import fit_run, start_run
 from siamese.training.trainer import Callback, Trainer
 
@@ -72,21 +65,12 @@ def _monitor(paths: list[str], labels: np.ndarray, seed: int) -> tuple[list[str]
 
 def prepare_views(config: TrainConfig) -> PreparedViews:
     """Every image under the data root (searched recursively) as two-view (or multi-crop) items."""
-    d, preset = config.data, PRESETS[config.data.preset]
-    inputs = list_inputs(d.root if d.root is not None else materialize_digits())
-    channels, size = d.channels or preset.channels, tuple(d.image_size or preset.image_size)
-    if config.method.small_crops:
-        views: Any = multicrop_transform(
-            preset, config.method.small_crops, image_size=size, channels=channels
-        )
-    else:
-        views = MultiView(ssl_transform(preset, image_size=size, channels=channels), views=2)
+    root = config.data.root
+    inputs = list_inputs(root if root is not None else materialize_digits())
+    channels, size = input_geometry(config)
+    views = view_transform(config, channels, size)
     dataset = MultiViewDataset.from_inputs(inputs, views, ImageLoader(channels), seed=config.seed)
-    if len(dataset) < config.optim.batch_size:
-        raise ConfigError(f"batch size {config.optim.batch_size} exceeds the {len(dataset)} images found")
-    order = RandomSampler(dataset, generator=torch.Generator().manual_seed(config.seed))
-    batches = ResumableBatchSampler(BatchSampler(order, config.optim.batch_size, drop_last=True))
-    loader = make_loader(dataset, config, batch_sampler=batches, collate_fn=multiview_collate)
+    loader = multiview_loader(dataset, config)
     paths, labels = _monitor([r.path for r in dataset.records], dataset.labels, config.seed)
     return PreparedViews(loader, paths, labels, channels, size, len(dataset))
 

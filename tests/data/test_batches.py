@@ -124,3 +124,18 @@ def test_warns_when_positions_hold_no_forgeries(caplog):
         sampler = identity_batch_sampler(INDEX, INDEX.genuine(), 8, 2, 16, seed=0, forgeries_per_batch=2)
     assert "holds no forgeries" in caplog.text
     assert all(len(batch) == 8 for batch in sampler)
+
+
+def test_shuffled_batches_depend_only_on_seed_and_epoch():
+    from siamese.data import ShuffledBatchSampler
+
+    a, b = ShuffledBatchSampler(10, 3, seed=1), ShuffledBatchSampler(10, 3, seed=1)
+    b.set_epoch(1)
+    b.set_epoch(0)  # going back to epoch 0 gives epoch 0's order again
+    first = list(a)
+    assert first == list(b) and len(a) == 3 and len(first) == 3
+    assert all(len(batch) == 3 for batch in first) and len({i for batch in first for i in batch}) == 9
+    a.set_epoch(1)
+    assert list(a) != first
+    with pytest.raises(ConfigError, match="batch size 11 exceeds the 10 images"):
+        ShuffledBatchSampler(10, 11)

@@ -9,6 +9,7 @@ import time
 from pathlib import Path
 
 import pytest
+import torch
 from safetensors.torch import load_file
 
 from siamese.training.config import build_train_config
@@ -130,3 +131,22 @@ def test_sigkill_after_first_checkpoint_then_resume(data, tmp_path, reference):
     assert result.returncode == 0, result.stderr
     _assert_same_weights(run, reference)
     assert (run / "metrics.csv").read_text() == (reference / "metrics.csv").read_text()
+
+
+@pytest.mark.parametrize("method", ["moco", "byol"])
+def test_pretraining_resumed_mid_epoch_matches_an_uninterrupted_run(data, tmp_path, method):
+    from siamese.training.pretrain import pretrain
+
+    opts = dict(method=method, epochs=2, batch_size=8, embedding_dim=8, seed=3, queue_size=16)
+    if method == "byol":
+        opts.pop("queue_size")
+    ref, run = tmp_path / "ref", tmp_path / "run"
+    pretrain(build_train_config("digits", root=str(data), out=str(ref), **opts))
+    with pytest.raises(TrainingInterrupted, match="siamese pretrain --resume"):
+        pretrain(build_train_config("digits", root=str(data), out=str(run), **opts), callbacks=[StopAt(3)])
+    pretrain(resume_config(run), resume=True)
+    _assert_same_weights(ref, run)
+    assert (ref / "metrics.csv").read_text() == (run / "metrics.csv").read_text()
+    state_ref, state_run = _weights(ref, "state"), _weights(run, "state")
+    for key in [k for k in state_ref if k.startswith(("model.target", "model.queue"))]:
+        assert torch.equal(state_ref[key], state_run[key]), key

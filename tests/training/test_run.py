@@ -2,6 +2,7 @@ import csv
 import json
 
 import pytest
+import torch
 
 from siamese.training.config import build_train_config
 from siamese.training.run import train
@@ -224,3 +225,27 @@ def test_select_decides_which_epoch_is_the_runs_model(tmp_path, select):
     assert summary["best_epoch"] == expected and summary["val_eer"] == pytest.approx(val_eer[expected - 1])
     best = (out / "checkpoints/best.safetensors").read_bytes()
     assert (best == (out / "checkpoints/last.safetensors").read_bytes()) == (expected == 4)
+
+
+def test_supcon_on_views_sees_both_views_of_each_image_labelled_by_identity(tmp_path):
+    from siamese.training import prepare_data
+
+    root = write_identity_folder(tmp_path / "ids", n_identities=8, n_images=4)
+    cfg = build_train_config(
+        "digits",
+        root=str(root),
+        loss="supcon",
+        sampler="views",
+        batch_size=8,
+        eval_pairs=8,
+        embedding_dim=8,
+        epochs=1,
+        out=str(tmp_path / "run"),
+    )
+    data = prepare_data(cfg)
+    images, labels = next(iter(data.train_loader))
+    assert images.shape == (8, 2, 1, 32, 32) and not torch.equal(images[:, 0], images[:, 1])
+    train_ids = data.train_loader.dataset.labels
+    assert set(labels.tolist()) <= set(train_ids.tolist()) and (labels >= 0).all()
+    summary = train(cfg)
+    assert summary["test"]["pairs"] == 8
