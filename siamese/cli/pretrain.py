@@ -9,7 +9,7 @@ import typer
 
 from siamese import names
 from siamese.cli.common import console, user_errors
-from siamese.cli.train import parse_encoder_args, parse_size
+from siamese.cli.train import parse_encoder_args, parse_size, resumed_config
 
 METHOD = "Method"
 RUN = "Run"
@@ -20,6 +20,7 @@ def _opt(help_text: str, panel: str = METHOD) -> typer.models.OptionInfo:
 
 
 def pretrain_command(
+    ctx: typer.Context,
     data: Annotated[
         Path | None,
         typer.Argument(help="Any folder of images, searched recursively (omit for the embedded digits)."),
@@ -75,10 +76,9 @@ def pretrain_command(
     """Pretrain the encoder without labels (SimCLR, MoCo v2, BYOL, SwAV); labels, if any, only monitor it."""
     with user_errors():
         from siamese.training.config import build_train_config
-        from siamese.training.run import resume_config
 
         if resume is not None:
-            _run(resume_config(resume), resume=True)
+            _run(resumed_config(ctx, resume), resume=True)
             return
         config = build_train_config(
             preset,

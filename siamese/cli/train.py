@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Annotated, Literal
+from typing import Annotated, Any, Literal
 
 import typer
 
@@ -284,7 +284,7 @@ def train_command(
     """Train a Siamese verification model on DATA (or on the embedded digits) and test it."""
     with user_errors():
         if resume is not None:
-            _resume(ctx, resume)
+            _run(resumed_config(ctx, resume), resume=True)
             return
         from siamese.training.config import build_train_config
 
@@ -336,7 +336,13 @@ def train_command(
         _run(config)
 
 
-def _resume(ctx: typer.Context, run_dir: Path) -> None:
+def resumed_config(ctx: typer.Context, run_dir: Path) -> Any:
+    """The saved config of `run_dir`, refusing any other option given with `--resume`.
+
+    Raises:
+        ConfigError: options besides `--resume` on the command line.
+        CheckpointError: not a resumable run directory.
+    """
     others = [
         name
         for name in ctx.params
@@ -347,7 +353,7 @@ def _resume(ctx: typer.Context, run_dir: Path) -> None:
         raise ConfigError(f"--resume continues a run with its saved config; remove {flags}")
     from siamese.training.run import resume_config
 
-    _run(resume_config(run_dir), resume=True)
+    return resume_config(run_dir)
 
 
 def _run(config, resume: bool = False) -> None:  # noqa: ANN001 - TrainConfig, imported lazily

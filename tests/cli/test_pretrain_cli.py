@@ -58,3 +58,9 @@ def test_init_with_another_architecture_is_one_line_error(tmp_path):
         and "does not fit" in result.stderr
         and len(result.stderr.strip().splitlines()) == 1
     )
+
+
+def test_pretrain_resume_refuses_other_options(tmp_path):
+    result = runner.invoke(app, ["pretrain", "--resume", str(tmp_path), "--epochs", "3"])
+    assert result.exit_code == 1
+    assert result.stderr.strip() == "error: --resume continues a run with its saved config; remove --epochs"
