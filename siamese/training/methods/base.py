@@ -9,7 +9,7 @@ exports keep; everything else is training-only.
 
 from __future__ import annotations
 
-from typing import Any, ClassVar, NamedTuple
+from typing import Any, NamedTuple
 
 import torch
 from torch import nn
@@ -82,8 +82,6 @@ class Method(nn.Module):
         encoder: the shared encoder `(B, C, H, W) -> (B, D)` that checkpoints and exports keep.
         distance: the pair distance used for verification ("euclidean" or "cosine").
     """
-
-    name: ClassVar[str] = ""
 
     def __init__(self, encoder: nn.Module, distance: str = "euclidean") -> None:
         super().__init__()

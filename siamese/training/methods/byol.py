@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-from typing import ClassVar
-
 import torch
 from torch import nn
 
@@ -26,8 +24,6 @@ class BYOLMethod(MomentumMethod):
         momentum: starting EMA coefficient tau (0.99).
         momentum_end: final tau (1.0).
     """
-
-    name: ClassVar[str] = "byol"
 
     def __init__(
         self,

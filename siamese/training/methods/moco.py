@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-from typing import ClassVar
-
 import torch
 import torch.nn.functional as F
 from torch import nn
@@ -35,8 +33,6 @@ class MoCoMethod(MomentumMethod):
         momentum_end: final EMA coefficient (cosine schedule); equal to `momentum` = constant.
         shuffle_groups: sub-batches of the shuffled-BN key pass (1 = plain BatchNorm).
     """
-
-    name: ClassVar[str] = "moco"
 
     def __init__(
         self,

@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-from typing import ClassVar
-
 import torch
 from torch import nn
 
@@ -21,8 +19,6 @@ class SimCLRMethod(Method):
         hidden_dim: hidden size of the head.
         temperature: NT-Xent temperature (0.1 suits small batches; SimCLR used 0.5 at batch 4096).
     """
-
-    name: ClassVar[str] = "simclr"
 
     def __init__(
         self, encoder: nn.Module, projection_dim: int = 128, hidden_dim: int = 512, temperature: float = 0.1

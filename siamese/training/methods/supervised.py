@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from typing import Any, ClassVar
+from typing import Any
 
 from torch import nn
 
@@ -19,8 +19,6 @@ class SupervisedMethod(Method):
         miner: optional pml miner applied to batches that carry no index tuple.
         distance: pair distance of verification.
     """
-
-    name: ClassVar[str] = "supervised"
 
     def __init__(self, encoder: nn.Module, loss: Any, miner: Any = None, distance: str = "euclidean") -> None:
         super().__init__(encoder, distance)

@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-from typing import ClassVar
-
 import torch
 import torch.nn.functional as F
 from torch import nn
@@ -35,8 +33,6 @@ class SwAVMethod(Method):
         queue_size: queued projections used in the Sinkhorn step (0 = none); helps small batches.
         n_global: global views per image.
     """
-
-    name: ClassVar[str] = "swav"
 
     def __init__(
         self,
