@@ -13,6 +13,7 @@ from siamese.cli.evaluate import evaluate_command
 from siamese.cli.export import export_command
 from siamese.cli.pairs import pairs_command
 from siamese.cli.pretrain import pretrain_command
+from siamese.cli.probe import probe_command
 from siamese.cli.train import train_command
 from siamese.cli.verify import verify_command
 
@@ -54,6 +55,7 @@ app.command("pairs")(pairs_command)
 app.command("verify")(verify_command)
 app.command("embed")(embed_command)
 app.command("export")(export_command)
+app.command("probe")(probe_command)
 
 
 def main() -> None:

@@ -13,6 +13,11 @@ from __future__ import annotations
 import numpy as np
 import numpy.typing as npt
 
+KNN_K = 20
+"""Default neighbours of the vote (InstDisc uses 200 on ImageNet; 20 suits small labelled sets)."""
+KNN_TEMPERATURE = 0.07
+"""Default vote temperature, as in InstDisc."""
+
 
 def _unit(x: npt.ArrayLike) -> np.ndarray:
     a = np.asarray(x, dtype=np.float64)
@@ -23,8 +28,8 @@ def knn_predict(
     memory: npt.ArrayLike,
     memory_labels: npt.ArrayLike,
     queries: npt.ArrayLike,
-    k: int = 20,
-    temperature: float = 0.07,
+    k: int = KNN_K,
+    temperature: float = KNN_TEMPERATURE,
 ) -> np.ndarray:
     """Predicted class of each query: the class with the largest summed weight among its k neighbours.
 
@@ -57,8 +62,8 @@ def knn_accuracy(
     memory_labels: npt.ArrayLike,
     queries: npt.ArrayLike,
     query_labels: npt.ArrayLike,
-    k: int = 20,
-    temperature: float = 0.07,
+    k: int = KNN_K,
+    temperature: float = KNN_TEMPERATURE,
 ) -> float:
     """Share of queries whose weighted k-NN vote (see `knn_predict`) is their true class."""
     predicted = knn_predict(memory, memory_labels, queries, k, temperature)

@@ -36,8 +36,6 @@ from siamese.training.trainer import Callback, Trainer
 logger = logging.getLogger(__name__)
 
 MONITOR_IMAGES = 2000
-KNN_K = 20
-KNN_TEMPERATURE = 0.07
 
 
 class CollapseError(SiameseError):
@@ -123,7 +121,7 @@ class RepresentationMonitor(Callback):
         if len(self.queries):
             m, q = self.memory, self.queries
             metrics["knn_acc"] = knn_accuracy(
-                emb[m], self.labels[m], emb[q], self.labels[q], KNN_K, KNN_TEMPERATURE
+                emb[m], self.labels[m], emb[q], self.labels[q]
             )
         metrics["lr"] = trainer.optimizer.param_groups[0]["lr"]
         if metrics["spread"] < self.threshold:
