@@ -1,0 +1,223 @@
+"""Self-supervised pretraining on Omniglot without labels: ours vs lightly's same method, equal wall time.
+
+Every method (simclr, moco, byol, swav) pretrains on the images of `omniglot/background` (labels
+never read) for each wall-clock budget, twice: with `siamese pretrain` (the `omniglot` preset's
+pretraining defaults, the budget as `max_minutes`) and with lightly's implementation of the same
+method (`benchmarks/selfsup_peers.py`: same encoder, views, optimiser and hyper-parameters; the budget
+checked after every step). Each encoder is then scored, frozen:
+
+- 20-way one-shot accuracy on the 20 official runs (`omniglot/one_shot_runs`, evaluation
+  alphabets never seen): 1-NN with cosine distance, as `siamese probe --oneshot-runs`;
+- weighted k-NN accuracy on the background characters (labels used only for scoring: per
+  character half the drawers are the memory, half the queries), as `siamese probe`.
+
+Beside them: the supervised `omniglot` preset trained for the same budget (the ceiling), raw
+pixels and a randomly initialised encoder (the floors), and the images per second of each run.
+
+    python benchmarks/selfsup.py ../shared/data/omniglot --budget 180 [--methods simclr,byol] [--smoke]
+"""
+
+from __future__ import annotations
+
+import logging
+import shutil
+import time
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+from common import (
+    base_parser,
+    checked_overrides,
+    embed_paths,
+    markdown_table,
+    parse_args,
+    run_main,
+    train_ours,
+    write_protocol_results,
+)
+from omniglot import character_split
+from selfsup_peers import pretrain_lightly
+
+from siamese import names
+from siamese.data import get_transform, list_inputs, list_oneshot_runs, read_oneshot_run
+from siamese.data.images import open_image
+from siamese.evaluation import knn_accuracy, n_way_one_shot_accuracy
+from siamese.evaluation.probe import stratified_split
+from siamese.training.builders import build_encoder
+from siamese.training.config import TrainConfig, build_train_config
+from siamese.training.loaders import input_geometry
+from siamese.training.pretrain import prepare_views, pretrain
+
+logger = logging.getLogger("benchmarks.selfsup")
+
+NAME = "selfsup_omniglot"
+PRESET = "omniglot"
+SMOKE_EVERY_CHARACTER = 60  # 5 characters, 100 images
+SMOKE_RUNS = 2
+SMOKE_BUDGET_S = 4.0
+DEFAULT_BUDGET_S = 180.0
+NOMINAL_SECONDS_PER_EPOCH = 30.0  # sets the nominal epochs (lr and momentum schedules) of a budget
+
+
+class Frozen:
+    """Scores a frozen feature extractor: one-shot runs and background k-NN."""
+
+    def __init__(self, features: Any, runs: list[Path], paths: list[str], labels: np.ndarray) -> None:
+        self.features, self.runs, self.paths, self.labels = features, runs, paths, labels
+
+    def scores(self) -> dict[str, Any]:
+        per_run = []
+        for run_dir in self.runs:
+            run = read_oneshot_run(run_dir)
+            support, queries = self.features(run.support_paths), self.features(run.query_paths)
+            per_run.append(
+                n_way_one_shot_accuracy(support, run.support_labels, queries, run.query_labels, "cosine")
+            )
+        emb = self.features(self.paths)
+        memory, queries = stratified_split(self.labels, 0.5, seed=0)
+        knn = knn_accuracy(emb[memory], self.labels[memory], emb[queries], self.labels[queries])
+        return {"one_shot": float(np.mean(per_run)), "one_shot_runs": per_run, "knn": knn}
+
+
+def encoder_features(encoder: torch.nn.Module, config: TrainConfig, device: str) -> Any:
+    """Embeddings of the encoder with the evaluation transform of the config's input geometry."""
+    channels, size = input_geometry(config)
+    transform = get_transform(config.data.preset, False, size, channels)
+    return lambda paths: embed_paths(encoder, paths, transform, channels, device)
+
+
+def pixel_features(config: TrainConfig) -> Any:
+    """Raw pixels after the evaluation transform, flattened."""
+    channels, size = input_geometry(config)
+    transform = get_transform(config.data.preset, False, size, channels)
+    return lambda paths: np.stack([transform(open_image(p, channels)).flatten().numpy() for p in paths])
+
+
+def pretrain_config(args: Any, method: str, budget_s: float, out: Path) -> TrainConfig:
+    """Our pretraining config of `method` for a budget: the preset's, nominal epochs from the budget."""
+    epochs = max(1, round(budget_s / NOMINAL_SECONDS_PER_EPOCH))
+    options = {"epochs": epochs, "max_minutes": budget_s / 60, "seed": args.seed, "device": args.device}
+    options.update(args.checked)
+    if args.smoke:
+        options.update({"epochs": 1, "batch_size": 16})
+    return build_train_config(PRESET, root=str(args.pretrain_root), method=method, out=str(out), **options)
+
+
+def run_ours(args: Any, method: str, budget_s: float, frozen_data: dict[str, Any]) -> dict[str, Any]:
+    out = args.work_dir / NAME / f"{method}-{int(budget_s)}s"
+    shutil.rmtree(out, ignore_errors=True)
+    config = pretrain_config(args, method, budget_s, out)
+    start = time.perf_counter()
+    summary = pretrain(config)
+    seconds = time.perf_counter() - start
+    from siamese.models.checkpoint import load_checkpoint
+
+    model, _ = load_checkpoint(out, device=args.device)
+    scores = Frozen(encoder_features(model.encoder, config, args.device), **frozen_data).scores()
+    images = summary["images"] * summary["epochs"]
+    return {"seconds": seconds, "epochs": summary["epochs"], "images_per_s": images / seconds, **scores}
+
+
+def run_peer(args: Any, method: str, budget_s: float, frozen_data: dict[str, Any]) -> dict[str, Any]:
+    config = pretrain_config(args, method, budget_s, args.work_dir / NAME / "peer")
+    torch.manual_seed(config.seed)
+    loader = prepare_views(config).train_loader
+    encoder = build_encoder(config, config.data.channels or 1).to(args.device)
+    stats = pretrain_lightly(config, encoder, loader, budget_s, args.device)
+    scores = Frozen(encoder_features(encoder, config, args.device), **frozen_data).scores()
+    return {**stats, **scores}
+
+
+def run_ceiling(args: Any, budget_s: float, frozen_data: dict[str, Any]) -> dict[str, Any]:
+    """The supervised preset (labels used) for the same budget."""
+    characters = sorted({x.identity for x in list_inputs(args.data_root / "background")})
+    split = character_split(characters, args.seed)
+    overrides = {"max_minutes": budget_s / 60, "seed": args.seed}
+    if args.smoke:
+        overrides.update({"epochs": 1, "samples_per_epoch": 64, "eval_pairs": 16})
+    run_dir = args.work_dir / NAME / f"supervised-{int(budget_s)}s"
+    ours = train_ours(PRESET, split, run_dir, overrides, args.device, root=str(args.data_root / "background"))
+    features = lambda paths: ours.scorer.features(paths)  # noqa: E731
+    return {"seconds": ours.train_time_s, **Frozen(features, **frozen_data).scores()}
+
+
+def background_sample(args: Any) -> tuple[list[str], np.ndarray]:
+    """The background images (a spread-out few with `--smoke`) and their character labels.
+
+    Sets `args.pretrain_root`: the background folder, or with `--smoke` a list file of the few.
+    """
+    inputs = list_inputs(args.data_root / "background")
+    args.pretrain_root = args.data_root / "background"
+    if args.smoke:
+        chosen = sorted({x.identity for x in inputs})[::SMOKE_EVERY_CHARACTER]
+        inputs = [x for x in inputs if x.identity in chosen]
+        args.pretrain_root = args.work_dir / NAME / "smoke_images.txt"
+        args.pretrain_root.parent.mkdir(parents=True, exist_ok=True)
+        args.pretrain_root.write_text("".join(f"{x.path}\n" for x in inputs))
+    identities = sorted({x.identity for x in inputs})
+    index = {name: i for i, name in enumerate(identities)}
+    return [x.path for x in inputs], np.array([index[x.identity] for x in inputs])
+
+
+def table(results: dict[str, Any], budget_s: float) -> str:
+    rows = []
+    for method, entry in results["methods"].items():
+        for who in ("ours", "lightly"):
+            r = entry.get(who)
+            if r is not None:
+                rows.append(
+                    [
+                        f"{method} ({'siamese' if who == 'ours' else 'lightly'})",
+                        f"{100 * r['one_shot']:.2f}",
+                        f"{100 * r['knn']:.2f}",
+                        f"{r['images_per_s']:.0f}",
+                        f"{r['seconds']:.0f}",
+                    ]
+                )
+    for name, r in results["references"].items():
+        rows.append(
+            [name, f"{100 * r['one_shot']:.2f}", f"{100 * r['knn']:.2f}", "", f"{r.get('seconds', 0):.0f}"]
+        )
+    heads = ["encoder", "20-way one-shot %", "background k-NN %", "images/s", "train s"]
+    title = f"### Omniglot without labels: {int(budget_s)} s of pretraining per method (2-core CPU)"
+    return "\n\n".join([title, markdown_table(heads, rows)])
+
+
+def main() -> None:
+    parser = base_parser(__doc__.split("\n")[0], 1, budget_help="pretraining seconds per method", peers=False)
+    parser.add_argument("--methods", default=",".join(names.SSL_METHODS), help="comma-separated methods")
+    parser.add_argument("--no-peer", action="store_true", help="skip lightly's implementations")
+    parser.add_argument("--no-references", action="store_true", help="skip the supervised ceiling and floors")
+    args = parse_args(parser, "Omniglot", ("background", "one_shot_runs"), PRESET, root="background")
+    paths, labels = background_sample(args)
+    args.checked = checked_overrides(args, PRESET, root=str(args.data_root / "background"), method="simclr")
+    budget = SMOKE_BUDGET_S if args.smoke else (args.budget or DEFAULT_BUDGET_S)
+    methods = [m.strip() for m in args.methods.split(",") if m.strip()]
+    runs = list_oneshot_runs(args.data_root / "one_shot_runs")[: SMOKE_RUNS if args.smoke else None]
+    frozen_data = {"runs": runs, "paths": paths, "labels": labels}
+    results: dict[str, Any] = {"methods": {}, "references": {}}
+    for method in methods:
+        entry = results["methods"][method] = {"ours": run_ours(args, method, budget, frozen_data)}
+        if not args.no_peer:
+            entry["lightly"] = run_peer(args, method, budget, frozen_data)
+        logger.info("%s: %s", method, {k: v.get("one_shot") for k, v in entry.items()})
+    if not args.no_references:
+        config = pretrain_config(args, methods[0] if methods else "simclr", budget, args.work_dir / NAME / "floor")
+        torch.manual_seed(args.seed)
+        random_encoder = build_encoder(config, 1).to(args.device)
+        results["references"] = {
+            "supervised omniglot preset (labels)": run_ceiling(args, budget, frozen_data),
+            "random encoder": Frozen(
+                encoder_features(random_encoder, config, args.device), **frozen_data
+            ).scores(),
+            "raw pixels": Frozen(pixel_features(config), **frozen_data).scores(),
+        }
+    protocol = {"budget_s": budget, "one_shot_runs": len(runs), "background_images": len(paths)}
+    name = NAME if args.smoke else f"{NAME}_{int(budget)}s"
+    write_protocol_results(args, name, protocol, {}, table(results, budget), results=results)
+
+
+if __name__ == "__main__":
+    run_main(main)
