@@ -46,6 +46,7 @@ FOLDS = 5
 VAL_WRITERS = 8
 SMOKE_WRITERS = 13  # 3 test, 2 validation, 8 training (a 32-image batch of 4 per class needs 8)
 SMOKE_IMAGES_PER_WRITER = 8  # genuine and forged images per val/test writer
+THRESHOLD_RULE = "EER on validation writers' genuine + skilled + random pairs"
 KINDS = ("skilled", "random")
 METRICS = (("eer", "EER %", "pct"), ("auc", "AUC", "auc"), ("accuracy", "acc. % (val thr)", "pct"))
 LABELS = {"ours": "siamese (ours)", **PEERS, "background": "background grey level only (no training)"}
@@ -107,18 +108,28 @@ def training_data(root: Path) -> dict[str, str]:
     return {"root": str(root / "genuine"), "forgeries": str(root / "forged")}
 
 
-def run_fold(args: Any, index: ImageIndex, k: int, test_ids: tuple[str, ...], writers: list[str]) -> dict:
-    """Train and evaluate every method on fold `k`."""
+def load_index(root: Path) -> ImageIndex:
+    """The genuine signatures of `root/genuine` with the skilled forgeries of `root/forged`."""
+    return scan_folder(root / "genuine", root / "forged")
+
+
+def make_fold(args: Any, index: ImageIndex, k: int, test_ids: tuple[str, ...], writers: list[str]) -> Fold:
+    """Fold `k`: its split, validation pairs ("val"), test pairs per impostor kind, training data."""
     split = fold_split(writers, test_ids, 2 if args.smoke else VAL_WRITERS, args.seed + k)
     per_writer = SMOKE_IMAGES_PER_WRITER if args.smoke else None
     val = writer_pairs(index, split.val, args.seed + k, per_writer)
     val = PairSet(val.paths, {"val": val.sets["val"]})
     test = writer_pairs(index, split.test, args.seed + k, per_writer)
     test = PairSet(test.paths, {kind: test.sets[kind] for kind in KINDS})
-    counts = {kind: test.sets[kind].counts for kind in KINDS}
-    fold = Fold(
+    return Fold(
         k, split, val, test, index, training_data(args.data_root), args.work_dir / NAME / f"fold{k + 1}"
     )
+
+
+def run_fold(args: Any, index: ImageIndex, k: int, test_ids: tuple[str, ...], writers: list[str]) -> dict:
+    """Train and evaluate every method on fold `k`."""
+    fold = make_fold(args, index, k, test_ids, writers)
+    counts = {kind: fold.test.sets[kind].counts for kind in KINDS}
     return compare_on_fold(args, PRESET, fold, counts, baselines={"background": BackgroundScorer()})
 
 
@@ -154,12 +165,12 @@ def tables(folds: list[dict[str, Any]], summary: dict[str, Any]) -> str:
 def main() -> None:
     parser = base_parser(__doc__.split("\n")[0], FOLDS)
     args = parse_args(parser, "CEDAR", ("genuine", "forged"), PRESET, root="genuine", forgeries="forged")
-    index = scan_folder(args.data_root / "genuine", args.data_root / "forged")
+    index = load_index(args.data_root)
     keys = [key for key, _, _ in columns()] + [f"{kind}_tar@far=0.01" for kind in KINDS]
     folds, summary, protocol = run_identity_folds(
         args, index, FOLDS, SMOKE_WRITERS, run_fold, flat, keys, "writers"
     )
-    protocol["threshold_rule"] = "EER on validation writers' genuine + skilled + random pairs"
+    protocol["threshold_rule"] = THRESHOLD_RULE
     write_protocol_results(args, NAME, protocol, summary, tables(folds, summary), folds=folds)
 
 

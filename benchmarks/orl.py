@@ -35,6 +35,7 @@ PRESET = "face"
 FOLDS = 4
 VAL_PEOPLE = 6
 SMOKE_PEOPLE = 14  # 4 test, 2 validation, 8 training (a 32-image batch of 4 per class needs 8)
+THRESHOLD_RULE = "EER on all validation-people pairs"
 METRICS = (("eer", "EER %", "pct"), ("auc", "AUC", "auc"), ("tar@far=0.01", "TAR@FAR=1% %", "pct"))
 METRICS += (("accuracy", "accuracy % (val thr)", "pct"), ("train_time_s", "train s", "s"))
 KEYS = [key for key, _, _ in METRICS]
@@ -47,14 +48,19 @@ def pair_set(index: Any, identities: tuple[str, ...], name: str) -> PairSet:
     return PairSet(paths, {name: all_pairs(labels)})
 
 
-def run_fold(args: Any, index: Any, k: int, test_ids: tuple[str, ...], people: list[str]) -> dict[str, Any]:
-    """Train and evaluate every method on fold `k`."""
+def make_fold(args: Any, index: Any, k: int, test_ids: tuple[str, ...], people: list[str]) -> Fold:
+    """Fold `k`: its split, validation pairs ("val") and test pairs ("all"), training data."""
     split = fold_split(people, test_ids, 2 if args.smoke else VAL_PEOPLE, args.seed + k)
     val, test = pair_set(index, split.val, "val"), pair_set(index, split.test, "all")
-    fold = Fold(
+    return Fold(
         k, split, val, test, index, {"root": str(args.data_root)}, args.work_dir / NAME / f"fold{k + 1}"
     )
-    return compare_on_fold(args, PRESET, fold, test.sets["all"].counts)
+
+
+def run_fold(args: Any, index: Any, k: int, test_ids: tuple[str, ...], people: list[str]) -> dict[str, Any]:
+    """Train and evaluate every method on fold `k`."""
+    fold = make_fold(args, index, k, test_ids, people)
+    return compare_on_fold(args, PRESET, fold, fold.test.sets["all"].counts)
 
 
 def flat(result: dict[str, Any]) -> dict[str, float]:
@@ -78,7 +84,7 @@ def main() -> None:
     folds, summary, protocol = run_identity_folds(
         args, index, FOLDS, SMOKE_PEOPLE, run_fold, flat, KEYS, "people"
     )
-    protocol["threshold_rule"] = "EER on all validation-people pairs"
+    protocol["threshold_rule"] = THRESHOLD_RULE
     write_protocol_results(args, NAME, protocol, summary, tables(folds, summary), folds=folds)
 
 

@@ -35,6 +35,7 @@ import torch.nn.functional as F
 import torchvision
 from common import (
     EmbeddingScorer,
+    OursResult,
     Pairs,
     PairSet,
     Scorer,
@@ -344,6 +345,19 @@ class Fold:
     run_dir: Path  # where our recipe's run directory goes
 
 
+def ours_overrides(args: Any, smoke: dict[str, Any] = SMOKE) -> dict[str, Any]:
+    """Our recipe's training options on a fold: `smoke["options"]` with `--smoke`, the seed, `--set`."""
+    overrides = {**(smoke["options"] if args.smoke else {}), "seed": args.seed}
+    return {**overrides, **parse_overrides(args.overrides)}
+
+
+def ours_record(ours: OursResult, evaluate: Callable[[Scorer], dict[str, Any]]) -> dict[str, Any]:
+    """A trained run's fold result: `evaluate(scorer)`, training time, best epoch, its own threshold."""
+    record = {**evaluate(ours.scorer), "train_time_s": ours.train_time_s}
+    checkpoint = ours.checkpoint
+    return {**record, "best_epoch": checkpoint["epoch"], "checkpoint_threshold": checkpoint["threshold"]}
+
+
 def compare_on_fold(
     args: Any,
     preset: str,
@@ -370,14 +384,9 @@ def compare_on_fold(
     split = fold.split
     sizes = f"{len(split.train)}/{len(split.val)}/{len(split.test)}"
     logger.info("fold %d: %s train/val/test identities, test pairs %s", fold.k + 1, sizes, test_pairs)
-    overrides = {**(smoke["options"] if args.smoke else {}), "seed": args.seed}
-    overrides.update(parse_overrides(args.overrides))
-    ours = train_ours(preset, fold.split, fold.run_dir, overrides, args.device, **fold.data)
+    ours = train_ours(preset, fold.split, fold.run_dir, ours_overrides(args, smoke), args.device, **fold.data)
     evaluate = partial(evaluate_method, val=fold.val, test=fold.test)
-    methods = {"ours": {**evaluate(ours.scorer), "train_time_s": ours.train_time_s}}
-    methods["ours"].update(
-        best_epoch=ours.checkpoint["epoch"], checkpoint_threshold=ours.checkpoint["threshold"]
-    )
+    methods = {"ours": ours_record(ours, evaluate)}
     budget = args.budget or (smoke["budget"] if args.smoke else ours.train_time_s)
     size, channels = input_shape(ours.config)
     setup = PeerSetup(

@@ -7,20 +7,37 @@ paying for `import torch`.
 
 import inspect
 from collections.abc import Callable
-from typing import Any
+from typing import Any, Literal, get_args
 
 from siamese.errors import ConfigError
 
-LOSSES = ("margin", "supcon", "triplet")
-METHODS = ("supervised", "simclr", "moco", "byol", "swav")
-SSL_METHODS = METHODS[1:]
-MINERS = ("none", "multisimilarity", "batchhard", "pairmargin")
-ENCODERS = ("smallcnn", "resnet18", "resnet34", "resnet50", "mobilenet_v3_small")
-PRESETS = ("face", "signature", "digits", "omniglot")
-SAMPLERS = ("pairs", "triplets", "mperclass", "views")
-DISTANCES = ("euclidean", "cosine")
-OPTIMIZERS = ("adamw", "sgd")
-DEVICES = ("auto", "cpu", "cuda")
+# Each set of names is written once, as a `Literal` type (what the CLI's signatures annotate, so typer
+# offers and checks the choices and a type checker reads them); the tuple of strings is derived from it.
+LossName = Literal["margin", "supcon", "triplet", "arcface", "cosface", "subcenter"]
+SslMethodName = Literal["simclr", "moco", "byol", "swav"]
+MethodName = Literal["supervised", SslMethodName]
+MinerName = Literal["none", "multisimilarity", "batchhard", "pairmargin"]
+EncoderName = Literal["smallcnn", "resnet18", "resnet34", "resnet50", "mobilenet_v3_small"]
+PresetName = Literal["face", "signature", "digits", "glyphs", "omniglot"]
+SamplerName = Literal["pairs", "triplets", "mperclass", "views"]
+DistanceName = Literal["euclidean", "cosine"]
+OptimizerName = Literal["adamw", "sgd"]
+DeviceName = Literal["auto", "cpu", "cuda"]
+TtaName = Literal["none", "flip"]
+FusionName = Literal["mean", "min", "template", "svm"]
+
+LOSSES: tuple[str, ...] = get_args(LossName)
+METHODS: tuple[str, ...] = get_args(MethodName)
+SSL_METHODS: tuple[str, ...] = get_args(SslMethodName)
+MINERS: tuple[str, ...] = get_args(MinerName)
+ENCODERS: tuple[str, ...] = get_args(EncoderName)
+PRESETS: tuple[str, ...] = get_args(PresetName)
+SAMPLERS: tuple[str, ...] = get_args(SamplerName)
+DISTANCES: tuple[str, ...] = get_args(DistanceName)
+OPTIMIZERS: tuple[str, ...] = get_args(OptimizerName)
+DEVICES: tuple[str, ...] = get_args(DeviceName)
+TTAS: tuple[str, ...] = get_args(TtaName)
+FUSIONS: tuple[str, ...] = get_args(FusionName)
 
 
 def check_choice(value: str, allowed: tuple[str, ...], what: str) -> str:

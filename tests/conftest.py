@@ -87,3 +87,15 @@ def tiny_run(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, Path]:
     )
     train(cfg)
     return base / "run", data
+
+
+@pytest.fixture(scope="session")
+def glyphs_cache(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A `SIAMESE_CACHE` folder holding the embedded characters (`glyphs-0`), rendered once per session.
+
+    Do not modify its files."""
+    from siamese.data import materialize_glyphs
+
+    cache = tmp_path_factory.mktemp("siamese-cache")
+    materialize_glyphs(cache / "glyphs-0")
+    return cache

@@ -9,6 +9,7 @@ import typer
 from siamese import __version__
 from siamese.cli.common import CLIState, setup_logging
 from siamese.cli.embed import embed_command
+from siamese.cli.enroll import enroll_command
 from siamese.cli.evaluate import evaluate_command
 from siamese.cli.export import export_command
 from siamese.cli.pairs import pairs_command
@@ -53,6 +54,7 @@ app.command("pretrain")(pretrain_command)
 app.command("evaluate")(evaluate_command)
 app.command("pairs")(pairs_command)
 app.command("verify")(verify_command)
+app.command("enroll")(enroll_command)
 app.command("embed")(embed_command)
 app.command("export")(export_command)
 app.command("probe")(probe_command)

@@ -10,6 +10,7 @@ from siamese.cli.options import (
     EmbeddingsOutOpt,
     ModelOpt,
     StrictOpt,
+    TtaOpt,
     WorkersOpt,
 )
 
@@ -24,6 +25,7 @@ def embed_command(
     workers: WorkersOpt = 0,
     device: DeviceOpt = "auto",
     strict: StrictOpt = False,
+    tta: TtaOpt = None,
 ) -> None:
     """Embed the images of DATA with a trained encoder and write one row per readable image."""
     with user_errors():
@@ -33,7 +35,7 @@ def embed_command(
 
         check_output(out)  # fail fast on a bad extension or a missing pyarrow
         inputs = list_inputs(data)
-        verifier = Verifier.from_checkpoint(model, device=device)
+        verifier = Verifier.from_checkpoint(model, device=device, tta=tta)
         with embedding_progress(console, disable=not console.is_terminal) as progress:
             task = progress.add_task("embedding", total=len(inputs))
             summary = write_embeddings(

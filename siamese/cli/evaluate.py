@@ -11,6 +11,7 @@ from rich.table import Table
 
 from siamese.cli.common import console, embedding_progress, err_console, user_errors
 from siamese.cli.options import (
+    CalibrationOpt,
     EvalBatchSizeOpt,
     EvalDataArg,
     EvalForgeriesOpt,
@@ -20,12 +21,16 @@ from siamese.cli.options import (
     EvalSplitOpt,
     EvalWorkersOpt,
     FoldsOpt,
+    FusionsOpt,
     PairsFileOpt,
     ProtocolOpt,
+    ReferenceCountsOpt,
     ReportDirOpt,
     ReportJsonOpt,
     RunDeviceOpt,
+    TtaOpt,
 )
+from siamese.cli.references import reference_rows, references_table
 from siamese.errors import ConfigError
 
 
@@ -51,6 +56,12 @@ class EmbeddingBar:
 
 def _check_flags(protocol: str, pairs: Path | None, given: dict[str, object]) -> None:
     """Refuse flags the chosen protocol would ignore."""
+    if given["--references"] is None:
+        unused = [flag for flag in ("--fusion", "--calibration") if given[flag] is not None]
+        if unused:
+            raise ConfigError(f"{', '.join(unused)} only apply with --references")
+    elif protocol != "pairs" or pairs is not None or given["--num-pairs"] is not None:
+        raise ConfigError("--references enrols the split's images: no --pairs, --num-pairs or other protocol")
     if protocol != "kfold" and given["--folds"] is not None:
         raise ConfigError("--folds is only used with --protocol kfold")
     if protocol == "oneshot":
@@ -64,6 +75,21 @@ def _check_flags(protocol: str, pairs: Path | None, given: dict[str, object]) ->
     bad = [flag for flag in flags if given[flag] is not None]
     if bad:
         raise ConfigError(f"{', '.join(bad)} cannot be used {reason}")
+
+
+def reference_counts(values: list[str]) -> list[int]:
+    """`--references 1,3 --references 5` -> [1, 3, 5].
+
+    Raises:
+        ConfigError: a value that is not a positive integer.
+    """
+    try:
+        counts = [int(v) for value in values for v in value.split(",") if v.strip()]
+    except ValueError:
+        raise ConfigError(f"--references takes integers such as 1,3,5, got {', '.join(values)!r}") from None
+    if not counts or min(counts) < 1:
+        raise ConfigError(f"--references counts must be >= 1, got {', '.join(values)!r}")
+    return sorted(set(counts))
 
 
 def _out_name(protocol: str, pairs: Path | None, split: str) -> str:
@@ -124,6 +150,8 @@ def _print_table(report: dict[str, Any]) -> None:
     table.add_row("data", report["data"])
     if report["protocol"] == "oneshot":
         _oneshot_rows(table, report)
+    elif "references" in report:
+        reference_rows(table, report)
     else:
         _verification_rows(table, report)
     files = report.get("files", {})
@@ -133,6 +161,8 @@ def _print_table(report: dict[str, Any]) -> None:
     if plots:
         table.add_row("plots", f"{', '.join(plots)} in {Path(files['roc']).parent}")
     console.print(table)
+    if "references" in report:
+        console.print(references_table(report["references"]))
 
 
 def evaluate_command(
@@ -145,15 +175,20 @@ def evaluate_command(
     num_pairs: EvalNumPairsOpt = None,
     folds: FoldsOpt = None,
     seed: EvalSeedOpt = None,
+    references: ReferenceCountsOpt = None,
+    fusion: FusionsOpt = None,
+    calibration: CalibrationOpt = None,
     out: ReportDirOpt = None,
     json_output: ReportJsonOpt = False,
     device: RunDeviceOpt = "auto",
     batch_size: EvalBatchSizeOpt = 64,
     workers: EvalWorkersOpt = 0,
+    tta: TtaOpt = None,
 ) -> None:
     """Evaluate a trained model on DATA: EER, AUC, TAR@FAR, accuracy at its threshold, plots."""
     with user_errors():
-        given = {"--pairs": pairs, "--forgeries": forgeries, "--split": split}
+        given = {"--pairs": pairs, "--forgeries": forgeries, "--split": split, "--references": references}
+        given.update({"--fusion": fusion, "--calibration": calibration})
         _check_flags(protocol, pairs, {**given, "--num-pairs": num_pairs, "--seed": seed, "--folds": folds})
         from siamese.inference.evaluate import evaluate, run_dir_of
         from siamese.inference.verifier import latest_run
@@ -162,7 +197,9 @@ def evaluate_command(
             model = latest_run()
             err_console.print(f"using the most recent run: {model}", highlight=False)
         split = split or "test"
-        out = out or run_dir_of(model) / _out_name(protocol, pairs, split)
+        counts = reference_counts(references) if references is not None else []
+        name = _out_name(protocol, pairs, split) + ("-references" if counts else "")
+        out = out or run_dir_of(model) / name
         with EmbeddingBar() as bar:
             report = evaluate(
                 model,
@@ -174,11 +211,15 @@ def evaluate_command(
                 num_pairs=2000 if num_pairs is None else num_pairs,
                 seed=0 if seed is None else seed,
                 folds=10 if folds is None else folds,
+                references=counts,
+                fusions=fusion,
+                calibration=calibration,
                 out_dir=out,
                 device=device,
                 batch_size=batch_size,
                 workers=workers,
                 on_progress=bar,
+                tta=tta,
             )
         if json_output:
             typer.echo(json.dumps(report, indent=2))

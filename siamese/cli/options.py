@@ -11,7 +11,7 @@ module stays cheap (typer and `siamese.names`, never torch), so `siamese --help`
 from __future__ import annotations
 
 from pathlib import Path
-from typing import TYPE_CHECKING, Annotated, Literal
+from typing import Annotated, Literal
 
 import typer
 
@@ -20,10 +20,7 @@ from siamese import names
 PROTOCOL_PANEL = "Protocol"
 RUN_PANEL = "Run"
 
-if TYPE_CHECKING:  # type checkers cannot read a Literal of a tuple; typer (at run time) can
-    Device = str
-else:
-    Device = Literal[names.DEVICES]
+Device = names.DeviceName
 Protocol = Literal["pairs", "kfold", "oneshot"]
 SplitName = Literal["test", "val", "train", "all"]
 
@@ -31,6 +28,16 @@ SplitName = Literal["test", "val", "train", "all"]
 
 ModelOpt = Annotated[Path, typer.Option(help="Run directory or checkpoint.", show_default=False)]
 """A required `--model` (embed, export)."""
+TtaOpt = Annotated[
+    names.TtaName | None,
+    typer.Option(
+        help="Test-time augmentation: flip = average each image's embedding with its mirror's (only for "
+        "presets that train with flips: face); none = off \\[default: the model's, set by `siamese train "
+        "--tta`; none otherwise].",
+        show_default=False,
+    ),
+]
+"""`--tta` of embed, verify and evaluate."""
 
 # -- evaluate --------------------------------------------------------------------------------------
 
@@ -99,10 +106,66 @@ EvalWorkersOpt = Annotated[
     int, typer.Option(help="Image-decoding worker processes.", rich_help_panel=RUN_PANEL)
 ]
 
+ReferenceCountsOpt = Annotated[
+    list[str] | None,
+    typer.Option(
+        "--references",
+        help="Enrol R genuine images per identity of the split instead of pairs; repeatable or a "
+        "comma list, e.g. 1,3,5,10.",
+        rich_help_panel=PROTOCOL_PANEL,
+        show_default=False,
+    ),
+]
+FusionsOpt = Annotated[
+    list[str] | None,
+    typer.Option(
+        "--fusion",
+        help="Fusion rule, repeatable: mean | min | template | svm (default: all).",
+        show_default=False,
+    ),
+]
+"""`--fusion` of `enroll` and `evaluate --references`: the rules built and calibrated."""
+CalibrationOpt = Annotated[
+    Path | None,
+    typer.Option(
+        help="Labelled identity folders, none enrolled or evaluated, to calibrate thresholds on "
+        "(default: the run's validation identities).",
+        show_default=False,
+    ),
+]
+
 # -- verify ----------------------------------------------------------------------------------------
 
-ImageAArg = Annotated[Path, typer.Argument(help="First image.", show_default=False)]
-ImageBArg = Annotated[Path, typer.Argument(help="Second image.", show_default=False)]
+ImageAArg = Annotated[
+    Path,
+    typer.Argument(help="First image (the query with --gallery or --claim-references).", show_default=False),
+]
+ImageBArg = Annotated[
+    Path | None,
+    typer.Argument(help="Second image (omit with --gallery or --claim-references).", show_default=False),
+]
+ClaimOpt = Annotated[
+    str | None, typer.Option(help="Claimed identity, enrolled in --gallery.", show_default=False)
+]
+GalleryOpt = Annotated[
+    Path | None, typer.Option(help="Gallery folder written by `siamese enroll`.", show_default=False)
+]
+ClaimReferencesOpt = Annotated[
+    Path | None,
+    typer.Option(
+        help="Folder of the claimed identity's images (ad-hoc, no gallery: the model's threshold, "
+        "calibrated for 1 reference).",
+        show_default=False,
+    ),
+]
+VerifyFusionOpt = Annotated[
+    names.FusionName | None,
+    typer.Option(
+        help="How the references are fused (default: mean): mean distance, nearest reference, mean "
+        "template, or the gallery's SVM.",
+        show_default=False,
+    ),
+]
 VerifyModelOpt = Annotated[
     Path | None,
     typer.Option(
@@ -122,6 +185,24 @@ VerdictJsonOpt = Annotated[
     ),
 ]
 VerifyDeviceOpt = Annotated[Device, typer.Option(help="Where the model runs.")]
+
+# -- enroll ----------------------------------------------------------------------------------------
+
+EnrollDataArg = Annotated[
+    Path, typer.Argument(help="Identities to enrol: DATA/<identity>/<image>.", show_default=False)
+]
+GalleryOutOpt = Annotated[Path, typer.Option(help="Gallery folder to write.", show_default=False)]
+MaxReferencesOpt = Annotated[
+    int | None,
+    typer.Option(
+        "--references",
+        min=1,
+        help="At most N references per identity, a seeded choice (default: all its images).",
+        show_default=False,
+    ),
+]
+EnrollSeedOpt = Annotated[int, typer.Option(help="Seed of the reference choice.")]
+EnrollJsonOpt = Annotated[bool, typer.Option("--json", help="Print only the gallery summary as JSON.")]
 
 # -- embed -----------------------------------------------------------------------------------------
 

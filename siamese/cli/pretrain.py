@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Annotated, Literal
+from typing import Annotated
 
 import typer
 
@@ -25,7 +25,7 @@ def pretrain_command(
         Path | None,
         typer.Argument(help="Any folder of images, searched recursively (omit for the embedded digits)."),
     ] = None,
-    method: Annotated[Literal[names.SSL_METHODS], _opt("Self-supervised method.")] = "simclr",
+    method: Annotated[names.SslMethodName, _opt("Self-supervised method.")] = "simclr",
     temperature: Annotated[
         float | None, _opt("NT-Xent/InfoNCE/SwAV temperature (simclr 0.1, moco 0.2, swav 0.1).")
     ] = None,
@@ -50,11 +50,11 @@ def pretrain_command(
         bool, _opt("End the run when the embeddings collapse (default: warn).")
     ] = False,
     preset: Annotated[
-        Literal[names.PRESETS] | None, _opt("Image preset (default: digits without DATA, else face).", RUN)
+        names.PresetName | None, _opt("Image preset (default: digits without DATA, else face).", RUN)
     ] = None,
     image_size: Annotated[str | None, _opt("Input size HxW, overrides the preset.", RUN)] = None,
     channels: Annotated[int | None, _opt("1 or 3, overrides the preset.", RUN)] = None,
-    encoder: Annotated[Literal[names.ENCODERS] | None, _opt("Encoder (default smallcnn).", RUN)] = None,
+    encoder: Annotated[names.EncoderName | None, _opt("Encoder (default smallcnn).", RUN)] = None,
     embedding_dim: Annotated[int | None, _opt("Encoder embedding size (0 = pooled features).", RUN)] = None,
     encoder_arg: Annotated[list[str] | None, _opt("Extra encoder option KEY=VALUE, repeatable.", RUN)] = None,
     epochs: Annotated[int | None, _opt("Epochs (default: the preset's).", RUN)] = None,
@@ -68,7 +68,7 @@ def pretrain_command(
     save_every: Annotated[int | None, _opt("Also save a resumable state every N steps.", RUN)] = None,
     seed: Annotated[int | None, _opt("Seed of weights and views (0).", RUN)] = None,
     device: Annotated[
-        Literal[names.DEVICES] | None, _opt("auto (default) = CUDA when available.", RUN)
+        names.DeviceName | None, _opt("auto (default) = CUDA when available.", RUN)
     ] = None,
     workers: Annotated[int | None, _opt("DataLoader worker processes (0).", RUN)] = None,
     resume: Annotated[Path | None, _opt("Continue an interrupted pretraining run exactly.", RUN)] = None,

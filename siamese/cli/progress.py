@@ -65,13 +65,21 @@ class EpochLine(Callback):
         self.console = console
         self.epochs = epochs
 
+    SHOWN = (
+        ("val_loss", "val loss", ".4f"),
+        ("val_eer", "val EER", ".2%"),
+        ("knn_acc", "k-NN", ".2%"),
+        ("spread", "spread", ".3f"),
+    )
+    """The metrics an epoch line shows when the epoch measured them: (key, label, format)."""
+
     def on_epoch_end(self, trainer: Trainer, epoch: int, metrics: dict[str, float]) -> None:
-        nan = float("nan")
-        self.console.print(
-            f"epoch {epoch + 1}/{self.epochs}  train loss {metrics['train_loss']:.4f}  "
-            f"val loss {metrics.get('val_loss', nan):.4f}  val EER {metrics.get('val_eer', nan):.2%}",
-            highlight=False,
-        )
+        parts = [f"epoch {epoch + 1}/{self.epochs}", f"train loss {metrics['train_loss']:.4f}"]
+        for key, label, spec in self.SHOWN:
+            value = metrics.get(key)
+            if value is not None and value == value:  # measured this epoch (not NaN)
+                parts.append(f"{label} {value:{spec}}")
+        self.console.print("  ".join(parts), highlight=False)
 
 
 class StopOnSigint(Callback):

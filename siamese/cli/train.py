@@ -55,13 +55,16 @@ def train_command(
     ctx: typer.Context,
     data: Annotated[
         Path | None,
-        typer.Argument(help="Identity-folder root: DATA/<identity>/<image>. Omit for the embedded digits."),
+        typer.Argument(
+            help="Identity-folder root: DATA/<identity>/<image>. Omit for the embedded characters."
+        ),
     ] = None,
     loss: Annotated[
-        Literal[names.LOSSES] | None,
+        names.LossName | None,
         typer.Option(
-            help="Training objective \\[default: the preset's: margin for digits, supcon for face, "
-            "signature and omniglot].",
+            help="Training objective: margin, supcon, triplet, or the margin-softmax losses arcface, "
+            "cosface, subcenter (class weights per training identity, cosine verification) "
+            "\\[default: the preset's: margin for digits, else supcon].",
             show_default=False,
             rich_help_panel=LOSS,
         ),
@@ -73,9 +76,9 @@ def train_command(
         ),
     ] = None,
     preset: Annotated[
-        Literal[names.PRESETS] | None,
+        names.PresetName | None,
         typer.Option(
-            help="Transforms + training defaults (default: digits without DATA, else face).",
+            help="Transforms + training defaults (default: glyphs without DATA, else face).",
             rich_help_panel=DATA,
         ),
     ] = None,
@@ -86,10 +89,10 @@ def train_command(
         int | None, typer.Option(help="1 (grayscale) or 3 (RGB), overrides the preset.", rich_help_panel=DATA)
     ] = None,
     sampler: Annotated[
-        Literal[names.SAMPLERS] | None,
+        names.SamplerName | None,
         typer.Option(
-            help="pairs | triplets | mperclass \\[default: by loss: margin→pairs, triplet→triplets, "
-            "supcon→mperclass].",
+            help="pairs | triplets | mperclass | views \\[default: by loss: margin→pairs, "
+            "triplet→triplets, supcon, arcface, cosface, subcenter→mperclass].",
             rich_help_panel=DATA,
         ),
     ] = None,
@@ -137,7 +140,7 @@ def train_command(
         int | None, typer.Option(help="DataLoader worker processes.", rich_help_panel=DATA)
     ] = None,
     encoder: Annotated[
-        Literal[names.ENCODERS] | None,
+        names.EncoderName | None,
         typer.Option(help="Shared encoder (default: smallcnn).", rich_help_panel=MODEL),
     ] = None,
     embedding_dim: Annotated[
@@ -148,10 +151,11 @@ def train_command(
         ),
     ] = None,
     distance: Annotated[
-        Literal[names.DISTANCES] | None,
+        names.DistanceName | None,
         typer.Option(
             help="Distance of verification and of every loss that measures one (default: euclidean for "
-            "verification, each loss's own for training: cosine for supcon).",
+            "verification, each loss's own for training: cosine for supcon; cosine for both with "
+            "arcface, cosface and subcenter, which refuse euclidean).",
             rich_help_panel=MODEL,
         ),
     ] = None,
@@ -186,7 +190,11 @@ def train_command(
     ] = None,
     margin: Annotated[
         float | None,
-        typer.Option(help="Margin of margin (default 1.0) and triplet (0.2) losses.", rich_help_panel=LOSS),
+        typer.Option(
+            help="Margin of margin (default 1.0) and triplet (0.2) losses; arcface/subcenter angular "
+            "margin in RADIANS (0.5 ≈ 28.6°); cosface cosine margin (0.35).",
+            rich_help_panel=LOSS,
+        ),
     ] = None,
     temperature: Annotated[
         float | None,
@@ -198,8 +206,28 @@ def train_command(
         float | None,
         typer.Option(help="SupCon hard-negative concentration; 0 = plain.", rich_help_panel=LOSS),
     ] = None,
+    scale: Annotated[
+        float | None,
+        typer.Option(
+            help="Logit scale s of arcface, cosface, subcenter (default 16; the papers' 64 is for "
+            "face sets of 10^4+ identities).",
+            rich_help_panel=LOSS,
+        ),
+    ] = None,
+    sub_centers: Annotated[
+        int | None,
+        typer.Option(help="Sub-centres per identity of subcenter (default 3).", rich_help_panel=LOSS),
+    ] = None,
+    loss_lr_multiplier: Annotated[
+        float | None,
+        typer.Option(
+            help="Learning rate of the arcface/cosface/subcenter class weights as a multiple of --lr "
+            "(default 10).",
+            rich_help_panel=LOSS,
+        ),
+    ] = None,
     miner: Annotated[
-        Literal[names.MINERS] | None,
+        names.MinerName | None,
         typer.Option(help="Hard-negative miner for mperclass batches.", rich_help_panel=LOSS),
     ] = None,
     epochs: Annotated[
@@ -209,7 +237,7 @@ def train_command(
         int | None, typer.Option(help="Pairs/triplets/images per step.", rich_help_panel=OPTIM)
     ] = None,
     optimizer: Annotated[
-        Literal[names.OPTIMIZERS] | None, typer.Option(help="(default: adamw)", rich_help_panel=OPTIM)
+        names.OptimizerName | None, typer.Option(help="(default: adamw)", rich_help_panel=OPTIM)
     ] = None,
     lr: Annotated[
         float | None, typer.Option(help="Peak learning rate (default: 1e-3).", rich_help_panel=OPTIM)
@@ -230,6 +258,16 @@ def train_command(
     target_far: Annotated[
         float | None,
         typer.Option(help="FAR target of --threshold-rule far (default 1e-3).", rich_help_panel=RUN),
+    ] = None,
+    tta: Annotated[
+        names.TtaName | None,
+        typer.Option(
+            help="Test-time augmentation of the validation/test embeddings, stored as the model's default "
+            "for embed/verify/evaluate: flip = average each image's embedding with its mirror's (presets "
+            "that train with flips: face) \\[default: none].",
+            show_default=False,
+            rich_help_panel=RUN,
+        ),
     ] = None,
     select: Annotated[
         Literal["best", "last"] | None,
@@ -277,11 +315,11 @@ def train_command(
         typer.Option(help="Seed of weights, sampling and augmentation (default 0).", rich_help_panel=RUN),
     ] = None,
     device: Annotated[
-        Literal[names.DEVICES] | None,
+        names.DeviceName | None,
         typer.Option(help="auto (default) = CUDA when available.", rich_help_panel=RUN),
     ] = None,
 ) -> None:
-    """Train a Siamese verification model on DATA (or on the embedded digits) and test it."""
+    """Train a Siamese verification model on DATA (or on the embedded characters) and test it."""
     with user_errors():
         if resume is not None:
             _run(resumed_config(ctx, resume), resume=True)
@@ -316,6 +354,9 @@ def train_command(
             margin=margin,
             temperature=temperature,
             beta=beta,
+            scale=scale,
+            sub_centers=sub_centers,
+            lr_multiplier=loss_lr_multiplier,
             miner=miner,
             epochs=epochs,
             batch_size=batch_size,
@@ -326,6 +367,7 @@ def train_command(
             threshold_rule=threshold_rule,
             target_far=target_far,
             select=select,
+            tta=tta,
             save_every=save_every,
             max_minutes=max_minutes,
             skip_nonfinite=skip_nonfinite,
@@ -362,7 +404,8 @@ def _run(config, resume: bool = False) -> None:  # noqa: ANN001 - TrainConfig, i
     from siamese.cli.progress import run_with_progress, summary_table
     from siamese.training.run import train
 
-    source = escape(config.data.root or "embedded scikit-learn digits")
+    embedded = "scikit-learn digits" if config.data.preset == "digits" else "characters (siamese.data.glyphs)"
+    source = escape(config.data.root or f"embedded {embedded}")
     if resume:
         console.print(f"resuming {config.out}", highlight=False)
     console.print(

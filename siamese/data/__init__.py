@@ -14,6 +14,7 @@ from siamese.data.batches import (
 from siamese.data.datasets import ImageDataset
 from siamese.data.digits import default_cache_dir, materialize_digits
 from siamese.data.folder import ImageIndex, ImageRecord, list_images, rotated_classes, scan_folder
+from siamese.data.glyphs import materialize_embedded, materialize_glyphs
 from siamese.data.images import IMAGE_EXTENSIONS, ImageLoader, is_image_file, open_image, to_mode
 from siamese.data.inputs import EmbeddingInput, list_inputs
 from siamese.data.oneshot_runs import OneShotRun, list_oneshot_runs, read_oneshot_run
@@ -71,6 +72,8 @@ __all__ = [
     "list_oneshot_runs",
     "load_split_index",
     "materialize_digits",
+    "materialize_embedded",
+    "materialize_glyphs",
     "multicrop_transform",
     "multiview_collate",
     "open_image",

@@ -215,7 +215,7 @@ class ResumableBatchSampler(Sampler[list[int]]):
             self.inner.set_epoch(epoch)
 
     def __len__(self) -> int:
-        return len(self.inner)  # type: ignore[arg-type]
+        return len(self.inner)  # type: ignore[arg-type]  # torch types Sampler without __len__; ours have one
 
     def __iter__(self) -> Iterator[list[int]]:
         skip, self.skip = self.skip, 0

@@ -35,7 +35,7 @@ def _is_complete(directory: Path) -> bool:
     return sum(sum(name.endswith(".png") for name in os.listdir(f)) for f in folders) == NUM_DIGIT_IMAGES
 
 
-def _write_png(img: np.ndarray, path: Path) -> None:
+def write_png(img: np.ndarray, path: Path) -> None:
     """Write atomically: a crash never leaves a truncated PNG at `path`."""
     tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
     Image.fromarray(img, mode="L").save(tmp, format="PNG")
@@ -64,7 +64,7 @@ def materialize_digits(directory: str | os.PathLike | None = None) -> Path:
     for d in range(10):
         (directory / str(d)).mkdir(parents=True, exist_ok=True)
     for i, (img, target) in enumerate(zip(images, data.target, strict=True)):
-        _write_png(img, directory / str(int(target)) / f"{i:04d}.png")
+        write_png(img, directory / str(int(target)) / f"{i:04d}.png")
     (directory / _MARKER).write_text(f"{len(images)}\n", encoding="utf-8")
     logger.info("wrote %d digit images to %s", len(images), directory)
     return directory

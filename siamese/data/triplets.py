@@ -56,7 +56,8 @@ def triplet_collate(
         (a, p, n) with a = arange(B), p = B + a, n = 2B + a indexing `images`.
     """
     b = len(batch)
-    images = torch.cat([torch.stack([item[j] for item in batch]) for j in range(3)])  # (3B, C, H, W)
+    triples = [item[:3] for item in batch]  # B (anchor, positive, negative) images
+    images = torch.cat([torch.stack([t[j] for t in triples]) for j in range(3)])  # (3B, C, H, W)
     labels = torch.tensor([item[j] for j in range(3, 6) for item in batch], dtype=torch.long)  # (3B,)
     a = torch.arange(b)
     return images, labels, (a, a + b, a + 2 * b)

@@ -13,6 +13,15 @@ from siamese.evaluation.distances import (
     kfold_distance_report,
     metrics_at_threshold,
 )
+from siamese.evaluation.fusion import (
+    LinearScorer,
+    distance_matrix,
+    fit_identity_svms,
+    fit_svm,
+    fused_distances,
+    fused_matrix,
+    reference_template,
+)
 from siamese.evaluation.kfold import kfold_verification
 from siamese.evaluation.knn import embedding_spread, knn_accuracy, knn_predict
 from siamese.evaluation.metrics import (
@@ -30,9 +39,30 @@ from siamese.evaluation.metrics import (
 )
 from siamese.evaluation.oneshot import n_way_one_shot_accuracy, one_shot_predictions
 from siamese.evaluation.plots import plot_det, plot_roc, plot_score_histograms
+from siamese.evaluation.references import (
+    Enrolment,
+    Trials,
+    calibrate_references,
+    choose_references,
+    reference_metrics,
+    reference_trials,
+)
 from siamese.evaluation.retrieval import RETRIEVAL_METRICS, retrieval_metrics
 
 __all__ = [
+    "Enrolment",
+    "LinearScorer",
+    "Trials",
+    "calibrate_references",
+    "choose_references",
+    "distance_matrix",
+    "fit_identity_svms",
+    "fit_svm",
+    "fused_distances",
+    "fused_matrix",
+    "reference_metrics",
+    "reference_template",
+    "reference_trials",
     "THRESHOLD_RULES",
     "as_scores",
     "choose_threshold",

@@ -7,6 +7,13 @@ the functions that need them.
 
 from siamese.inference.embedding import EmbeddingBatch, EmbedOptions, embed_all, embed_files, embed_images
 from siamese.inference.export import EXPORT_FORMATS, export_metadata, export_model, metadata_path
+from siamese.inference.gallery import (
+    ClaimResult,
+    Gallery,
+    model_fingerprint,
+    verify_against_references,
+    verify_claim,
+)
 from siamese.inference.verifier import VerificationResult, Verifier, latest_run, resolve_device
 from siamese.inference.writers import (
     FORMATS,
@@ -22,6 +29,11 @@ from siamese.inference.writers import (
 )
 
 __all__ = [
+    "ClaimResult",
+    "Gallery",
+    "model_fingerprint",
+    "verify_against_references",
+    "verify_claim",
     "EXPORT_FORMATS",
     "FORMATS",
     "CsvWriter",

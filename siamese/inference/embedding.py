@@ -19,6 +19,8 @@ from torch.utils.data import DataLoader, Dataset
 
 from siamese.data.images import open_image
 from siamese.errors import ImageError
+from siamese.models.tta import tta_embed
+from siamese.names import TTAS, check_choice
 
 if TYPE_CHECKING:
     from typing_extensions import Unpack  # typing.Unpack from Python 3.11
@@ -35,6 +37,7 @@ class EmbedOptions(TypedDict, total=False):
     batch_size: int
     device: str | torch.device
     workers: int
+    tta: str
 
 
 class _PathDataset(Dataset):
@@ -80,6 +83,7 @@ def embed_images(
     batch_size: int = 64,
     device: str | torch.device = "cpu",
     workers: int = 0,
+    tta: str = "none",
 ) -> Iterator[EmbeddingBatch]:
     """Embed image files in batches without holding them all in memory.
 
@@ -93,10 +97,17 @@ def embed_images(
         workers: DataLoader worker processes decoding images; 0 decodes in one background
             thread, one batch ahead of the encoder (Pillow and NumPy release the GIL while
             decoding, so decoding overlaps the forward pass without extra processes).
+        tta: test-time augmentation, "none" or "flip" (each image's embedding averaged with its
+            mirror's, `siamese.models.tta.tta_embed`); which presets allow it is the caller's
+            check (`siamese.models.tta.check_tta`).
 
     Yields:
         One `EmbeddingBatch` per batch; unreadable files are reported in `failed`, not raised.
+
+    Raises:
+        ConfigError: unknown `tta`.
     """
+    check_choice(tta, TTAS, "test-time augmentation")
     dataset = _PathDataset(paths, channels, transform)
     if workers > 0:
         batches: Iterator = iter(
@@ -108,7 +119,7 @@ def embed_images(
         if images is None:
             yield EmbeddingBatch([], np.zeros((0, 0), np.float32), failed)
             continue
-        emb = encoder(images.to(device)).float().cpu().numpy()  # (b, D)
+        emb = tta_embed(encoder, images.to(device), tta).float().cpu().numpy()  # (b, D)
         yield EmbeddingBatch(positions, emb, failed)
 
 
@@ -143,7 +154,7 @@ def embed_all(
     Args:
         encoder, paths, transform, channels: as for `embed_images`.
         on_batch: called after every batch with the number of files it handled.
-        **options: `batch_size`, `device` and `workers`, as for `embed_images`.
+        **options: `batch_size`, `device`, `workers` and `tta`, as for `embed_images`.
 
     Returns:
         The embeddings and the `(position, error)` list of unreadable files.
@@ -176,7 +187,7 @@ def embed_files(
     Args:
         encoder, paths, transform, channels: as for `embed_images`.
         on_progress: called after every batch with (files done, files in total).
-        **options: `batch_size`, `device` and `workers`, as for `embed_images`.
+        **options: `batch_size`, `device`, `workers` and `tta`, as for `embed_images`.
 
     Returns:
         Embeddings `(N, D)` float32, row i for `paths[i]`.

@@ -44,8 +44,10 @@ from siamese.evaluation import (
     retrieval_metrics,
 )
 from siamese.inference.embedding import ProgressCallback, embed_files
+from siamese.inference.references import evaluate_references
 from siamese.models import TwinNetwork
 from siamese.models.checkpoint import CHECKPOINT_DIR, Preprocessing, load_checkpoint, resolve_checkpoint
+from siamese.models.tta import check_tta
 from siamese.names import check_choice
 
 logger = logging.getLogger(__name__)
@@ -263,11 +265,15 @@ def evaluate(
     seed: int = 0,
     folds: int = 10,
     forgery_fraction: float = 0.5,
+    references: Sequence[int] = (),
+    fusions: Sequence[str] | None = None,
+    calibration: str | os.PathLike | None = None,
     out_dir: str | os.PathLike | None = None,
     device: str | torch.device = "cpu",
     batch_size: int = 64,
     workers: int = 0,
     on_progress: ProgressCallback | None = None,
+    tta: str | None = None,
 ) -> dict[str, Any]:
     """Evaluate a trained model on a dataset under one protocol.
 
@@ -293,12 +299,21 @@ def evaluate(
         seed: seed of the generated pairs.
         folds: number of folds of the "kfold" protocol.
         forgery_fraction: share of generated impostors that are forgeries (when there are some).
+        references: reference counts R; instead of pairs, each identity of the `split` enrols R
+            seeded genuine images and its other images, its forgeries and other identities'
+            images are its queries (`siamese.inference.references.evaluate_references`), scored by
+            every rule of `fusions` at thresholds calibrated on `calibration` (default: the run's
+            validation identities). No plots are written.
+        fusions: fusion rules of `references` (default: all).
+        calibration: labelled folder of other identities calibrating the thresholds of `references`.
         out_dir: if given, `report.json` (and for pairs/kfold `roc.png`, `det.png`, `distances.png`)
             are written there.
         device: where the model runs ("auto" = CUDA when available).
         batch_size: images per forward pass.
         workers: DataLoader processes decoding images.
         on_progress: called with (images embedded, total) after every batch.
+        tta: test-time augmentation of every embedding, "none" or "flip"; None = the model's
+            default (recorded by `siamese train --tta`).
 
     Returns:
         The JSON-serialisable report (infinite values are None).
@@ -308,12 +323,15 @@ def evaluate(
         ImageError: undecodable images. CheckpointError: bad model path.
     """
     _check_options(protocol, pairs_file, forgeries, folds, batch_size, workers)
+    if references and (protocol != "pairs" or pairs_file is not None):
+        raise ConfigError("references are enrolled from the split's identities: no pairs file, no kfold")
     dev = resolve_device(str(device))
     run_dir = run_dir_of(model_path)
     stem = resolve_checkpoint(model_path)
     model, meta = load_checkpoint(stem, device=dev)
     pre = Preprocessing.from_metadata(meta, stem)
     transform = pre.transform()
+    tta = check_tta(tta or meta.get("tta") or "none", pre.preset)
 
     def embed(paths: Sequence[str]) -> np.ndarray:  # (N, D)
         return embed_files(
@@ -325,6 +343,7 @@ def evaluate(
             batch_size=batch_size,
             device=dev,
             workers=workers,
+            tta=tta,
         )
 
     report: dict[str, Any] = {
@@ -335,10 +354,16 @@ def evaluate(
         "distance": meta["distance"],
         "threshold": meta.get("threshold"),
         "threshold_rule": meta.get("threshold_rule"),
+        "tta": tta,
     }
     out = Path(out_dir).absolute() if out_dir is not None else None
     if protocol == "oneshot":
         report.update(_oneshot_report(embed, data_root, meta["distance"]))
+    elif references:
+        index = load_split_index(data_root, forgeries, run_dir, split)
+        report["split"] = split
+        part = evaluate_references(embed, index, run_dir, meta, references, fusions, seed, calibration)
+        report.update(part)
     else:
         pairs, labels, info = _pair_source(
             data_root, run_dir, pairs_file, forgeries, split, num_pairs, seed, forgery_fraction

@@ -114,6 +114,9 @@ def export_metadata(meta: dict[str, Any], fmt: str, source: Path) -> dict[str, A
         "threshold": meta.get("threshold"),
         "decision": "same identity when distance(embedding_a, embedding_b) <= threshold",
         "calibration": meta.get("calibration"),
+        # "flip": the threshold was chosen on the mean of each image's and its mirror's embeddings
+        # (re-normalised when the encoder normalises); apply the same to match it.
+        "tta": meta.get("tta", "none"),
     }
 
 

@@ -101,6 +101,7 @@ def _probe_folder(
         on_batch=on_batch,
         batch_size=options.batch_size,
         device=verifier.device,
+        tta=verifier.tta,
     )
     keep = np.setdiff1d(np.arange(len(paths)), [i for i, _ in failed])
     if failed:

@@ -26,6 +26,7 @@ from siamese.errors import CheckpointError
 from siamese.evaluation.calibration import confidence as calibrated_confidence
 from siamese.inference.embedding import embed_files
 from siamese.models.checkpoint import CHECKPOINT_DIR, Preprocessing, load_checkpoint, resolve_checkpoint
+from siamese.models.tta import check_tta
 from siamese.models.twin import TwinNetwork, pair_distance
 
 logger = logging.getLogger(__name__)
@@ -93,15 +94,26 @@ class Verifier:
         preprocessing: what the metadata says about feeding the model.
         transform: the deterministic PIL image -> `(C, H, W)` tensor preprocessing.
         channels: 1 or 3, what images are converted to.
+        tta: the test-time augmentation every embedding uses, "none" or "flip".
     """
 
     def __init__(
-        self, model: TwinNetwork, metadata: dict[str, Any], source: str | os.PathLike, device: torch.device
+        self,
+        model: TwinNetwork,
+        metadata: dict[str, Any],
+        source: str | os.PathLike,
+        device: torch.device,
+        tta: str | None = None,
     ) -> None:
         """Wrap a loaded model; prefer `Verifier.from_checkpoint`.
 
+        Args:
+            tta: test-time augmentation; None = the model's default (`metadata["tta"]`, recorded
+                by `siamese train --tta`; "none" when absent).
+
         Raises:
             CheckpointError: the metadata does not describe the preprocessing.
+            ConfigError: "flip" for a model whose preset does not train with flips.
         """
         self.model = model.eval()
         self.metadata = metadata
@@ -110,10 +122,15 @@ class Verifier:
         self.preprocessing = Preprocessing.from_metadata(metadata, self.source)
         self.channels = self.preprocessing.channels
         self.transform = self.preprocessing.transform()
+        self.tta = check_tta(tta or metadata.get("tta") or "none", self.preprocessing.preset)
 
     @classmethod
     def from_checkpoint(
-        cls, path: str | os.PathLike, device: str | torch.device = "cpu", which: str = "best"
+        cls,
+        path: str | os.PathLike,
+        device: str | torch.device = "cpu",
+        which: str = "best",
+        tta: str | None = None,
     ) -> Verifier:
         """Load a run directory, a checkpoint stem or one of its files.
 
@@ -121,15 +138,16 @@ class Verifier:
             path: run directory (uses `checkpoints/<which>`), stem, `.json` or `.safetensors`.
             device: "cpu", "cuda", "auto" or a torch device.
             which: "best" or "last" when `path` is a run directory.
+            tta: test-time augmentation ("none" or "flip"); None = the model's default.
 
         Raises:
             CheckpointError: missing, corrupt or incompatible checkpoint.
-            ConfigError: unavailable device.
+            ConfigError: unavailable device, or "flip" for a preset that does not train with flips.
         """
         dev = resolve_device(device)
         stem = resolve_checkpoint(path, which)
         model, meta = load_checkpoint(stem, device=dev)
-        return cls(model, meta, stem, dev)
+        return cls(model, meta, stem, dev, tta)
 
     @property
     def encoder(self) -> torch.nn.Module:
@@ -174,7 +192,13 @@ class Verifier:
         """
         names = [os.fspath(p) for p in paths]
         emb = embed_files(
-            self.encoder, names, self.transform, self.channels, batch_size=batch_size, device=self.device
+            self.encoder,
+            names,
+            self.transform,
+            self.channels,
+            batch_size=batch_size,
+            device=self.device,
+            tta=self.tta,
         )
         return emb.reshape(len(names), self.embedding_dim)  # (N, D)
 

@@ -315,6 +315,7 @@ def write_embeddings(
             batch_size=batch_size,
             device=verifier.device,
             workers=workers,
+            tta=verifier.tta,
         )
         for batch in batches:
             skipped += [(paths[i], reason) for i, reason in batch.failed]

@@ -1,21 +1,37 @@
 """Metric-learning losses and miners, built on pytorch-metric-learning."""
 
 from siamese.losses.margin import MarginContrastiveLoss
+from siamese.losses.margin_softmax import ArcFaceLoss, CosFaceLoss, SubCenterArcFaceLoss
 from siamese.losses.miners import MINERS, get_miner, make_distance
 from siamese.losses.pair_loss import PairLoss
-from siamese.losses.registry import LOSSES, get_loss, loss_options, loss_samplers, split_loss_options
+from siamese.losses.registry import (
+    LOSSES,
+    check_loss_options,
+    get_loss,
+    loss_distances,
+    loss_needs_classes,
+    loss_options,
+    loss_samplers,
+    split_loss_options,
+)
 from siamese.losses.supcon import SupConLoss
 from siamese.losses.triplet import TripletLoss
 
 __all__ = [
     "LOSSES",
     "MINERS",
+    "ArcFaceLoss",
+    "CosFaceLoss",
     "MarginContrastiveLoss",
     "PairLoss",
+    "SubCenterArcFaceLoss",
     "SupConLoss",
     "TripletLoss",
+    "check_loss_options",
     "get_loss",
     "get_miner",
+    "loss_distances",
+    "loss_needs_classes",
     "loss_options",
     "loss_samplers",
     "make_distance",

@@ -10,14 +10,18 @@ from torch import nn
 
 from siamese.errors import ConfigError
 from siamese.losses.margin import MarginContrastiveLoss
+from siamese.losses.margin_softmax import ArcFaceLoss, CosFaceLoss, SubCenterArcFaceLoss
 from siamese.losses.supcon import SupConLoss
 from siamese.losses.triplet import TripletLoss
-from siamese.names import option_names, split_options
+from siamese.names import DISTANCES, option_names, split_options
 
 LOSSES: dict[str, type[nn.Module]] = {
     "margin": MarginContrastiveLoss,
     "supcon": SupConLoss,
     "triplet": TripletLoss,
+    "arcface": ArcFaceLoss,
+    "cosface": CosFaceLoss,
+    "subcenter": SubCenterArcFaceLoss,
 }
 
 
@@ -43,6 +47,35 @@ def loss_samplers(name: str) -> tuple[str, ...]:
     ('triplets', 'mperclass')
     """
     return tuple(getattr(_loss_class(name), "samplers", ("pairs", "triplets", "mperclass")))
+
+
+def loss_needs_classes(name: str) -> bool:
+    """Whether loss `name` holds class weights: it is built with `num_classes` (the training
+    identities) and `embedding_size` (the encoder's), which its callers supply, not the user.
+
+    >>> loss_needs_classes("arcface"), loss_needs_classes("supcon")
+    (True, False)
+    """
+    return bool(getattr(_loss_class(name), "needs_classes", False))
+
+
+def loss_distances(name: str) -> tuple[str, ...]:
+    """The distances loss `name` trains with; the first is verification's when none is given.
+
+    >>> loss_distances("margin"), loss_distances("cosface")
+    (('euclidean', 'cosine'), ('cosine',))
+    """
+    return tuple(getattr(_loss_class(name), "distances", DISTANCES))
+
+
+def check_loss_options(name: str, **options: Any) -> None:
+    """Raise the `ConfigError` loss `name` would raise for `options`, before any data is read
+    (a loss with class weights is tried with 2 classes of 1-dimensional embeddings).
+
+    >>> check_loss_options("arcface", margin=0.5)
+    """
+    classes = {"num_classes": 2, "embedding_size": 1} if loss_needs_classes(name) else {}
+    get_loss(name, **options, **classes)
 
 
 def split_loss_options(name: str, options: dict[str, Any]) -> tuple[dict[str, Any], list[str]]:

@@ -10,6 +10,7 @@ from siamese.models.torchvision_backbones import (
     resnet34,
     resnet50,
 )
+from siamese.models.tta import check_tta, tta_embed
 from siamese.models.twin import TwinNetwork, TwinOutput, pair_distance
 
 __all__ = [
@@ -19,6 +20,7 @@ __all__ = [
     "TwinNetwork",
     "TwinOutput",
     "adapt_first_conv",
+    "check_tta",
     "check_encoder_args",
     "get_encoder",
     "mobilenet_v3_small",
@@ -27,4 +29,5 @@ __all__ = [
     "resnet34",
     "resnet50",
     "smallcnn",
+    "tta_embed",
 ]

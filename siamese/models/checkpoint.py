@@ -136,6 +136,7 @@ def read_metadata(stem: Path) -> dict[str, Any]:
     if not isinstance(enc.get("in_channels"), int) or enc["in_channels"] not in (1, 3):
         raise CheckpointError(f"{stem}.json has an invalid channel count: {enc.get('in_channels')!r}")
     _known(stem, meta.get("distance"), names.DISTANCES, "distance")
+    _known(stem, meta.get("tta", "none"), names.TTAS, "test-time augmentation")  # absent before --tta
     threshold = meta.get("threshold")
     if threshold is not None and not isinstance(threshold, (int, float)):
         raise CheckpointError(f"{stem}.json has a non-numeric threshold: {threshold!r}")

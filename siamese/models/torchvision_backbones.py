@@ -7,6 +7,7 @@ torchvision is imported inside the builders only: importing it costs about two s
 from __future__ import annotations
 
 import logging
+from typing import cast
 
 import torch
 from torch import nn
@@ -15,6 +16,12 @@ from siamese.errors import CheckpointError, ConfigError
 from siamese.models.encoder import Encoder, check_encoder_args
 
 logger = logging.getLogger(__name__)
+
+
+def _pair(size: tuple[int, ...]) -> tuple[int, int]:
+    """A Conv2d size attribute as the `(h, w)` its constructor takes (torch types them `tuple[int, ...]`)."""
+    height, width = size
+    return height, width
 
 
 def adapt_first_conv(conv: nn.Conv2d, in_channels: int) -> nn.Conv2d:
@@ -39,10 +46,10 @@ def adapt_first_conv(conv: nn.Conv2d, in_channels: int) -> nn.Conv2d:
     new = nn.Conv2d(
         in_channels,
         conv.out_channels,
-        kernel_size=conv.kernel_size,
-        stride=conv.stride,
-        padding=conv.padding,
-        dilation=conv.dilation,
+        kernel_size=_pair(conv.kernel_size),
+        stride=_pair(conv.stride),
+        padding=conv.padding if isinstance(conv.padding, str) else _pair(conv.padding),
+        dilation=_pair(conv.dilation),
         bias=conv.bias is not None,
         padding_mode=conv.padding_mode,
         device=conv.weight.device,
@@ -56,7 +63,7 @@ def adapt_first_conv(conv: nn.Conv2d, in_channels: int) -> nn.Conv2d:
         weight = old.mean(dim=1, keepdim=True).expand(-1, in_channels, -1, -1)
     with torch.no_grad():
         new.weight.copy_(weight * (c_old / in_channels))  # (O, C_new, k, k)
-        if conv.bias is not None:
+        if conv.bias is not None and new.bias is not None:  # new has a bias exactly when conv has
             new.bias.copy_(conv.bias)
     return new
 
@@ -82,12 +89,13 @@ def _torchvision_encoder(
     check_encoder_args(in_channels, embedding_dim)
     model = _load_torchvision(arch, pretrained)
     if arch.startswith("resnet"):
-        model.conv1 = adapt_first_conv(model.conv1, in_channels)
-        feature_dim = model.fc.in_features
+        model.conv1 = adapt_first_conv(cast(nn.Conv2d, model.conv1), in_channels)
+        feature_dim = cast(nn.Linear, model.fc).in_features
         model.fc = nn.Identity()
     else:  # mobilenet_v3: features[0] is Conv-BN-Hardswish; classifier starts with Linear(576, ...)
-        model.features[0][0] = adapt_first_conv(model.features[0][0], in_channels)
-        feature_dim = model.classifier[0].in_features
+        stem = cast(nn.Sequential, cast(nn.Sequential, model.features)[0])
+        stem[0] = adapt_first_conv(cast(nn.Conv2d, stem[0]), in_channels)
+        feature_dim = cast(nn.Linear, cast(nn.Sequential, model.classifier)[0]).in_features
         model.classifier = nn.Identity()
     spec = {"name": arch, "in_channels": in_channels}
     return Encoder(model, feature_dim, embedding_dim, normalize, spec)

@@ -10,8 +10,8 @@ import numpy as np
 import torch
 
 from siamese.data import preprocessing_spec
-from siamese.errors import CheckpointError
-from siamese.losses import get_loss, get_miner
+from siamese.errors import CheckpointError, ConfigError
+from siamese.losses import get_loss, get_miner, loss_needs_classes
 from siamese.models import Encoder, get_encoder
 from siamese.models.checkpoint import load_checkpoint
 from siamese.training.callbacks import CheckpointCallback, CSVLogger, TimeBudget
@@ -50,11 +50,20 @@ def build_encoder(config: TrainConfig, channels: int) -> Encoder:
     return encoder
 
 
-def build_method(config: TrainConfig, channels: int) -> Method:
+def build_method(config: TrainConfig, channels: int, num_classes: int | None = None) -> Method:
     """The configured method around a new encoder: a self-supervised method with the options it
     takes, or the supervised one with its loss (and the options that loss takes) and miner.
 
+    Args:
+        config: the run's configuration.
+        channels: input channels of the encoder.
+        num_classes: training identities (rotated copies included); the margin-softmax losses
+            hold one class weight each (their embedding size is the encoder's).
+
     Options that have no effect are logged as warnings (`TrainConfig.ignored_options`).
+
+    Raises:
+        ConfigError: a loss with class weights and no `num_classes`.
     """
     for note in config.ignored_options():
         logger.warning(note)
@@ -62,9 +71,14 @@ def build_method(config: TrainConfig, channels: int) -> Method:
     encoder = build_encoder(config, channels)
     if config.method.self_supervised:
         return METHODS[config.method.name](encoder, **kwargs)
-    miner = get_miner(config.loss.miner) if config.sampler == "mperclass" else None
+    if loss_needs_classes(config.loss.name):
+        if num_classes is None:
+            raise ConfigError(f"--loss {config.loss.name} needs the number of training identities")
+        kwargs = {**kwargs, "num_classes": num_classes, "embedding_size": int(encoder.embedding_dim)}
+    mines = config.sampler == "mperclass" and not loss_needs_classes(config.loss.name)
+    miner = get_miner(config.loss.miner) if mines else None
     loss = get_loss(config.loss.name, **kwargs)
-    return SupervisedMethod(encoder, loss, miner, config.model.distance or "euclidean")
+    return SupervisedMethod(encoder, loss, miner, config.verification_distance, tta=config.tta)
 
 
 def build_optimizer(
@@ -101,6 +115,7 @@ def checkpoint_metadata(config: TrainConfig, data: Any) -> dict[str, Any]:
         "threshold_rule": config.threshold_rule,
         "target_far": config.target_far if config.threshold_rule == "far" else None,
         "loss": None if config.method.self_supervised else config.loss.name,
+        "tta": config.tta,
     }
     return {**meta, "method": config.method.name} if config.method.self_supervised else meta
 
@@ -116,13 +131,14 @@ def build_trainer(
     """Method, optimiser and the standard callbacks: `evaluation`, CSV log, checkpoints, time budget.
 
     Args:
-        data: the prepared data (`Prepared` or `PreparedViews`): channels, image size, train loader.
+        data: the prepared data (`Prepared` or `PreparedViews`): channels, image size, train loader
+            (and `num_classes`, the training identities, for a loss with class weights).
         evaluation: adds each epoch's evaluation metrics (`ValidationCallback` for a supervised
             run, the representation monitor for a self-supervised one).
 
     A self-supervised run has no validation EER to select an epoch by: it keeps the last one.
     """
-    method = build_method(config, data.channels).to(device)
+    method = build_method(config, data.channels, getattr(data, "num_classes", None)).to(device)
     optimizer, scheduler = build_optimizer(config, method, len(data.train_loader))
     select = "last" if config.method.self_supervised else config.select
     checkpoints = CheckpointCallback(

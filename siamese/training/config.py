@@ -17,7 +17,14 @@ from siamese import names
 from siamese.data.presets import PRESETS
 from siamese.errors import ConfigError
 from siamese.evaluation.distances import THRESHOLD_RULES
-from siamese.losses.registry import loss_samplers, split_loss_options
+from siamese.losses.registry import (
+    check_loss_options,
+    loss_distances,
+    loss_needs_classes,
+    loss_samplers,
+    split_loss_options,
+)
+from siamese.models.tta import check_tta
 from siamese.names import check_choice, split_options
 from siamese.training.methods.registry import METHODS
 
@@ -35,8 +42,9 @@ class DataConfig:
     """Where images come from and how they are split, sampled and transformed.
 
     Attributes:
-        root: identity-folder root (`root/<identity>/<image>`); None trains on the embedded
-            scikit-learn digits.
+        root: identity-folder root (`root/<identity>/<image>`); None trains on the embedded data
+            (`siamese.data.materialize_embedded`: the scikit-learn digits for the digits preset,
+            else the rendered characters of `siamese.data.glyphs`).
         forgeries: optional root of skilled forgeries with the same identity names.
         preset: transform preset name (see `siamese.data.PRESETS`).
         image_size: (H, W) override of the preset's size.
@@ -134,10 +142,17 @@ class LossConfig:
 
     Attributes:
         name: a registered loss (`siamese.losses.LOSSES`): "margin" (Hadsell 2006), "supcon"
-            (Khosla 2020) or "triplet".
-        margin: margin of the margin (default 1.0) and triplet (default 0.2) losses.
+            (Khosla 2020), "triplet", or the margin-softmax losses "arcface" (Deng 2019),
+            "cosface" (Wang 2018) and "subcenter" (sub-center ArcFace, Deng 2020).
+        margin: margin of the margin (default 1.0) and triplet (default 0.2) losses; the angular
+            margin of arcface and subcenter in radians (default 0.5); the cosine margin of
+            cosface (default 0.35).
         temperature: SupCon temperature (default 0.1).
         beta: SupCon hard-negative concentration (Robinson 2021); 0 (the default) = plain SupCon.
+        scale: logit scale s of the margin-softmax losses (default 16).
+        sub_centers: sub-centres per class of subcenter (default 3).
+        lr_multiplier: learning rate of the margin-softmax class weights relative to `OptimConfig.lr`
+            (default 10).
         miner: pytorch-metric-learning miner applied to "mperclass" batches.
     """
 
@@ -145,6 +160,9 @@ class LossConfig:
     margin: float | None = None
     temperature: float | None = None
     beta: float | None = None
+    scale: float | None = None
+    sub_centers: int | None = None
+    lr_multiplier: float | None = None
     miner: str = "none"
 
     def __post_init__(self) -> None:
@@ -156,10 +174,15 @@ class LossConfig:
             _positive(self.temperature, "temperature")
         if self.beta is not None:
             _positive(self.beta, "beta", allow_zero=True)
+        for what in ("scale", "sub_centers", "lr_multiplier"):
+            value = getattr(self, what)
+            if value is not None:
+                _positive(value, what.replace("_", " "))
 
     def options(self, distance: str | None) -> dict[str, Any]:
         """Every loss option as configured (None = not given), the model's distance included."""
-        named = {"margin": self.margin, "temperature": self.temperature, "beta": self.beta}
+        skip = {"name", "miner"}
+        named = {f.name: getattr(self, f.name) for f in dataclasses.fields(self) if f.name not in skip}
         return {**named, "distance": distance}
 
 
@@ -280,6 +303,10 @@ class TrainConfig:
         select: which epoch's weights the run keeps as its model (`checkpoints/best.*`, used for
             the test and by inference): "best" = lowest validation EER, "last" = the final epoch
             (better when the validation identities are too few for a reliable per-epoch EER).
+        tta: test-time augmentation of the validation and test embeddings (so the threshold is
+            chosen on what inference scores), stored in the checkpoints as the model's default
+            for embed/verify/evaluate: "none" or "flip" (`siamese.models.tta`; presets that train
+            with horizontal flips only).
     """
 
     data: DataConfig = field(default_factory=DataConfig)
@@ -296,9 +323,11 @@ class TrainConfig:
     skip_nonfinite: bool = False
     max_minutes: float | None = None
     select: str = "best"
+    tta: str = "none"
 
     def __post_init__(self) -> None:
         check_choice(self.device, names.DEVICES, "device")
+        check_tta(self.tta, self.data.preset)
         check_choice(self.select, SELECT_RULES, "select")
         check_choice(self.threshold_rule, THRESHOLD_RULES, "threshold rule")
         _positive(self.save_every, "save every", allow_zero=True)
@@ -315,6 +344,22 @@ class TrainConfig:
             raise ConfigError(
                 f"the {self.loss.name} loss needs {allowed[0]}: use --sampler {' or '.join(allowed)}"
             )
+        distance = self.model.distance
+        if not self.method.self_supervised and distance not in (None, *loss_distances(self.loss.name)):
+            raise ConfigError(
+                f"--loss {self.loss.name} trains with the {' or '.join(loss_distances(self.loss.name))} "
+                f"distance only; --distance {distance} cannot be used with it"
+            )
+        if not self.method.self_supervised:
+            check_loss_options(self.loss.name, **self.objective_options()[0])  # e.g. a margin's range
+
+    @property
+    def verification_distance(self) -> str:
+        """The pair distance of verification: the model's `distance`, else the loss's first
+        (cosine for the margin-softmax losses, Euclidean for the others and for self-supervision)."""
+        if self.model.distance is not None:
+            return self.model.distance
+        return "euclidean" if self.method.self_supervised else loss_distances(self.loss.name)[0]
 
     @property
     def samplers(self) -> tuple[str, ...]:
@@ -340,10 +385,12 @@ class TrainConfig:
         _, unused = self.objective_options()
         if self.method.self_supervised:
             return [f"--{n.replace('_', '-')} has no effect with --method {self.method.name}" for n in unused]
-        notes = [f"--{name} has no effect with --loss {self.loss.name}" for name in unused]
+        notes = [f"{_flag(name)} has no effect with --loss {self.loss.name}" for name in unused]
         given = {**self.method.options(None), "small_crops": self.method.small_crops or None}
         notes += [f"--{n.replace('_', '-')} has no effect without --method" for n, v in given.items() if v]
-        if self.loss.miner != "none" and self.sampler != "mperclass":
+        if self.loss.miner != "none" and loss_needs_classes(self.loss.name):
+            notes.append(f"--miner {self.loss.miner} has no effect with --loss {self.loss.name}")
+        elif self.loss.miner != "none" and self.sampler != "mperclass":
             notes.append(f"--miner {self.loss.miner} has no effect: mining needs --sampler mperclass")
         return notes
 
@@ -370,6 +417,11 @@ class TrainConfig:
         )
 
 
+def _flag(option: str) -> str:
+    """The `siamese train` flag of a loss option: `--sub-centers`, `--loss-lr-multiplier`."""
+    return "--" + {"lr_multiplier": "loss_lr_multiplier"}.get(option, option).replace("_", "-")
+
+
 _SECTIONS = {
     "data": DataConfig,
     "model": ModelConfig,
@@ -387,15 +439,21 @@ def build_train_config(preset: str | None = None, **options: Any) -> TrainConfig
     the dataclass defaults.
 
     Args:
-        preset: transform/training preset; None = "digits" without a root, else "face".
+        preset: transform/training preset; None = "face" with a root, else the embedded data's:
+            "glyphs" (`siamese.data.glyphs`), or "digits" for a self-supervised `method`.
 
     Raises:
         ConfigError: an unknown option or an invalid value.
     """
-    preset = preset or ("digits" if options.get("root") is None else "face")
+    if preset is None:
+        ssl = options.get("method") in names.SSL_METHODS
+        preset = "face" if options.get("root") is not None else "digits" if ssl else "glyphs"
     check_choice(preset, names.PRESETS, "preset")
     given = {k: v for k, v in options.items() if v is not None}
-    merged = {**PRESETS[preset].training, **given, "preset": preset}
+    defaults = dict(PRESETS[preset].training)
+    if given.get("method", "supervised") in names.SSL_METHODS:
+        defaults.update(PRESETS[preset].pretraining)
+    merged = {**defaults, **given, "preset": preset}
     if "encoder_kwargs" not in given and merged.get("encoder", "smallcnn") != "smallcnn":
         merged.pop("encoder_kwargs", None)  # the preset's smallcnn options do not fit other encoders
     if "loss" in merged:

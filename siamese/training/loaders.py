@@ -30,7 +30,7 @@ from siamese.data import (
     drop_unreadable,
     get_transform,
     identity_batch_sampler,
-    materialize_digits,
+    materialize_embedded,
     multicrop_transform,
     multiview_collate,
     pair_collate,
@@ -41,6 +41,7 @@ from siamese.data import (
     triplet_collate,
 )
 from siamese.errors import ConfigError
+from siamese.training.batching import fit_batch
 from siamese.training.config import TrainConfig
 
 CACHE_LIMIT = 20000
@@ -59,6 +60,8 @@ class Prepared:
     train_loader: DataLoader
     val_loader: DataLoader
     test_loader: DataLoader
+    config: TrainConfig  # the run's config with the batch the loaders use (`fit_train_batch`)
+    num_classes: int | None = None  # training identities, rotated copies included (class-weight losses)
 
 
 def input_geometry(config: TrainConfig) -> tuple[int, tuple[int, int]]:
@@ -179,10 +182,21 @@ def eval_loader(index: ImageIndex, loader: ImageLoader, transform: Any, config: 
     return make_loader(triplets, config, batch_size=config.optim.batch_size, collate_fn=triplet_collate)
 
 
+def fit_train_batch(config: TrainConfig, index: ImageIndex) -> TrainConfig:
+    """`config` with a batch that the training images `index` can fill (`siamese.training.batching`):
+    a smaller one, with one warning, when an epoch draws fewer samples than a batch or an m-per-class
+    batch needs more identities than the training split has."""
+    if config.sampler == "views":
+        return fit_batch(config, len(index), 0)
+    usable = sum(len(v) >= 2 for v in index.by_identity().values())
+    return fit_batch(config, _epoch_samples(index, config), usable)
+
+
 def prepare_data(config: TrainConfig, split: Split | None = None) -> Prepared:
-    """Scan the images, split identities and build the train/val/test loaders."""
+    """Scan the images, split identities and build the train/val/test loaders; `Prepared.config`
+    is `config` with the training batch fitted to the training split (`fit_train_batch`)."""
     d = config.data
-    root = d.root if d.root is not None else materialize_digits()
+    root = d.root if d.root is not None else materialize_embedded(d.preset)
     index = scan_folder(root, d.forgeries)
     channels, size = input_geometry(config)
     preset = PRESETS[d.preset]
@@ -193,14 +207,16 @@ def prepare_data(config: TrainConfig, split: Split | None = None) -> Prepared:
     split = split or split_identities(index.identities, d.val_fraction, d.test_fraction, d.split_seed)
     train_tf = get_transform(preset, train=True, image_size=size, channels=channels)
     eval_tf = get_transform(preset, train=False, image_size=size, channels=channels)
+    train_index = rotated_classes(index.subset(split.train), d.rotations)
+    config = fit_train_batch(config, train_index)
     return Prepared(
         index=index,
         split=split,
         channels=channels,
         image_size=size,
-        train_loader=train_loader(
-            rotated_classes(index.subset(split.train), d.rotations), loader, train_tf, config
-        ),
+        train_loader=train_loader(train_index, loader, train_tf, config),
         val_loader=eval_loader(index.subset(split.val), loader, eval_tf, config, seed=config.seed + 1),
         test_loader=eval_loader(index.subset(split.test), loader, eval_tf, config, seed=config.seed + 2),
+        config=config,
+        num_classes=len(train_index.identities),
     )

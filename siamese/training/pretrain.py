@@ -18,18 +18,23 @@ from torch.utils.data import DataLoader
 
 from siamese import names
 from siamese.data import (
+    EmbeddingInput,
+    ImageIndex,
     ImageLoader,
+    ImageRecord,
     MultiViewDataset,
+    drop_unreadable,
     get_transform,
     list_inputs,
-    materialize_digits,
+    materialize_embedded,
 )
 from siamese.errors import ConfigError, SiameseError
 from siamese.evaluation import embedding_spread, knn_accuracy
 from siamese.inference.embedding import embed_files
+from siamese.training.batching import fit_batch
 from siamese.training.builders import build_trainer
 from siamese.training.config import TrainConfig
-from siamese.training.loaders import input_geometry, multiview_loader, view_transform
+from siamese.training.loaders import CACHE_LIMIT, input_geometry, multiview_loader, view_transform
 from siamese.training.run import fit_run, start_run
 from siamese.training.trainer import Callback, Trainer
 
@@ -52,6 +57,7 @@ class PreparedViews:
     channels: int
     image_size: tuple[int, int]
     num_images: int
+    config: TrainConfig  # the run's config with the batch the loader uses (`fit_batch`)
 
 
 def _monitor(paths: list[str], labels: np.ndarray, seed: int) -> tuple[list[str], np.ndarray]:
@@ -61,16 +67,33 @@ def _monitor(paths: list[str], labels: np.ndarray, seed: int) -> tuple[list[str]
     return [paths[i] for i in keep], labels[keep]
 
 
+def _readable(
+    inputs: list[EmbeddingInput], config: TrainConfig, channels: int
+) -> tuple[list[EmbeddingInput], ImageLoader]:
+    """The decodable inputs and their loader: every image is decoded once up front (filling the
+    cache, as `train` does), so a bad file is dropped with one warning and never stops an epoch."""
+    d = config.data
+    cache = d.cache if d.cache is not None else len(inputs) <= CACHE_LIMIT
+    loader = ImageLoader(channels, cache=cache)
+    records = tuple(ImageRecord(x.path, x.identity) for x in inputs)
+    index = ImageIndex(records=records, identities=tuple(sorted({x.identity for x in inputs})))
+    kept = drop_unreadable(index, (lambda p, c: loader(p)) if cache else None, channels, strict=d.strict)
+    keep = {r.path for r in kept.records}
+    return [x for x in inputs if x.path in keep], loader
+
+
 def prepare_views(config: TrainConfig) -> PreparedViews:
     """Every image under the data root (searched recursively) as two-view (or multi-crop) items."""
     root = config.data.root
-    inputs = list_inputs(root if root is not None else materialize_digits())
+    inputs = list_inputs(root if root is not None else materialize_embedded(config.data.preset))
     channels, size = input_geometry(config)
     views = view_transform(config, channels, size)
-    dataset = MultiViewDataset.from_inputs(inputs, views, ImageLoader(channels), seed=config.seed)
-    loader = multiview_loader(dataset, config)
+    inputs, loader = _readable(inputs, config, channels)
+    dataset = MultiViewDataset.from_inputs(inputs, views, loader, seed=config.seed)
+    config = fit_batch(config, len(dataset), 0)  # a batch of at most every image
+    batches = multiview_loader(dataset, config)
     paths, labels = _monitor([r.path for r in dataset.records], dataset.labels, config.seed)
-    return PreparedViews(loader, paths, labels, channels, size, len(dataset))
+    return PreparedViews(batches, paths, labels, channels, size, len(dataset), config)
 
 
 def _halves(labels: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
@@ -151,6 +174,7 @@ def pretrain(
         raise ConfigError(f"pretrain needs a self-supervised --method: {', '.join(names.SSL_METHODS)}")
     start = time.perf_counter()
     run_dir, device, data = start_run(config, resume, lambda _: prepare_views(config))
+    config = data.config
     eval_tf = get_transform(config.data.preset, False, data.image_size, data.channels)
     monitor = RepresentationMonitor(
         data.monitor_paths,

@@ -9,7 +9,7 @@ import time
 from collections.abc import Callable
 from datetime import datetime
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import Any, Protocol, TypeVar
 
 import numpy as np
 import torch
@@ -29,7 +29,11 @@ from siamese.training.trainer import Callback, Trainer
 
 logger = logging.getLogger(__name__)
 
-T = TypeVar("T")
+class _Prepared(Protocol):
+    config: TrainConfig  # the run's config as the data fitted it (its training batch)
+
+
+T = TypeVar("T", bound=_Prepared)
 
 
 def seed_everything(seed: int) -> None:
@@ -97,15 +101,15 @@ def start_run(
     config: TrainConfig, resume: bool, prepare: Callable[[Path], T]
 ) -> tuple[Path, torch.device, T]:
     """Seed, pick the device and the run directory, `prepare(run_dir)` the data, then (unless
-    resuming) create the directory and write `config.json`; a data error leaves no empty run
-    directory behind."""
+    resuming) create the directory and write the prepared data's `config` (the batch fitted to the
+    data) as `config.json`; a data error leaves no empty run directory behind."""
     seed_everything(config.seed)
     device = resolve_device(config.device)
     run_dir = Path(config.out) if config.out else default_run_dir(config)
     data = prepare(run_dir)
     run_dir.mkdir(parents=True, exist_ok=True)
     if not resume:
-        config.save(run_dir / "config.json")
+        data.config.save(run_dir / "config.json")
     return run_dir, device, data
 
 
@@ -166,6 +170,7 @@ def train(
         return prepare_data(config, Split.from_json(run_dir / "split.json") if resume else split)
 
     run_dir, device, data = start_run(config, resume, prepare)
+    config = data.config
     if not resume:
         data.split.to_json(run_dir / "split.json")
     logger.info("data: %s", data.index.summary())

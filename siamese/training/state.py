@@ -63,7 +63,9 @@ def save_training_state(
     optim_tensors, optim_plain = _split_optimizer(trainer.optimizer.state_dict())
     tensors.update(optim_tensors)
     tensors["rng.torch"] = torch.get_rng_state()
-    np_state = np.random.get_state()
+    np_state = np.random.get_state(legacy=True)  # ("MT19937", key, pos, has_gauss, gauss)
+    if not isinstance(np_state, tuple):  # only if the global generator was swapped for a non-MT19937 one
+        raise TypeError("NumPy's global generator is not MT19937; its state has no legacy tuple form")
     tensors["rng.numpy"] = torch.from_numpy(np_state[1].astype(np.int64))
     py_state = random.getstate()
     meta = {

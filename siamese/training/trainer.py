@@ -201,8 +201,9 @@ class Trainer:
             self.epoch = epoch
             self.step_in_epoch = start_step if epoch == start_epoch else 0
             for obj in (train_loader.dataset, getattr(train_loader, "batch_sampler", None)):
-                if hasattr(obj, "set_epoch"):
-                    obj.set_epoch(epoch)
+                set_epoch = getattr(obj, "set_epoch", None)
+                if set_epoch is not None:
+                    set_epoch(epoch)
             if self.step_in_epoch:
                 train_loader.batch_sampler.skip = self.step_in_epoch
             for cb in self.callbacks:

@@ -50,9 +50,8 @@ def test_init_with_another_architecture_is_one_line_error(tmp_path):
     data = write_identity_folder(tmp_path / "ids", n_identities=8, n_images=4)
     pre = tmp_path / "pre"
     assert runner.invoke(app, ["pretrain", str(data), *TINY, "--out", str(pre)]).exit_code == 0
-    result = runner.invoke(
-        app, ["train", str(data), "--preset", "digits", "--embedding-dim", "16", "--init", str(pre)]
-    )
+    args = ["train", str(data), "--preset", "digits", "--batch-size", "8", "--embedding-dim", "16"]
+    result = runner.invoke(app, [*args, "--init", str(pre)])
     assert (
         result.exit_code == 1
         and "does not fit" in result.stderr
@@ -64,3 +63,13 @@ def test_pretrain_resume_refuses_other_options(tmp_path):
     result = runner.invoke(app, ["pretrain", "--resume", str(tmp_path), "--epochs", "3"])
     assert result.exit_code == 1
     assert result.stderr.strip() == "error: --resume continues a run with its saved config; remove --epochs"
+
+
+def test_an_unreadable_image_is_dropped_up_front_with_one_warning(tmp_path):
+    data = write_identity_folder(tmp_path / "ids", n_identities=4, n_images=4)
+    (data / "id00" / "broken.png").write_bytes(b"not a png")
+    out = tmp_path / "run"
+    result = runner.invoke(app, ["pretrain", str(data), *TINY, "--out", str(out)])
+    assert result.exit_code == 0, result.output
+    assert result.stderr.count("skipping 1 unreadable images") == 1
+    assert json.loads((out / "summary.json").read_text())["images"] == 16

@@ -58,9 +58,9 @@ def test_train_bad_option_is_one_line_error(tmp_path):
 
 
 def test_train_unknown_loss_lists_choices():
-    result = runner.invoke(app, ["train", "--loss", "arcface"])
+    result = runner.invoke(app, ["train", "--loss", "circle"])
     assert result.exit_code == 2
-    assert "margin" in result.output and "supcon" in result.output and "triplet" in result.output
+    assert all(name in result.output for name in ("margin", "supcon", "triplet", "arcface", "subcenter"))
 
 
 def test_train_missing_path_is_one_line_error(tmp_path):
@@ -112,3 +112,52 @@ def test_train_warns_about_a_flag_the_loss_ignores(tmp_path):
     assert result.exit_code == 0, result.output
     assert "--temperature has no effect with --loss margin" in result.stderr
     assert json.loads((tmp_path / "run" / "config.json").read_text())["loss"]["temperature"] == 0.3
+
+
+def test_train_arcface_on_tiny_images_writes_a_cosine_model(tmp_path):
+    data = write_identity_folder(tmp_path / "ids", n_identities=8, n_images=4)
+    out = tmp_path / "run"
+    args = ["train", str(data), "--preset", "digits", "--loss", "arcface", "--scale", "8", "--margin", "0.3"]
+    tiny = ["--epochs", "1", "--batch-size", "8", "--m-per-class", "2", "--samples-per-epoch", "16"]
+    tiny += ["--eval-pairs", "8", "--embedding-dim", "8", "--loss-lr-multiplier", "5", "--out", str(out)]
+    result = runner.invoke(app, [*args, *tiny, "--temperature", "0.2"])
+    assert result.exit_code == 0, result.output
+    assert "test EER" in result.output and "sampler mperclass" in result.output
+    assert "--temperature has no effect with --loss arcface" in result.stderr
+    assert (out / "checkpoints" / "best.safetensors").is_file()
+    meta = json.loads((out / "checkpoints" / "best.json").read_text())
+    assert (meta["loss"], meta["distance"]) == ("arcface", "cosine")
+    loss = json.loads((out / "config.json").read_text())["loss"]
+    assert (loss["name"], loss["scale"], loss["margin"], loss["lr_multiplier"]) == ("arcface", 8.0, 0.3, 5.0)
+
+
+def test_train_margin_softmax_refuses_euclidean_and_degrees(tmp_path):
+    result = runner.invoke(app, ["train", str(tmp_path), "--loss", "cosface", "--distance", "euclidean"])
+    assert result.exit_code == 1
+    assert result.stderr.strip().splitlines() == [
+        "error: --loss cosface trains with the cosine distance only; "
+        "--distance euclidean cannot be used with it"
+    ]
+    data = write_identity_folder(tmp_path / "ids", n_identities=8, n_images=4)
+    args = ["train", str(data), "--preset", "digits", "--loss", "arcface", "--margin", "28.6"]
+    result = runner.invoke(app, [*args, "--out", str(tmp_path / "run")])
+    assert result.exit_code == 1 and not (tmp_path / "run").exists()  # refused before any data is read
+    (line,) = result.stderr.strip().splitlines()
+    assert "margin must be in [0, pi/2) radians" in line and "28.6 degrees is 0.4992" in line
+
+
+def test_train_without_data_uses_the_embedded_characters(tmp_path, monkeypatch, glyphs_cache):
+    monkeypatch.setenv("SIAMESE_CACHE", str(glyphs_cache))
+    out = tmp_path / "run"
+    tiny = ["--epochs", "1", "--samples-per-epoch", "128", "--eval-pairs", "32", "--embedding-dim", "8"]
+    result = runner.invoke(app, ["train", *tiny, "--out", str(out)])
+    assert result.exit_code == 0, result.output
+    assert "embedded characters" in result.stdout and "preset glyphs" in result.stdout
+    assert "test EER" in result.stdout and "using batch" not in result.stderr
+    config = json.loads((out / "config.json").read_text())
+    assert config["data"]["root"] is None and config["loss"]["name"] == "supcon"
+    assert config["data"]["sampler"] == "mperclass" and config["optim"]["batch_size"] == 64
+    summary = json.loads((out / "summary.json").read_text())
+    assert summary["identities"] == {"train": 64, "val": 22, "test": 22} and summary["test"]["pairs"] == 32
+    split = json.loads((out / "split.json").read_text())
+    assert not set(split["test"]) & set(split["train"]) and "latin-small-letter-a" in sum(split.values(), [])

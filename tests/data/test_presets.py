@@ -24,7 +24,7 @@ def test_registry_keys_match_names():
 
 
 def test_unknown_preset_lists_names():
-    with pytest.raises(ConfigError, match="face, signature, digits, omniglot"):
+    with pytest.raises(ConfigError, match="face, signature, digits, glyphs, omniglot"):
         get_transform("cats", train=False)
 
 

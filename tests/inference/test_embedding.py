@@ -8,7 +8,7 @@ import torch
 
 from siamese.data import get_transform, scan_folder
 from siamese.data.images import open_image
-from siamese.errors import ImageError
+from siamese.errors import ConfigError, ImageError
 from siamese.inference.embedding import embed_all, embed_files, embed_images
 from tests.conftest import write_identity_folder
 
@@ -89,3 +89,18 @@ def test_embed_files_refuses_unreadable_files_counting_them(paths_with_a_bad_fil
     encoder, transform = _encoder(), get_transform("face", False, (16, 12), 1)
     with pytest.raises(ImageError, match=r"^2 of 17 images could not be read; first: .*bad\.png"):
         embed_files(encoder, paths, transform, 1, batch_size=5, workers=1)
+
+
+def test_flip_tta_embeds_each_image_and_its_mirror(paths_with_a_bad_file):
+    paths, encoder = paths_with_a_bad_file, _encoder()  # no `normalize`: the plain mean
+    transform = get_transform("face", False, (16, 12), 1)
+    emb = embed_files(encoder, paths[:5], transform, channels=1, batch_size=2, tta="flip")  # (5, 5)
+    with torch.no_grad():
+        for i, path in enumerate(paths[:5]):
+            x = transform(open_image(path, 1))[None]
+            expected = ((encoder(x) + encoder(x.flip(-1))) / 2)[0].numpy()
+            np.testing.assert_allclose(emb[i], expected, rtol=1e-5, atol=1e-6)
+    plain = embed_files(encoder, paths[:5], transform, channels=1)
+    assert not np.allclose(emb, plain, atol=1e-4)
+    with pytest.raises(ConfigError, match="test-time augmentation"):
+        next(embed_images(encoder, paths, transform, 1, tta="mirror"))

@@ -28,7 +28,7 @@ def _check_metadata(path, verifier, fmt):
     ckpt = verifier.metadata
     assert meta["model_format"] == fmt and meta["encoder"] == ckpt["encoder"]
     assert meta["distance"] == ckpt["distance"] and meta["threshold"] == ckpt["threshold"]
-    assert meta["calibration"] == ckpt["calibration"]
+    assert meta["calibration"] == ckpt["calibration"] and meta["tta"] == ckpt["tta"] == "none"
     pre = meta["preprocessing"]
     assert pre["size"] == ckpt["image_size"] == [32, 32] and pre["channels"] == 1
     assert (pre["invert"], pre["fit"], pre["mean"], pre["std"]) == (False, "pad", [0.5], [0.5])

@@ -11,12 +11,21 @@ from siamese.errors import ConfigError
 from siamese.losses import (
     LOSSES,
     MINERS,
+    ArcFaceLoss,
+    CosFaceLoss,
     MarginContrastiveLoss,
+    SubCenterArcFaceLoss,
     SupConLoss,
     TripletLoss,
     get_loss,
     get_miner,
+    loss_needs_classes,
 )
+
+
+def classes(name: str) -> dict:
+    """What the caller supplies to a loss with class weights: 4 classes of 8-dim embeddings."""
+    return {"num_classes": 4, "embedding_size": 8} if loss_needs_classes(name) else {}
 
 
 def test_registry_keys_are_the_published_names() -> None:
@@ -25,9 +34,16 @@ def test_registry_keys_are_the_published_names() -> None:
 
 
 def test_names_map_to_the_loss_classes() -> None:
-    assert LOSSES == {"margin": MarginContrastiveLoss, "supcon": SupConLoss, "triplet": TripletLoss}
+    assert LOSSES == {
+        "margin": MarginContrastiveLoss,
+        "supcon": SupConLoss,
+        "triplet": TripletLoss,
+        "arcface": ArcFaceLoss,
+        "cosface": CosFaceLoss,
+        "subcenter": SubCenterArcFaceLoss,
+    }
     for name, cls in LOSSES.items():
-        assert type(get_loss(name)) is cls
+        assert type(get_loss(name, **classes(name))) is cls
 
 
 def test_options_reach_the_loss() -> None:
@@ -93,7 +109,11 @@ def batch(seed: int) -> tuple[torch.Tensor, torch.Tensor]:
 def test_every_loss_with_every_miner_is_finite(loss_name: str, miner_name: str, distance: str) -> None:
     emb, labels = batch(seed=len(loss_name) + len(miner_name))
     emb.requires_grad_(True)
-    loss_fn = get_loss(loss_name, distance=distance)
+    if loss_needs_classes(loss_name) and distance == "euclidean":  # cosine losses: refused
+        with pytest.raises(ConfigError, match="cosine"):
+            get_loss(loss_name, distance=distance, **classes(loss_name))
+        return
+    loss_fn = get_loss(loss_name, distance=distance, **classes(loss_name))
     miner = get_miner(miner_name)
     indices = None if miner is None else miner(emb, labels)
     loss = loss_fn(emb, labels, indices)

@@ -54,6 +54,7 @@ def test_corrupt_metadata(tmp_path, model):
         ({"encoder": {"name": "os.system", "in_channels": 1}}, "unknown encoder"),
         ({"distance": "manhattan"}, "unknown distance"),
         ({"threshold": "rm -rf"}, "non-numeric threshold"),
+        ({"tta": "rotate"}, "unknown test-time augmentation 'rotate'"),
         ({"format": "pickle"}, "not a siamese checkpoint"),
     ],
 )

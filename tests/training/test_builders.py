@@ -4,10 +4,20 @@ import logging
 
 import pytest
 
+from siamese.errors import ConfigError
 from siamese.losses import LOSSES, MarginContrastiveLoss, SupConLoss, TripletLoss, loss_options
 from siamese.training import Method, SupervisedMethod, build_method, build_optimizer, build_train_config
 
-FLAGS = {"margin": 0.5, "temperature": 0.3, "beta": 0.7, "distance": "cosine"}
+FLAGS = {
+    "margin": 0.5,
+    "temperature": 0.3,
+    "beta": 0.7,
+    "distance": "cosine",
+    "scale": 8.0,
+    "sub_centers": 2,
+    "lr_multiplier": 5.0,
+}
+FLAG_NAMES = {"lr_multiplier": "--loss-lr-multiplier", "sub_centers": "--sub-centers"}
 
 
 @pytest.mark.parametrize("loss", sorted(LOSSES))
@@ -15,8 +25,9 @@ FLAGS = {"margin": 0.5, "temperature": 0.3, "beta": 0.7, "distance": "cosine"}
 def test_each_loss_flag_takes_effect_or_is_reported(loss, flag, caplog):
     cfg = build_train_config("digits", loss=loss, m_per_class=4, **{flag: FLAGS[flag]})
     with caplog.at_level(logging.WARNING, logger="siamese"):
-        method = build_method(cfg, channels=1)
-    warned = f"--{flag} has no effect with --loss {loss}" in caplog.text
+        method = build_method(cfg, channels=1, num_classes=6)
+    cli_flag = FLAG_NAMES.get(flag, f"--{flag}")
+    warned = f"{cli_flag} has no effect with --loss {loss}" in caplog.text
     if flag in loss_options(loss):
         assert not warned
         if flag == "distance":
@@ -24,7 +35,7 @@ def test_each_loss_flag_takes_effect_or_is_reported(loss, flag, caplog):
         else:
             assert getattr(method.loss, flag) == FLAGS[flag]
     else:
-        assert warned and flag in cfg.ignored_options()[0]
+        assert warned and cli_flag in cfg.ignored_options()[0]
 
 
 def test_distance_reaches_supcon_and_triplet_and_defaults_stay_the_losses_own():
@@ -65,3 +76,55 @@ def test_optimizer_covers_parameters_held_by_the_loss():
     optimised = {id(p) for group in opt.param_groups for p in group["params"]}
     assert id(method.loss.proxies) in optimised
     assert isinstance(method, Method) and method.training_only() == ["loss"]
+
+
+def test_margin_softmax_losses_get_classes_and_embedding_size_from_data_and_model():
+    cfg = build_train_config("digits", loss="subcenter", embedding_dim=16, sub_centers=2)
+    method = build_method(cfg, channels=1, num_classes=7)
+    assert (method.loss.num_classes, tuple(method.loss.W.shape)) == (7, (16, 14))
+    with pytest.raises(ConfigError, match="number of training identities"):
+        build_method(cfg, channels=1)
+
+
+def test_margin_softmax_losses_verify_with_cosine_and_refuse_euclidean():
+    for loss in ("arcface", "cosface", "subcenter"):
+        assert build_method(build_train_config("digits", loss=loss), 1, num_classes=5).distance == "cosine"
+        assert build_train_config("digits", loss=loss, distance="cosine").verification_distance == "cosine"
+        with pytest.raises(ConfigError, match=f"--loss {loss} trains with the cosine distance only"):
+            build_train_config("digits", loss=loss, distance="euclidean")
+    assert build_train_config("digits", loss="supcon").verification_distance == "euclidean"
+
+
+def test_miner_with_a_margin_softmax_loss_is_reported_and_not_built(caplog):
+    cfg = build_train_config("digits", loss="arcface", miner="multisimilarity")
+    assert cfg.sampler == "mperclass"
+    with caplog.at_level(logging.WARNING, logger="siamese"):
+        method = build_method(cfg, channels=1, num_classes=5)
+    assert method.miner is None and "--miner multisimilarity has no effect with --loss arcface" in caplog.text
+
+
+def test_class_weights_get_their_own_param_group_at_lr_times_multiplier():
+    cfg = build_train_config("digits", loss="cosface", lr=2e-3, lr_multiplier=5.0)
+    method = build_method(cfg, channels=1, num_classes=5)
+    opt, _ = build_optimizer(cfg, method, steps_per_epoch=4)
+    encoder_group, loss_group = opt.param_groups
+    assert [p is method.loss.W for p in loss_group["params"]] == [True]
+    assert loss_group["initial_lr"] == pytest.approx(1e-2) and encoder_group["initial_lr"] == 2e-3
+    encoder_ids = {id(p) for p in method.encoder.parameters()}
+    assert {id(p) for p in encoder_group["params"]} == encoder_ids
+    assert method.training_only() == ["loss"]
+    assert set(method.twin().state_dict()) == {f"encoder.{k}" for k in method.encoder.state_dict()}
+
+
+def test_tta_reaches_the_method_and_the_checkpoint_metadata():
+    from types import SimpleNamespace
+
+    from siamese.training import checkpoint_metadata
+
+    cfg = build_train_config("face", loss="arcface", tta="flip", embedding_dim=8)
+    assert build_method(cfg, channels=1, num_classes=5).tta == "flip"
+    data = SimpleNamespace(image_size=(56, 46), channels=1)
+    assert checkpoint_metadata(cfg, data)["tta"] == "flip"
+    assert checkpoint_metadata(build_train_config("face"), data)["tta"] == "none"
+    with pytest.raises(ConfigError, match="--tta flip needs a preset that trains with horizontal flips"):
+        build_train_config("signature", tta="flip")

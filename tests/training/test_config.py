@@ -15,8 +15,9 @@ def test_defaults_come_from_preset_and_flags_win():
 
 
 def test_loss_and_rotations_follow_the_preset_unless_given():
-    assert build_train_config().loss.name == "margin"
-    for preset in ("face", "signature", "omniglot"):
+    assert build_train_config("digits").loss.name == "margin"
+    assert build_train_config().loss.name == "supcon"  # the embedded characters' preset, glyphs
+    for preset in ("face", "signature", "omniglot", "glyphs"):
         assert build_train_config(preset, root="x").loss.name == "supcon"
         assert build_train_config(preset, root="x", loss="margin").loss.name == "margin"
     assert build_train_config("omniglot", root="x").data.rotations == 4
@@ -32,8 +33,12 @@ def test_loss_and_rotations_follow_the_preset_unless_given():
 
 
 def test_preset_default_depends_on_root():
-    assert build_train_config().data.preset == "digits"
+    # without a root: the embedded characters to train, the embedded digits to pretrain
+    assert build_train_config().data.preset == "glyphs"
+    assert build_train_config(method="supervised").data.preset == "glyphs"
+    assert build_train_config(method="simclr").data.preset == "digits"
     assert build_train_config(root="faces").data.preset == "face"
+    assert build_train_config(root="faces", method="byol").data.preset == "face"
 
 
 def test_sampler_follows_loss_unless_given():
@@ -90,3 +95,15 @@ def test_embedding_dim_zero_means_no_projection_head():
     assert encoder.spec["embedding_dim"] is None and encoder.embedding_dim == encoder.feature_dim == 256 * 9
     with pytest.raises(ConfigError, match="embedding dim must be >= 0"):
         build_train_config("face", root="x", embedding_dim=-1)
+
+
+def test_pretraining_defaults_replace_the_presets_training_ones_only_for_self_supervised_methods():
+    from siamese.data import PRESETS
+
+    pre = PRESETS["omniglot"].pretraining
+    ssl = build_train_config("omniglot", root="x", method="simclr")
+    supervised = build_train_config("omniglot", root="x")
+    assert ssl.data.image_size == tuple(pre["image_size"]) and ssl.optim.batch_size == pre["batch_size"]
+    assert supervised.data.image_size is None and supervised.optim.batch_size == 64
+    mine = build_train_config("omniglot", root="x", method="byol", batch_size=32)
+    assert mine.optim.batch_size == 32  # the user's option still wins

@@ -150,3 +150,19 @@ def test_pretraining_resumed_mid_epoch_matches_an_uninterrupted_run(data, tmp_pa
     state_ref, state_run = _weights(ref, "state"), _weights(run, "state")
     for key in [k for k in state_ref if k.startswith(("model.target", "model.queue"))]:
         assert torch.equal(state_ref[key], state_run[key]), key
+
+
+def test_resume_keeps_the_margin_softmax_class_weights(data, tmp_path):
+    opts = {**OPTIONS, "loss": "arcface", "m_per_class": 2}
+    ref = tmp_path / "ref"
+    train(build_train_config("digits", root=str(data), out=str(ref), **opts))
+    run = tmp_path / "run"
+    with pytest.raises(TrainingInterrupted):
+        train(build_train_config("digits", root=str(data), out=str(run), **opts), callbacks=[StopAt(6)])
+    interrupted = load_file(str(run / "checkpoints" / "state.safetensors"))["model.loss.W"]
+    train(resume_config(run), resume=True)
+    weights = load_file(str(run / "checkpoints" / "state.safetensors"))["model.loss.W"]
+    reference = load_file(str(ref / "checkpoints" / "state.safetensors"))["model.loss.W"]
+    assert (weights - interrupted).abs().max() > 0  # trained on after the resume ...
+    torch.testing.assert_close(weights, reference, rtol=0, atol=1e-6)  # ... exactly as without the stop
+    _assert_same_weights(run, ref)

@@ -6,6 +6,7 @@ import torch
 
 from siamese.training.config import build_train_config
 from siamese.training.run import train
+from siamese.training.trainer import Callback
 from tests.conftest import write_identity_folder
 
 
@@ -249,3 +250,87 @@ def test_supcon_on_views_sees_both_views_of_each_image_labelled_by_identity(tmp_
     assert set(labels.tolist()) <= set(train_ids.tolist()) and (labels >= 0).all()
     summary = train(cfg)
     assert summary["test"]["pairs"] == 8
+
+
+class _ClassWeights(Callback):
+    """Keeps the margin-softmax class weights and the optimiser's learning rates at fit start and end."""
+
+    def on_fit_start(self, trainer):
+        self.start = trainer.method.loss.W.detach().clone()
+        groups = trainer.optimizer.param_groups
+        self.groups = [(g["initial_lr"], [id(p) for p in g["params"]]) for g in groups]
+        self.weight_id = id(trainer.method.loss.W)
+
+    def on_fit_end(self, trainer):
+        self.end = trainer.method.loss.W.detach().clone()
+
+
+@pytest.mark.parametrize("loss", ["arcface", "cosface", "subcenter"])
+def test_margin_softmax_class_weights_train_at_their_lr_and_stay_out_of_the_model(tmp_path, loss):
+    from safetensors.torch import load_file
+
+    data = write_identity_folder(tmp_path / "ids", n_identities=8, n_images=5)
+    cfg = build_train_config(
+        "digits",
+        root=str(data),
+        loss=loss,
+        epochs=2,
+        batch_size=8,
+        m_per_class=2,
+        samples_per_epoch=32,
+        eval_pairs=16,
+        val_fraction=0.25,
+        test_fraction=0.25,
+        embedding_dim=8,
+        lr=2e-3,
+        lr_multiplier=4.0,
+        out=str(tmp_path / "run"),
+    )
+    watch = _ClassWeights()
+    summary = train(cfg, callbacks=[watch])
+    (encoder_lr, _), (weights_lr, weight_ids) = watch.groups
+    assert (encoder_lr, weights_lr) == (pytest.approx(2e-3), pytest.approx(8e-3))
+    assert weight_ids == [watch.weight_id]
+    classes = 4 * (3 if loss == "subcenter" else 1)  # 4 training identities, 3 sub-centres each
+    assert watch.start.shape == (8, classes) and (watch.end - watch.start).abs().max() > 1e-3
+    state = load_file(str(tmp_path / "run" / "checkpoints" / "state.safetensors"))
+    torch.testing.assert_close(state["model.loss.W"], watch.end)  # resumable: the weights are saved
+    best = load_file(str(tmp_path / "run" / "checkpoints" / "best.safetensors"))
+    assert not any("loss" in k or k == "W" for k in best)  # the model is the encoder alone
+    meta = json.loads((tmp_path / "run" / "checkpoints" / "best.json").read_text())
+    assert meta["distance"] == "cosine" and meta["loss"] == loss
+    rows = list(csv.DictReader((tmp_path / "run" / "metrics.csv").open()))
+    assert rows[0]["val_loss"] == "nan" and float(rows[0]["val_eer"]) >= 0  # no class weights for val
+    assert 0 <= summary["test"]["eer"] <= 1
+
+
+def test_tta_flip_is_the_runs_default_and_its_threshold_is_chosen_with_it(tmp_path):
+    from siamese.inference import Verifier
+    from siamese.models.checkpoint import load_checkpoint
+
+    data = write_identity_folder(tmp_path / "ids", n_identities=8, n_images=4)
+    opts = dict(
+        root=str(data),
+        loss="arcface",
+        epochs=1,
+        batch_size=8,
+        m_per_class=2,
+        samples_per_epoch=16,
+        eval_pairs=16,
+        val_fraction=0.25,
+        test_fraction=0.25,
+        embedding_dim=8,
+        image_size=(16, 12),
+        encoder_kwargs={"grid": 1},
+    )
+    plain = train(build_train_config("face", out=str(tmp_path / "plain"), **opts))
+    flip = train(build_train_config("face", out=str(tmp_path / "flip"), tta="flip", **opts))
+    model, meta = load_checkpoint(tmp_path / "flip")
+    assert meta["tta"] == "flip" and load_checkpoint(tmp_path / "plain")[1]["tta"] == "none"
+    assert Verifier.from_checkpoint(tmp_path / "flip").tta == "flip"
+    assert Verifier.from_checkpoint(tmp_path / "flip", tta="none").tta == "none"
+    # the same weights (same seed, TTA never changes training): only the scored embeddings differ
+    plain_model, _ = load_checkpoint(tmp_path / "plain")
+    for a, b in zip(model.state_dict().values(), plain_model.state_dict().values(), strict=True):
+        torch.testing.assert_close(a, b)
+    assert flip["threshold"] != plain["threshold"]

@@ -48,6 +48,12 @@ class Batch(NamedTuple):
             return self.images
         return list(self.images.unbind(1)) if self.images.ndim == 5 else [self.images]
 
+    def image_tensor(self) -> torch.Tensor:
+        """The images as one tensor, `(N, C, H, W)` or `(N, V, C, H, W)`; a multi-crop list is not one."""
+        if isinstance(self.images, list):
+            raise TypeError("a multi-crop batch (a list of differently sized views) is not one image tensor")
+        return self.images
+
     def flat(self) -> Batch:
         """Views as extra rows: image b's view v becomes row `b * V + v`, its label repeated."""
         if isinstance(self.images, list) or self.images.ndim != 5:
@@ -107,7 +113,7 @@ class Method(nn.Module):
         The default embeds with the encoder and reports no loss (NaN); methods whose loss is
         defined on such batches override it.
         """
-        emb = self.embed(batch.images)  # (N, D)
+        emb = self.embed(batch.image_tensor())  # (N, D)
         return StepOutput(torch.tensor(float("nan")), emb, batch.indices)
 
     def on_before_optimizer_step(self, step: int, total_steps: int) -> None:
@@ -122,7 +128,10 @@ class Method(nn.Module):
 
     def embedding_dim(self) -> int:
         """D, the size of the encoder's embeddings."""
-        return int(self.encoder.embedding_dim)
+        dim = self.encoder.embedding_dim  # an `Encoder`'s int attribute
+        if not isinstance(dim, int):
+            raise TypeError(f"the encoder ({type(self.encoder).__name__}) has no int embedding_dim")
+        return dim
 
     def training_only(self) -> list[str]:
         """Names of the sub-modules that checkpoints and exports drop."""

@@ -22,6 +22,8 @@ class MomentumMethod(Method):
         momentum_end: EMA coefficient at the last step.
     """
 
+    projector: nn.Module  # set by the subclass before `init_momentum()`
+
     def __init__(self, encoder: nn.Module, momentum: float, momentum_end: float) -> None:
         super().__init__(encoder, "cosine")
         self.momentum = float(momentum)

@@ -4,34 +4,70 @@ from __future__ import annotations
 
 from typing import Any
 
+import torch
 from torch import nn
 
+from siamese.models.tta import tta_embed
+from siamese.names import TTAS, check_choice
 from siamese.training.methods.base import Batch, Method, StepOutput
 
 
 class SupervisedMethod(Method):
-    """A metric loss on class labels: margin (pairs), SupCon (m-per-class batches) or triplet.
+    """A metric loss on class labels: margin (pairs), SupCon (m-per-class batches), triplet, or a
+    margin-softmax loss (ArcFace, CosFace, sub-center ArcFace) with class weights.
 
     Args:
         encoder: the shared encoder.
         loss: called as `loss(embeddings, labels, indices_tuple)`; a module, so any parameters it
-            holds (class proxies, ...) are trained and saved with the method.
+            holds (class weights, proxies, ...) are trained and saved with the method (in the
+            training state, never in checkpoints), at `lr * loss.lr_multiplier` (default 1).
         miner: optional pml miner applied to batches that carry no index tuple.
         distance: pair distance of verification.
+        tta: test-time augmentation of the embeddings that evaluation scores ("none" or "flip",
+            `siamese.models.tta`); training never uses it.
     """
 
-    def __init__(self, encoder: nn.Module, loss: Any, miner: Any = None, distance: str = "euclidean") -> None:
+    def __init__(
+        self,
+        encoder: nn.Module,
+        loss: Any,
+        miner: Any = None,
+        distance: str = "euclidean",
+        tta: str = "none",
+    ) -> None:
         super().__init__(encoder, distance)
         self.loss = loss
         self.miner = miner
+        self.tta = check_choice(tta, TTAS, "test-time augmentation")
 
     def training_step(self, batch: Batch) -> StepOutput:
         batch = batch.flat()
-        emb = self.embed(batch.images)  # (N, D)
+        emb = self.embed(batch.image_tensor())  # (N, D)
         indices = batch.indices
         if indices is None and self.miner is not None:
             indices = self.miner(emb, batch.labels)
         return StepOutput(self.loss(emb, batch.labels, indices), emb, indices)
 
     def evaluation_step(self, batch: Batch) -> StepOutput:
-        return self.training_step(batch)
+        """The training step's loss and embeddings on a validation batch, with two exceptions: a
+        loss with class weights has none for validation identities (its loss is reported as NaN),
+        and with `tta` the scored embeddings are the augmented ones (the loss is then theirs)."""
+        classifies = bool(getattr(self.loss, "needs_classes", False))
+        if self.tta == "none" and not classifies:
+            return self.training_step(batch)
+        batch = batch.flat()
+        emb = tta_embed(self.encoder, batch.image_tensor(), self.tta)  # (N, D)
+        loss = torch.tensor(float("nan")) if classifies else self.loss(emb, batch.labels, batch.indices)
+        return StepOutput(loss, emb, batch.indices)
+
+    def param_groups(self, lr: float) -> list[dict[str, Any]]:
+        """The encoder (and miner) at `lr`; the loss's own parameters, if any, in a group of their
+        own at `lr * loss.lr_multiplier`."""
+        held = list(self.loss.parameters()) if isinstance(self.loss, nn.Module) else []
+        own = [p for p in held if p.requires_grad]
+        ids = {id(p) for p in own}
+        rest = [p for p in self.parameters() if p.requires_grad and id(p) not in ids]
+        groups = [{"params": rest, "lr": lr}]
+        if own:
+            groups.append({"params": own, "lr": lr * float(getattr(self.loss, "lr_multiplier", 1.0))})
+        return groups

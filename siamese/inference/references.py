@@ -1,0 +1,340 @@
+"""Pipelines of the R-reference protocol: enrolling a gallery and `evaluate --references`.
+
+Both embed their images once through `siamese.inference.embedding.embed_files` and leave the
+protocol to the pure functions of `siamese.evaluation.references`. Thresholds are calibrated on a
+labelled CALIBRATION set that shares no image with the enrolled or evaluated identities: by default
+the validation identities of the model's run (its `split.json`, its `config.json` data root and
+forgeries), else a folder given as `calibration`.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from siamese.data import ImageIndex, load_split_index, materialize_embedded, scan_folder
+from siamese.devices import resolve_device
+from siamese.errors import ConfigError, DataError
+from siamese.evaluation.fusion import fit_identity_svms
+from siamese.evaluation.references import (
+    calibratable_count,
+    calibrate_references,
+    check_fusions,
+    reference_metrics,
+    reference_order,
+)
+from siamese.inference.embedding import EmbedOptions, ProgressCallback, embed_files
+from siamese.inference.gallery import Gallery, model_fingerprint
+from siamese.models.checkpoint import Preprocessing, load_checkpoint, resolve_checkpoint
+from siamese.models.tta import check_tta
+
+logger = logging.getLogger(__name__)
+
+Embed = Callable[[Sequence[str]], np.ndarray]
+"""Embeds image files into `(N, D)` rows."""
+
+
+@dataclass(frozen=True)
+class EmbeddedSet:
+    """The genuine images (and skilled forgeries) of an index, embedded.
+
+    Attributes:
+        paths: `(N,)` genuine image files; `embeddings` `(N, D)`; `labels` `(N,)` identities.
+        forgery_paths, forgery_embeddings `(F, D)`, forgery_labels: the forgeries and whom they imitate.
+    """
+
+    paths: list[str]
+    embeddings: np.ndarray
+    labels: np.ndarray
+    forgery_paths: list[str]
+    forgery_embeddings: np.ndarray
+    forgery_labels: np.ndarray
+
+    @property
+    def forgeries(self) -> tuple[np.ndarray, np.ndarray] | None:
+        """`(embeddings, labels)` of the forgeries, or None without any."""
+        return (self.forgery_embeddings, self.forgery_labels) if self.forgery_paths else None
+
+
+def embed_indexes(embed: Embed, *indexes: ImageIndex) -> list[EmbeddedSet]:
+    """Embed the images of several indexes in ONE call (one progress bar), each image once."""
+    position: dict[str, int] = {}
+    for index in indexes:
+        for r in index.records:
+            position.setdefault(r.path, len(position))
+    emb = embed(list(position))  # (N, D)
+    out = []
+    for index in indexes:
+        real = [r for r in index.records if not r.forgery]
+        fake = [r for r in index.records if r.forgery]
+        out.append(
+            EmbeddedSet(
+                paths=[r.path for r in real],
+                embeddings=emb[[position[r.path] for r in real]],
+                labels=np.array([r.identity for r in real], dtype=str),
+                forgery_paths=[r.path for r in fake],
+                forgery_embeddings=emb[[position[r.path] for r in fake]],
+                forgery_labels=np.array([r.identity for r in fake], dtype=str),
+            )
+        )
+    return out
+
+
+def calibration_index(
+    run_dir: str | os.PathLike, calibration: str | os.PathLike | None = None
+) -> tuple[ImageIndex, dict[str, Any]]:
+    """The labelled calibration set: `calibration` (every identity in it), else the run's validation
+    identities (with their skilled forgeries, if the run had some).
+
+    Returns:
+        The index and a description for the gallery or report.
+
+    Raises:
+        ConfigError: no `calibration` and the run records no usable validation split or data root.
+        DataError: an unusable `calibration` folder.
+    """
+    if calibration is not None:
+        index = scan_folder(calibration)
+        return index, {"source": "folder", "data": str(Path(calibration).absolute()), "split": "all"}
+    run = Path(run_dir)
+    hint = "pass --calibration DIR (a labelled folder of identities that are neither enrolled nor evaluated)"
+    try:
+        config = json.loads((run / "config.json").read_text(encoding="utf-8"))
+        data = config["data"]
+        root, forgeries = data.get("root"), data.get("forgeries")
+    except (OSError, ValueError, KeyError, TypeError, AttributeError):
+        raise ConfigError(f"{run} records no training data (config.json); {hint}") from None
+    if not (run / "split.json").is_file():
+        raise ConfigError(f"{run} records no identity split (split.json); {hint}")
+    root = str(materialize_embedded(data.get("preset", "digits"))) if root is None else root
+    if not Path(root).is_dir():
+        raise ConfigError(f"the run's data folder {root} (in {run}/config.json) is not available; {hint}")
+    if forgeries is not None and not Path(forgeries).is_dir():
+        logger.warning(
+            "the run's forgeries %s are not available; calibrating on genuine images only", forgeries
+        )
+        forgeries = None
+    try:
+        index = load_split_index(root, forgeries, run, "val")
+    except DataError as exc:
+        raise ConfigError(f"cannot use the run's validation identities: {exc}; {hint}") from None
+    info = {
+        "source": "run validation identities",
+        "data": str(Path(root).absolute()),
+        "forgeries": None if forgeries is None else str(Path(forgeries).absolute()),
+        "split": "val",
+    }
+    return index, info
+
+
+def _shared_images(a: ImageIndex, b: ImageIndex) -> int:
+    real = {os.path.realpath(r.path) for r in a.records}
+    return sum(os.path.realpath(r.path) in real for r in b.records)
+
+
+def _threshold_rule(meta: dict[str, Any]) -> tuple[str, float]:
+    rule = meta.get("threshold_rule") or "eer"
+    return str(rule), float(meta.get("target_far") or 1e-3)
+
+
+def check_counts(counts: Sequence[int]) -> list[int]:
+    """Sorted distinct reference counts, each an integer >= 1.
+
+    Raises:
+        ConfigError: an empty list or a count below 1.
+    """
+    bad = [c for c in counts if isinstance(c, bool) or not isinstance(c, (int, np.integer)) or c < 1]
+    if not counts or bad:
+        raise ConfigError(f"reference counts must be integers >= 1, got {list(counts)!r}")
+    return sorted({int(c) for c in counts})
+
+
+def evaluate_references(
+    embed: Embed,
+    index: ImageIndex,
+    run_dir: Path,
+    meta: dict[str, Any],
+    counts: Sequence[int],
+    fusions: Sequence[str] | None = None,
+    seed: int = 0,
+    calibration: str | os.PathLike | None = None,
+) -> dict[str, Any]:
+    """The `references` part of an evaluation report: per R and fusion rule, the metrics of the
+    evaluated identities at thresholds calibrated on the calibration set.
+
+    Without a usable calibration set (or when it shares images with the evaluated identities) the
+    metrics are reported without a threshold and `calibration` says why.
+    """
+    counts, chosen = check_counts(counts), check_fusions(fusions)
+    rule, target_far = _threshold_rule(meta)
+    try:
+        cal_index, cal_info = calibration_index(run_dir, calibration)
+    except ConfigError as exc:
+        cal_index, cal_info = None, {"error": str(exc)}
+    if cal_index is not None and _shared_images(index, cal_index):
+        cal_info = {**cal_info, "error": "the calibration set shares images with the evaluated identities"}
+        cal_index = None
+    if cal_index is None:
+        logger.warning("no calibrated thresholds: %s", cal_info["error"])
+        (evaluated,) = embed_indexes(embed, index)
+        thresholds: dict[str, dict[str, dict[str, Any]]] = {}
+    else:
+        evaluated, cal = embed_indexes(embed, index, cal_index)
+        reachable = [c for c in counts if c <= calibratable_count(cal.labels)]
+        if len(reachable) < len(counts):
+            cal_info["uncalibrated_counts"] = [c for c in counts if c not in reachable]
+            logger.warning("the calibration set cannot calibrate R=%s", cal_info["uncalibrated_counts"])
+        thresholds = calibrate_references(
+            cal.embeddings,
+            cal.labels,
+            reachable,
+            chosen,
+            meta["distance"],
+            rule,
+            target_far,
+            seed,
+            cal.forgeries,
+        )
+        cal_info["identities"] = sorted(set(cal.labels.tolist()))
+    metrics = reference_metrics(
+        evaluated.embeddings,
+        evaluated.labels,
+        counts,
+        chosen,
+        meta["distance"],
+        seed,
+        evaluated.forgeries,
+        thresholds,
+        names=evaluated.paths,
+    )
+    cal_info.update(rule=rule, target_far=target_far if rule == "far" else None)
+    for fusion, per in thresholds.items():
+        for count, entry in per.items():
+            metrics["counts"][count].setdefault("calibration", {})[fusion] = {
+                k: v for k, v in entry.items() if k != "calibration"
+            }
+    return {"references": {**metrics, "calibration": cal_info}}
+
+
+def _gallery_references(data: EmbeddedSet, cap: int | None, seed: int) -> list[np.ndarray]:
+    """Per identity (sorted), the rows of its references: at most `cap`, in `reference_order`."""
+    rows = []
+    for name in sorted(set(data.labels.tolist())):
+        own = np.flatnonzero(data.labels == name)
+        take = len(own) if cap is None else min(cap, len(own))
+        rows.append(np.sort(own[reference_order(len(own), name, seed)[:take]]))
+    return rows
+
+
+def _embedder(
+    stem: Path, device: str, batch_size: int, workers: int, on_progress: ProgressCallback | None
+) -> tuple[Embed, dict[str, Any]]:
+    """The checkpoint's `embed_files` as a function of the paths, and its metadata.
+
+    Embeddings use the model's default test-time augmentation, as `Verifier` (and so
+    `verify --gallery`) does.
+    """
+    dev = resolve_device(device)
+    model, meta = load_checkpoint(stem, device=dev)
+    pre = Preprocessing.from_metadata(meta, stem)
+    transform = pre.transform()
+    tta = check_tta(meta.get("tta") or "none", pre.preset)
+
+    def embed(paths: Sequence[str]) -> np.ndarray:  # (N, D)
+        options = EmbedOptions(batch_size=batch_size, device=dev, workers=workers, tta=tta)
+        return embed_files(model.encoder, paths, transform, pre.channels, on_progress, **options)
+
+    return embed, meta
+
+
+def enroll(
+    model_path: str | os.PathLike,
+    data_root: str | os.PathLike,
+    out_dir: str | os.PathLike,
+    *,
+    references: int | None = None,
+    fusions: Sequence[str] | None = None,
+    calibration: str | os.PathLike | None = None,
+    seed: int = 0,
+    device: str = "cpu",
+    batch_size: int = 64,
+    workers: int = 0,
+    on_progress: ProgressCallback | None = None,
+) -> Gallery:
+    """Enrol every identity of `data_root` and calibrate thresholds on the calibration set.
+
+    Args:
+        model_path: run directory, checkpoint stem or file.
+        data_root: identity folders to enrol, `data_root/<identity>/<image>`.
+        out_dir: the gallery folder to write.
+        references: at most this many references per identity (a seeded choice); default all.
+        fusions: the rules to build and calibrate (default: all of `FUSIONS`).
+        calibration: a labelled folder of other identities; default the run's validation identities.
+        seed: seed of the reference choice (enrolled and calibration identities alike).
+        device, batch_size, workers, on_progress: how images are embedded.
+
+    Raises:
+        ConfigError: bad options, or no calibration set. DataError: bad data, or a calibration set
+        with fewer than two identities of two images. CheckpointError: bad model.
+    """
+    if references is not None and (isinstance(references, bool) or references < 1):
+        raise ConfigError(f"--references must be an integer >= 1, got {references!r}")
+    chosen = check_fusions(fusions)
+    stem = resolve_checkpoint(model_path)
+    embed, meta = _embedder(stem, device, batch_size, workers, on_progress)
+    index = scan_folder(data_root)
+    from siamese.inference.evaluate import run_dir_of  # evaluate imports this module
+
+    cal_index, cal_info = calibration_index(run_dir_of(stem), calibration)
+    shared = _shared_images(index, cal_index)
+    if shared:
+        logger.warning(
+            "%d enrolled images are also calibration images: decisions on their identities are "
+            "calibrated on themselves (pass --calibration DIR with other identities)",
+            shared,
+        )
+    data, cal = embed_indexes(embed, index, cal_index)
+    rows = _gallery_references(data, references, seed)
+    refs = [data.embeddings[r] for r in rows]
+    reachable = calibratable_count(cal.labels)
+    if reachable < 1:
+        raise DataError("the calibration set needs at least two identities with two or more images")
+    counts = sorted({min(len(r), reachable) for r in rows})
+    rule, target_far = _threshold_rule(meta)
+    thresholds = calibrate_references(
+        cal.embeddings, cal.labels, counts, chosen, meta["distance"], rule, target_far, seed, cal.forgeries
+    )
+    gallery = Gallery(
+        model=str(stem.absolute()),
+        fingerprint=model_fingerprint(stem, meta),
+        distance=meta["distance"],
+        identities=tuple(sorted(set(data.labels.tolist()))),
+        files=tuple(tuple(data.paths[i] for i in r) for r in rows),
+        references=tuple(np.asarray(r, dtype=np.float32) for r in refs),
+        fusions=chosen,
+        thresholds=thresholds,
+        scorers=tuple(fit_identity_svms(refs)) if "svm" in chosen else None,
+        info={
+            "data": str(Path(data_root).absolute()),
+            "seed": int(seed),
+            "max_references": references,
+            "svm": {"kernel": "linear", "C": 1.0, "class_weight": "balanced"} if "svm" in chosen else None,
+            "calibration": {
+                **cal_info,
+                "identities": sorted(set(cal.labels.tolist())),
+                "rule": rule,
+                "target_far": target_far if rule == "far" else None,
+                "seed": int(seed),
+            },
+        },
+    )
+    gallery.save(out_dir)
+    logger.info("enrolled %d identities into %s", len(gallery.identities), out_dir)
+    return gallery
