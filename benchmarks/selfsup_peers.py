@@ -76,7 +76,8 @@ class LightlyMethod(nn.Module):
         from lightly.models.utils import update_momentum
         from lightly.utils.scheduler import cosine_schedule
 
-        m = cosine_schedule(step, max(total, 1), self.o["momentum"], self.o["momentum_end"])
+        total = max(total, 1)  # past the nominal steps the schedule stays at its end value
+        m = cosine_schedule(min(step, total), total, self.o["momentum"], self.o["momentum_end"])
         update_momentum(self.encoder, self.target_encoder, m)
         update_momentum(self.head, self.target_head, m)
 

@@ -258,6 +258,8 @@ PRESETS: dict[str, Preset] = {
             "m_per_class": 16,  # only 6 training digits: 4 per batch
             "encoder_kwargs": {"grid": 2},
         },
+        # `siamese pretrain` without DATA: 3 epochs of every method reach >= 95% k-NN in < 40 s
+        pretraining={"epochs": 3},
     ),
     "glyphs": Preset(
         name="glyphs",
