@@ -41,10 +41,11 @@ from omniglot import character_split
 from selfsup_peers import pretrain_lightly
 
 from siamese import names
-from siamese.data import get_transform, list_inputs, list_oneshot_runs, read_oneshot_run
+from siamese.data import get_transform, list_inputs, list_oneshot_runs
 from siamese.data.images import open_image
-from siamese.evaluation import knn_accuracy, n_way_one_shot_accuracy
+from siamese.evaluation import knn_accuracy
 from siamese.evaluation.probe import stratified_split
+from siamese.inference.probe import labelled_images, one_shot_runs
 from siamese.training.builders import build_encoder
 from siamese.training.config import TrainConfig, build_train_config
 from siamese.training.loaders import input_geometry
@@ -70,13 +71,7 @@ class Frozen:
         self.features, self.runs, self.paths, self.labels = features, runs, paths, labels
 
     def scores(self) -> dict[str, Any]:
-        per_run = []
-        for run_dir in self.runs:
-            run = read_oneshot_run(run_dir)
-            support, queries = self.features(run.support_paths), self.features(run.query_paths)
-            per_run.append(
-                n_way_one_shot_accuracy(support, run.support_labels, queries, run.query_labels, "cosine")
-            )
+        per_run = [r["accuracy"] for r in one_shot_runs(self.features, self.runs, "cosine")]
         emb = self.features(self.paths)
         memory, queries = stratified_split(self.labels, 0.5, seed=0)
         knn = knn_accuracy(emb[memory], self.labels[memory], emb[queries], self.labels[queries])
@@ -150,17 +145,15 @@ def background_sample(args: Any) -> tuple[list[str], np.ndarray]:
 
     Sets `args.pretrain_root`: the background folder, or with `--smoke` a list file of the few.
     """
-    inputs = list_inputs(args.data_root / "background")
+    paths, labels = labelled_images(args.data_root / "background")
     args.pretrain_root = args.data_root / "background"
     if args.smoke:
-        chosen = sorted({x.identity for x in inputs})[::SMOKE_EVERY_CHARACTER]
-        inputs = [x for x in inputs if x.identity in chosen]
+        keep = np.isin(labels, np.unique(labels)[::SMOKE_EVERY_CHARACTER])
+        paths, labels = [p for p, k in zip(paths, keep, strict=True) if k], labels[keep]
         args.pretrain_root = args.work_dir / NAME / "smoke_images.txt"
         args.pretrain_root.parent.mkdir(parents=True, exist_ok=True)
-        args.pretrain_root.write_text("".join(f"{x.path}\n" for x in inputs))
-    identities = sorted({x.identity for x in inputs})
-    index = {name: i for i, name in enumerate(identities)}
-    return [x.path for x in inputs], np.array([index[x.identity] for x in inputs])
+        args.pretrain_root.write_text("".join(f"{p}\n" for p in paths))
+    return paths, labels
 
 
 def table(results: dict[str, Any], budget_s: float) -> str:

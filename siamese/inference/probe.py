@@ -11,7 +11,7 @@ from __future__ import annotations
 import logging
 import os
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
@@ -76,7 +76,12 @@ class ProbeReport:
         return asdict(self)
 
 
-def _labelled(data: str | os.PathLike) -> tuple[list[str], np.ndarray]:
+def labelled_images(data: str | os.PathLike) -> tuple[list[str], np.ndarray]:
+    """The images of an identity folder and their labels (the index of their sorted identity).
+
+    Raises:
+        DataError: fewer than two identities.
+    """
     inputs = list_inputs(data)
     identities = sorted({x.identity for x in inputs})
     if len(identities) < 2:
@@ -92,7 +97,7 @@ def _probe_folder(
     report: ProbeReport,
     on_batch: Callable[[int], None] | None,
 ) -> None:
-    paths, labels = _labelled(data)
+    paths, labels = labelled_images(data)
     emb, failed = embed_all(
         verifier.encoder,
         paths,
@@ -119,16 +124,22 @@ def _probe_folder(
     )
 
 
-def one_shot_runs(verifier: Verifier, runs_root: str | os.PathLike) -> list[dict[str, Any]]:
-    """N-way one-shot accuracy of every run under `runs_root` (1-NN with the model's distance)."""
+def one_shot_runs(
+    features: Callable[[Sequence[str]], np.ndarray], run_dirs: Sequence[str | os.PathLike], distance: str
+) -> list[dict[str, Any]]:
+    """N-way one-shot accuracy of each run folder (1-NN with `distance`).
+
+    Args:
+        features: image paths -> `(N, D)` embeddings, e.g. `Verifier.embed_paths`.
+        run_dirs: run folders (`runNN/class_labels.txt`), e.g. from `list_oneshot_runs`.
+        distance: "euclidean" or "cosine".
+    """
     results = []
-    for run_dir in list_oneshot_runs(runs_root):
+    for run_dir in run_dirs:
         run = read_oneshot_run(run_dir)
-        support = verifier.embed_paths(run.support_paths)  # (N, D)
-        queries = verifier.embed_paths(run.query_paths)  # (Q, D)
-        acc = n_way_one_shot_accuracy(
-            support, run.support_labels, queries, run.query_labels, verifier.distance
-        )
+        support = features(run.support_paths)  # (N, D)
+        queries = features(run.query_paths)  # (Q, D)
+        acc = n_way_one_shot_accuracy(support, run.support_labels, queries, run.query_labels, distance)
         results.append({"run": run.name, "n_way": run.n_way, "accuracy": acc})
     return results
 
@@ -164,7 +175,8 @@ def probe(
     if data is not None:
         _probe_folder(verifier, data, options, report, on_batch)
     if oneshot is not None:
-        report.one_shot_runs = one_shot_runs(verifier, oneshot)
+        runs = list_oneshot_runs(oneshot)
+        report.one_shot_runs = one_shot_runs(verifier.embed_paths, runs, verifier.distance)
         report.one_shot_accuracy = float(np.mean([r["accuracy"] for r in report.one_shot_runs]))
     report.seconds = time.perf_counter() - start
     return report

@@ -192,6 +192,18 @@ def fit_train_batch(config: TrainConfig, index: ImageIndex) -> TrainConfig:
     return fit_batch(config, _epoch_samples(index, config), usable)
 
 
+def readable_images(index: ImageIndex, config: TrainConfig, channels: int) -> tuple[ImageIndex, ImageLoader]:
+    """`index` without its undecodable images (one warning; an error with `strict`), and the loader
+    to read the rest: every image is decoded once up front, filling the loader's cache when the
+    data is small enough (`config.data.cache`, else up to `CACHE_LIMIT` images), so a bad file
+    never stops an epoch."""
+    d = config.data
+    cache = d.cache if d.cache is not None else len(index) <= CACHE_LIMIT
+    loader = ImageLoader(channels, cache=cache)
+    kept = drop_unreadable(index, (lambda p, c: loader(p)) if cache else None, channels, strict=d.strict)
+    return kept, loader
+
+
 def prepare_data(config: TrainConfig, split: Split | None = None) -> Prepared:
     """Scan the images, split identities and build the train/val/test loaders; `Prepared.config`
     is `config` with the training batch fitted to the training split (`fit_train_batch`)."""
@@ -200,10 +212,7 @@ def prepare_data(config: TrainConfig, split: Split | None = None) -> Prepared:
     index = scan_folder(root, d.forgeries)
     channels, size = input_geometry(config)
     preset = PRESETS[d.preset]
-    cache = d.cache if d.cache is not None else len(index) <= CACHE_LIMIT
-    loader = ImageLoader(channels, cache=cache)
-    # decode everything once up front (filling the cache) so a bad file never stops an epoch
-    index = drop_unreadable(index, (lambda p, c: loader(p)) if cache else None, channels, strict=d.strict)
+    index, loader = readable_images(index, config, channels)
     split = split or split_identities(index.identities, d.val_fraction, d.test_fraction, d.split_seed)
     train_tf = get_transform(preset, train=True, image_size=size, channels=channels)
     eval_tf = get_transform(preset, train=False, image_size=size, channels=channels)

@@ -23,7 +23,6 @@ from siamese.data import (
     ImageLoader,
     ImageRecord,
     MultiViewDataset,
-    drop_unreadable,
     get_transform,
     list_inputs,
     materialize_embedded,
@@ -34,7 +33,7 @@ from siamese.inference.embedding import embed_files
 from siamese.training.batching import fit_batch
 from siamese.training.builders import build_trainer
 from siamese.training.config import TrainConfig
-from siamese.training.loaders import CACHE_LIMIT, input_geometry, multiview_loader, view_transform
+from siamese.training.loaders import input_geometry, multiview_loader, readable_images, view_transform
 from siamese.training.run import fit_run, start_run
 from siamese.training.trainer import Callback, Trainer
 
@@ -70,14 +69,10 @@ def _monitor(paths: list[str], labels: np.ndarray, seed: int) -> tuple[list[str]
 def _readable(
     inputs: list[EmbeddingInput], config: TrainConfig, channels: int
 ) -> tuple[list[EmbeddingInput], ImageLoader]:
-    """The decodable inputs and their loader: every image is decoded once up front (filling the
-    cache, as `train` does), so a bad file is dropped with one warning and never stops an epoch."""
-    d = config.data
-    cache = d.cache if d.cache is not None else len(inputs) <= CACHE_LIMIT
-    loader = ImageLoader(channels, cache=cache)
+    """The decodable inputs and their loader (`readable_images`, as `train` reads its data)."""
     records = tuple(ImageRecord(x.path, x.identity) for x in inputs)
     index = ImageIndex(records=records, identities=tuple(sorted({x.identity for x in inputs})))
-    kept = drop_unreadable(index, (lambda p, c: loader(p)) if cache else None, channels, strict=d.strict)
+    kept, loader = readable_images(index, config, channels)
     keep = {r.path for r in kept.records}
     return [x for x in inputs if x.path in keep], loader
 
@@ -143,9 +138,7 @@ class RepresentationMonitor(Callback):
         metrics["spread"] = embedding_spread(emb)
         if len(self.queries):
             m, q = self.memory, self.queries
-            metrics["knn_acc"] = knn_accuracy(
-                emb[m], self.labels[m], emb[q], self.labels[q]
-            )
+            metrics["knn_acc"] = knn_accuracy(emb[m], self.labels[m], emb[q], self.labels[q])
         metrics["lr"] = trainer.optimizer.param_groups[0]["lr"]
         if metrics["spread"] < self.threshold:
             message = (
