@@ -16,6 +16,8 @@ writers never influence it. The peers (see peers.py) share splits, pairs and the
 from __future__ import annotations
 
 from collections import Counter
+from collections.abc import Callable
+from functools import partial
 from pathlib import Path
 from typing import Any
 
@@ -29,6 +31,9 @@ from common import (
     fold_split,
     fold_tables,
     parse_args,
+    reference_counts,
+    reference_flat,
+    reference_table,
     run_identity_folds,
     run_main,
     subsample,
@@ -48,6 +53,7 @@ SMOKE_WRITERS = 13  # 3 test, 2 validation, 8 training (a 32-image batch of 4 pe
 SMOKE_IMAGES_PER_WRITER = 8  # genuine and forged images per val/test writer
 THRESHOLD_RULE = "EER on validation writers' genuine + skilled + random pairs"
 KINDS = ("skilled", "random")
+REFERENCES = "1,5,10"  # enrolled genuine signatures per test writer (of 24)
 METRICS = (("eer", "EER %", "pct"), ("auc", "AUC", "auc"), ("accuracy", "acc. % (val thr)", "pct"))
 LABELS = {"ours": "siamese (ours)", **PEERS, "background": "background grey level only (no training)"}
 
@@ -65,6 +71,11 @@ class BackgroundScorer:
 
     def score(self, feats: np.ndarray, pairs: Pairs) -> np.ndarray:
         return as_scores(np.abs(feats[pairs.i, 0] - feats[pairs.j, 0]))
+
+    @property
+    def reference_distance(self) -> Callable[[np.ndarray, np.ndarray], np.ndarray]:
+        """|grey level difference| of every (query, reference) pair."""
+        return lambda queries, refs: np.abs(queries[:, :1] - refs[:, 0][None, :])
 
 
 def writer_pairs(
@@ -100,7 +111,7 @@ def writer_pairs(
         "random": Pairs.concat(gen, subsample(others, len(gen), seed)),
         "val": Pairs.concat(gen, sk, subsample(others, len(sk), seed + 1)),
     }
-    return PairSet([r.path for r in recs], sets)
+    return PairSet([r.path for r in recs], sets, [r.identity for r in recs], forged)
 
 
 def training_data(root: Path) -> dict[str, str]:
@@ -117,10 +128,8 @@ def make_fold(args: Any, index: ImageIndex, k: int, test_ids: tuple[str, ...], w
     """Fold `k`: its split, validation pairs ("val"), test pairs per impostor kind, training data."""
     split = fold_split(writers, test_ids, 2 if args.smoke else VAL_WRITERS, args.seed + k)
     per_writer = SMOKE_IMAGES_PER_WRITER if args.smoke else None
-    val = writer_pairs(index, split.val, args.seed + k, per_writer)
-    val = PairSet(val.paths, {"val": val.sets["val"]})
-    test = writer_pairs(index, split.test, args.seed + k, per_writer)
-    test = PairSet(test.paths, {kind: test.sets[kind] for kind in KINDS})
+    val = writer_pairs(index, split.val, args.seed + k, per_writer).only("val")
+    test = writer_pairs(index, split.test, args.seed + k, per_writer).only(*KINDS)
     return Fold(
         k, split, val, test, index, training_data(args.data_root), args.work_dir / NAME / f"fold{k + 1}"
     )
@@ -133,14 +142,14 @@ def run_fold(args: Any, index: ImageIndex, k: int, test_ids: tuple[str, ...], wr
     return compare_on_fold(args, PRESET, fold, counts, baselines={"background": BackgroundScorer()})
 
 
-def flat(result: dict[str, Any]) -> dict[str, float]:
-    """One method's fold result as `<kind>_<metric>` columns plus training time."""
+def flat(result: dict[str, Any], counts: tuple[int, ...] = ()) -> dict[str, float]:
+    """One method's fold result as `<kind>_<metric>` columns plus training time (and the references')."""
     out = {
         f"{kind}_{key}": result[kind][key]
         for kind in KINDS
         for key in ("eer", "auc", "tar@far=0.01", "accuracy")
     }
-    return {**out, "train_time_s": result["train_time_s"]}
+    return {**out, "train_time_s": result["train_time_s"], **reference_flat(result, counts, KINDS)}
 
 
 def columns() -> list[tuple[str, str, str]]:
@@ -151,27 +160,37 @@ def columns() -> list[tuple[str, str, str]]:
     return [*cols, ("train_time_s", "train s", "s")]
 
 
-def tables(folds: list[dict[str, Any]], summary: dict[str, Any]) -> str:
-    """Summary (mean ± std over folds) and per-fold markdown tables."""
+def tables(folds: list[dict[str, Any]], summary: dict[str, Any], counts: tuple[int, ...]) -> str:
+    """Summary (mean ± std over folds) and per-fold markdown tables, then the references table."""
     c = folds[0]["test_pairs"]
     title = (
         f"CEDAR signatures: writer-independent folds ({len(folds)} run); test pairs per fold: "
         f"{c['skilled']['genuine']} genuine, {c['skilled']['impostor']} skilled, "
         f"{c['random']['impostor']} random"
     )
-    return fold_tables(title, folds, summary, columns(), LABELS, flat)
+    out = fold_tables(title, folds, summary, columns(), LABELS, flat)
+    if not counts:
+        return out
+    title = (
+        "CEDAR with R enrolled genuine signatures per test writer: the other genuine signatures are "
+        "queries against every test writer (random), the writer's forgeries against it (skilled); "
+        "thresholds per rule and R calibrated on the validation writers"
+    )
+    return out + "\n\n" + reference_table(title, summary, LABELS, counts, KINDS)
 
 
 def main() -> None:
-    parser = base_parser(__doc__.split("\n")[0], FOLDS)
+    parser = base_parser(__doc__.split("\n")[0], FOLDS, references=REFERENCES)
     args = parse_args(parser, "CEDAR", ("genuine", "forged"), PRESET, root="genuine", forgeries="forged")
+    counts = reference_counts(args)
     index = load_index(args.data_root)
     keys = [key for key, _, _ in columns()] + [f"{kind}_tar@far=0.01" for kind in KINDS]
+    keys += list(reference_flat({}, counts, KINDS))
     folds, summary, protocol = run_identity_folds(
-        args, index, FOLDS, SMOKE_WRITERS, run_fold, flat, keys, "writers"
+        args, index, FOLDS, SMOKE_WRITERS, run_fold, partial(flat, counts=counts), keys, "writers"
     )
-    protocol["threshold_rule"] = THRESHOLD_RULE
-    write_protocol_results(args, NAME, protocol, summary, tables(folds, summary), folds=folds)
+    protocol.update(threshold_rule=THRESHOLD_RULE, references=list(counts))
+    write_protocol_results(args, NAME, protocol, summary, tables(folds, summary, counts), folds=folds)
 
 
 if __name__ == "__main__":

@@ -20,17 +20,28 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from pathlib import Path
-from typing import Any, Protocol
+from typing import Any, NamedTuple, Protocol
 
 import numpy as np
 import torch
 
 from siamese.data import PRESETS, ImageIndex, Split
 from siamese.errors import SiameseError
-from siamese.evaluation import as_scores, eer, far_key, verification_report
+from siamese.evaluation import (
+    as_scores,
+    calibratable_count,
+    calibrate_references,
+    eer,
+    far_key,
+    reference_metrics,
+    verification_report,
+)
+from siamese.evaluation.fusion import Distance
+from siamese.evaluation.references import IMPOSTOR_KINDS as KINDS
 from siamese.inference import embed_files
 from siamese.models.checkpoint import Preprocessing, load_checkpoint
 from siamese.models.twin import pair_distance
+from siamese.names import FUSIONS
 from siamese.training.config import TrainConfig, build_train_config
 from siamese.training.run import train
 
@@ -77,6 +88,7 @@ def base_parser(
     budget_help: str = "peer training budget in seconds (default: our measured training time per fold)",
     peers: bool = True,
     work_dir: bool = True,
+    references: str | None = None,
 ) -> argparse.ArgumentParser:
     """The options every benchmark script shares (`--set`, `--peers` only where they mean something)."""
     p = argparse.ArgumentParser(description=description)
@@ -99,6 +111,13 @@ def base_parser(
         help="override one flat training option of our recipe (repeatable), e.g. --set epochs=30",
     )
     p.add_argument("--device", default="cpu", help="cpu or cuda")
+    if references is not None:
+        p.add_argument(
+            "--references",
+            default=references,
+            help=f"enrolled references per test identity, comma-separated, or none (default {references}); "
+            "every fusion rule, thresholds calibrated on the validation identities",
+        )
     if peers:
         p.add_argument(
             "--peers",
@@ -162,6 +181,20 @@ def parse_args(
         require_dir(args.data_root / sub, f"{what} {sub}/ folder" if sub else f"{what} folder")
     checked_overrides(args, preset, **{key: str(args.data_root / sub) for key, sub in data.items()})
     return args
+
+
+def reference_counts(args: argparse.Namespace) -> tuple[int, ...]:
+    """Parse `--references` ("1,5,10" or "none"); () when the script has no such option."""
+    raw = getattr(args, "references", None)
+    if raw is None or raw.strip() == "none":
+        return ()
+    try:
+        counts = tuple(sorted({int(c) for c in raw.split(",") if c.strip()}))
+    except ValueError:
+        sys.exit(f"--references must be comma-separated integers or none, got {raw!r}")
+    if not counts or counts[0] < 1:
+        sys.exit(f"--references counts must be >= 1, got {raw!r}")
+    return counts
 
 
 def peer_names(arg: str) -> list[str]:
@@ -297,6 +330,11 @@ class Scorer(Protocol):
         """Pair scores `(P,)`, higher = more likely the same."""
         ...
 
+    @property
+    def reference_distance(self) -> Distance:
+        """The distance the R-reference fusion rules use on `features` (a name or a pair metric)."""
+        ...
+
 
 def embed_paths(
     encoder: torch.nn.Module, paths: Sequence[str], transform: Callable, channels: int, device: str
@@ -329,11 +367,9 @@ class EmbeddingScorer:
         d = pair_distance(e[torch.from_numpy(pairs.i)], e[torch.from_numpy(pairs.j)], self.distance)  # (P,)
         return as_scores(d.numpy())
 
-
-def score_sets(scorer: Scorer, paths: Sequence[str], sets: dict[str, Pairs]) -> dict[str, np.ndarray]:
-    """Scores of several pair sets over the same images (each image is embedded once)."""
-    feats = scorer.features(paths)
-    return {name: scorer.score(feats, pairs) for name, pairs in sets.items()}
+    @property
+    def reference_distance(self) -> Distance:
+        return self.distance
 
 
 def verification_metrics(scores: np.ndarray, is_same: np.ndarray, threshold: float) -> dict[str, float]:
@@ -344,26 +380,166 @@ def verification_metrics(scores: np.ndarray, is_same: np.ndarray, threshold: flo
 
 @dataclass(frozen=True)
 class PairSet:
-    """Images and the pair sets to score among them (each image is embedded once)."""
+    """Images and the pair sets to score among them (each image is embedded once).
+
+    `identities` (per path) and `forged` (per path: a skilled forgery of that identity) are what the
+    R-reference protocol needs; without them a set is scored by its pairs only.
+    """
 
     paths: list[str]
     sets: dict[str, Pairs]
+    identities: list[str] | None = None
+    forged: np.ndarray | None = None
+
+    def only(self, *names: str) -> PairSet:
+        """The same images with only the pair sets `names`."""
+        return PairSet(self.paths, {n: self.sets[n] for n in names}, self.identities, self.forged)
+
+    def enrolment(self, feats: np.ndarray) -> Enrolled:
+        """The images' features split as the R-reference protocol takes them."""
+        if self.identities is None:
+            raise ValueError("this pair set has no identities: the references protocol cannot use it")
+        who = np.asarray(self.identities)
+        forged = np.zeros(len(who), bool) if self.forged is None else np.asarray(self.forged, bool)
+        forgeries = (feats[forged], who[forged]) if forged.any() else None
+        paths = [p for p, f in zip(self.paths, forged, strict=True) if not f]
+        return Enrolled(feats[~forged], who[~forged], forgeries, paths)
 
 
-def evaluate_method(scorer: Scorer, val: PairSet, test: PairSet, val_set: str = "val") -> dict[str, Any]:
-    """Threshold from the validation pairs (EER rule), then metrics on every test pair set.
+class Enrolled(NamedTuple):
+    """Genuine features `(N, F)`, their identities and paths, and skilled forgeries `(features,
+    imitated identities)` or None."""
+
+    features: np.ndarray
+    identities: np.ndarray
+    forgeries: tuple[np.ndarray, np.ndarray] | None
+    paths: list[str]
+
+
+def evaluate_method(
+    scorer: Scorer,
+    val: PairSet,
+    test: PairSet,
+    val_set: str = "val",
+    references: Sequence[int] = (),
+    seed: int = 0,
+) -> dict[str, Any]:
+    """Threshold from the validation pairs (EER rule), then metrics on every test pair set; with
+    `references`, also the R-reference protocol (`reference_results`) on the same features.
 
     Returns:
-        `threshold`, `val_eer`, and one `verification_metrics` dict per test set name.
+        `threshold`, `val_eer`, one `verification_metrics` dict per test set name, and with
+        `references` a "references" entry.
     """
-    val_scores = score_sets(scorer, val.paths, {val_set: val.sets[val_set]})[val_set]
-    is_same = val.sets[val_set].is_same
-    val_eer, threshold = eer(val_scores, is_same)
-    test_scores = score_sets(scorer, test.paths, test.sets)
+    val_feats, test_feats = scorer.features(val.paths), scorer.features(test.paths)
+    val_pairs = val.sets[val_set]
+    val_eer, threshold = eer(scorer.score(val_feats, val_pairs), val_pairs.is_same)
     out: dict[str, Any] = {"threshold": threshold, "val_eer": val_eer}
-    for name, scores in test_scores.items():
-        out[name] = verification_metrics(scores, test.sets[name].is_same, threshold)
+    for name, pairs in test.sets.items():
+        out[name] = verification_metrics(scorer.score(test_feats, pairs), pairs.is_same, threshold)
+    if references:
+        out["references"] = reference_results(
+            scorer.reference_distance, val.enrolment(val_feats), test.enrolment(test_feats), references, seed
+        )
     return out
+
+
+REFERENCE_KEYS = ("eer", "auc", "accuracy", "far", "frr")
+"""What `reference_results` keeps of each `distance_report` (the full report is the CLI's)."""
+
+
+def reference_results(
+    distance: Distance,
+    val: Enrolled,
+    test: Enrolled,
+    counts: Sequence[int],
+    seed: int,
+) -> dict[str, Any]:
+    """The R-reference protocol of `siamese.evaluation.references` for one method on one fold.
+
+    Thresholds per fusion rule and R come from the validation identities (EER rule over their
+    genuine, random and skilled trials); test identities never touch them. A count the validation
+    identities cannot serve (fewer than two with R + 1 images) is reported without accuracy.
+
+    Args:
+        distance: the method's distance on its features (`Scorer.reference_distance`).
+        val, test: `PairSet.enrolment(features)` of the validation and test images.
+        counts: reference counts R.
+        seed: seed of the reference choice (the same for every method of a fold).
+
+    Returns:
+        `{"counts": {str(R): {"n_identities", "n_queries", "fusion": {rule: {"threshold",
+        kind: {eer, auc, accuracy, far, frr}}}}}, "references": {str(R): {identity: [rows]}}}`
+        (the test images enrolled as references, by path).
+    """
+    usable = [c for c in counts if c <= calibratable_count(val.identities)]
+    if len(usable) < len(counts):
+        missing = sorted(set(counts) - set(usable))
+        logger.warning("the validation identities cannot calibrate R=%s: no accuracy there", missing)
+    thresholds = (
+        calibrate_references(*val[:2], usable, distance=distance, seed=seed, forgeries=val.forgeries)
+        if usable
+        else {}
+    )
+    report = reference_metrics(
+        *test[:2],
+        counts,
+        distance=distance,
+        seed=seed,
+        forgeries=test.forgeries,
+        thresholds=thresholds,
+        names=test.paths,
+    )
+    out: dict[str, Any] = {"counts": {}, "references": {}}
+    for count, part in report["counts"].items():
+        out["references"][count] = part["references"]
+        entry: dict[str, Any] = {k: part[k] for k in ("n_identities", "n_queries") if k in part}
+        if "error" in part:
+            out["counts"][count] = {**entry, "error": part["error"]}
+            continue
+        entry["fusion"] = {
+            rule: {
+                "threshold": res["threshold"],
+                **{kind: {k: res[kind].get(k) for k in REFERENCE_KEYS} for kind in KINDS if kind in res},
+            }
+            for rule, res in part["fusion"].items()
+        }
+        out["counts"][count] = entry
+    return out
+
+
+def reference_flat(result: dict[str, Any], counts: Sequence[int], kinds: Sequence[str]) -> dict[str, float]:
+    """`R<count>/<fusion>/<kind>_<eer|accuracy>` columns of a method's `references` result (NaN where
+    a count or kind is missing, e.g. a smoke run's too few images)."""
+    out: dict[str, float] = {}
+    counts_done = result.get("references", {}).get("counts", {})
+    for count in counts:
+        fusions = counts_done.get(str(count), {}).get("fusion", {})
+        for rule in FUSIONS:
+            for kind in kinds:
+                got = fusions.get(rule, {}).get(kind, {})
+                for key in ("eer", "accuracy"):
+                    value = got.get(key)
+                    out[f"R{count}/{rule}/{kind}_{key}"] = float("nan") if value is None else float(value)
+    return out
+
+
+def reference_table(
+    title: str,
+    summary: dict[str, Any],
+    labels: dict[str, str],
+    counts: Sequence[int],
+    kinds: Sequence[str],
+) -> str:
+    """Markdown: per method and fusion rule, test EER (mean ± std over folds) per R and impostor kind."""
+    heads = [f"R={c} {kind} EER %" for c in counts for kind in kinds]
+    rows = [
+        [labels[m], rule, *(fmt_mean_std(summary[m][f"R{c}/{rule}/{k}_eer"]) for c in counts for k in kinds)]
+        for m in summary
+        for rule in FUSIONS
+        if f"R{counts[0]}/{rule}/{kinds[0]}_eer" in summary[m]
+    ]
+    return f"#### {title}\n\n" + markdown_table(["method", "fusion", *heads], rows)
 
 
 # ---------------------------------------------------------------------------------------- our recipe
@@ -432,7 +608,9 @@ def fmt(value: float, kind: str = "pct") -> str:
 
 
 def fmt_mean_std(stats: dict[str, float], kind: str = "pct") -> str:
-    """`mean ± std` in the metric's format."""
+    """`mean ± std` in the metric's format ("n/a" when not measured, e.g. too few images for an R)."""
+    if not np.isfinite(stats["mean"]):
+        return "n/a"
     return f"{fmt(stats['mean'], kind)} ± {fmt(stats['std'], kind)}"
 
 

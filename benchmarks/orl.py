@@ -12,6 +12,7 @@ the validation people, the same rule for every method) and training wall time. T
 
 from __future__ import annotations
 
+from functools import partial
 from typing import Any
 
 from common import (
@@ -22,6 +23,9 @@ from common import (
     fold_tables,
     genuine_paths,
     parse_args,
+    reference_counts,
+    reference_flat,
+    reference_table,
     run_identity_folds,
     run_main,
     write_protocol_results,
@@ -39,13 +43,14 @@ THRESHOLD_RULE = "EER on all validation-people pairs"
 METRICS = (("eer", "EER %", "pct"), ("auc", "AUC", "auc"), ("tar@far=0.01", "TAR@FAR=1% %", "pct"))
 METRICS += (("accuracy", "accuracy % (val thr)", "pct"), ("train_time_s", "train s", "s"))
 KEYS = [key for key, _, _ in METRICS]
+REFERENCES = "1,3,5"  # enrolled images per test person (of 10): at R = 5, 5 queries per person
 LABELS = {"ours": "siamese (ours)", **PEERS}
 
 
 def pair_set(index: Any, identities: tuple[str, ...], name: str) -> PairSet:
     """All pairs among the images of `identities`, as the pair set `name`."""
     paths, labels = genuine_paths(index, identities)
-    return PairSet(paths, {name: all_pairs(labels)})
+    return PairSet(paths, {name: all_pairs(labels)}, identities=labels)
 
 
 def make_fold(args: Any, index: Any, k: int, test_ids: tuple[str, ...], people: list[str]) -> Fold:
@@ -63,29 +68,41 @@ def run_fold(args: Any, index: Any, k: int, test_ids: tuple[str, ...], people: l
     return compare_on_fold(args, PRESET, fold, fold.test.sets["all"].counts)
 
 
-def flat(result: dict[str, Any]) -> dict[str, float]:
-    """One method's fold result as the table's metric columns."""
-    return {**result["all"], "train_time_s": result["train_time_s"]}
+def flat(result: dict[str, Any], counts: tuple[int, ...] = ()) -> dict[str, float]:
+    """One method's fold result as the table's metric columns (and the references' columns)."""
+    refs = reference_flat(result, counts, ("random",))
+    return {**result["all"], "train_time_s": result["train_time_s"], **refs}
 
 
-def tables(folds: list[dict[str, Any]], summary: dict[str, Any]) -> str:
-    """Summary (mean ± std over folds) and per-fold markdown tables."""
+def tables(folds: list[dict[str, Any]], summary: dict[str, Any], counts: tuple[int, ...]) -> str:
+    """Summary (mean ± std over folds) and per-fold markdown tables, then the references table."""
     pairs = folds[0]["test_pairs"]
     title = (
         f"ORL (AT&T faces): identity-disjoint folds ({len(folds)} run), all test pairs per fold "
         f"({pairs['genuine']} genuine / {pairs['impostor']} impostor)"
     )
-    return fold_tables(title, folds, summary, METRICS, LABELS, flat)
+    out = fold_tables(title, folds, summary, METRICS, LABELS, flat)
+    if not counts:
+        return out
+    title = (
+        "ORL with R enrolled images per test person: the other images are queries against every test "
+        "person (thresholds per rule and R calibrated on the validation people)"
+    )
+    return out + "\n\n" + reference_table(title, summary, LABELS, counts, ("random",))
 
 
 def main() -> None:
-    args = parse_args(base_parser(__doc__.split("\n")[0], FOLDS), "ORL/AT&T faces", preset=PRESET, root="")
+    parser = base_parser(__doc__.split("\n")[0], FOLDS, references=REFERENCES)
+    args = parse_args(parser, "ORL/AT&T faces", preset=PRESET, root="")
+    counts = reference_counts(args)
     index = scan_folder(args.data_root)
+    flatten = partial(flat, counts=counts)
+    keys = [*KEYS, *reference_flat({}, counts, ("random",))]
     folds, summary, protocol = run_identity_folds(
-        args, index, FOLDS, SMOKE_PEOPLE, run_fold, flat, KEYS, "people"
+        args, index, FOLDS, SMOKE_PEOPLE, run_fold, flatten, keys, "people"
     )
-    protocol["threshold_rule"] = THRESHOLD_RULE
-    write_protocol_results(args, NAME, protocol, summary, tables(folds, summary), folds=folds)
+    protocol.update(threshold_rule=THRESHOLD_RULE, references=list(counts))
+    write_protocol_results(args, NAME, protocol, summary, tables(folds, summary, counts), folds=folds)
 
 
 if __name__ == "__main__":

@@ -44,6 +44,7 @@ from common import (
     input_shape,
     parse_overrides,
     peer_names,
+    reference_counts,
     train_ours,
 )
 from pytorch_metric_learning import losses, miners, samplers
@@ -185,6 +186,19 @@ class PairClassifierScorer:
             j = torch.from_numpy(pairs.j[s : s + SCORE_BATCH]).to(self.device)
             out.append(self.model.head_logits(f[i], f[j]).double().cpu())
         return torch.cat(out).numpy()
+
+    @property
+    def reference_distance(self) -> Callable[[np.ndarray, np.ndarray], np.ndarray]:
+        """The head as a pair metric for the reference fusion rules: minus the logit of every
+        (query, reference) feature pair, `(Q, R)`."""
+
+        def metric(queries: np.ndarray, refs: np.ndarray) -> np.ndarray:
+            i, j = np.divmod(np.arange(len(queries) * len(refs)), len(refs))
+            feats = np.concatenate([queries, refs]).astype(np.float32)
+            pairs = Pairs(i, j + len(queries), np.zeros(len(i), bool))
+            return -self.score(feats, pairs).reshape(len(queries), len(refs))
+
+        return metric
 
 
 def pair_step(model: PairClassifier, optimizer: torch.optim.Optimizer, batch, device: str) -> int:
@@ -385,7 +399,8 @@ def compare_on_fold(
     sizes = f"{len(split.train)}/{len(split.val)}/{len(split.test)}"
     logger.info("fold %d: %s train/val/test identities, test pairs %s", fold.k + 1, sizes, test_pairs)
     ours = train_ours(preset, fold.split, fold.run_dir, ours_overrides(args, smoke), args.device, **fold.data)
-    evaluate = partial(evaluate_method, val=fold.val, test=fold.test)
+    counts, seed = reference_counts(args), args.seed + fold.k
+    evaluate = partial(evaluate_method, val=fold.val, test=fold.test, references=counts, seed=seed)
     methods = {"ours": ours_record(ours, evaluate)}
     budget = args.budget or (smoke["budget"] if args.smoke else ours.train_time_s)
     size, channels = input_shape(ours.config)
@@ -401,6 +416,8 @@ def compare_on_fold(
     )
     methods.update(run_peers(peer_names(args.peers), setup, budget, evaluate))
     methods.update({name: {**evaluate(s), "train_time_s": 0.0} for name, s in (baselines or {}).items()})
+    # The enrolled references depend only on the fold's seed and images: the same for every method.
+    enrolled = [m["references"].pop("references") for m in methods.values() if "references" in m]
     return {
         "fold": fold.k + 1,
         "split": split.to_dict(),
@@ -408,5 +425,6 @@ def compare_on_fold(
         "val_pairs": fold.val.sets["val"].counts,
         "budget_s": budget,
         "config": ours.config.to_dict(),
+        **({"enrolled_references": enrolled[0]} if enrolled else {}),
         "methods": methods,
     }

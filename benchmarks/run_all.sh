@@ -3,7 +3,7 @@
 # Usage: benchmarks/run_all.sh [DATA_DIR] [extra options, e.g. --smoke]
 set -euo pipefail
 cd "$(dirname "$0")/.."
-DATA="${1:-/work/shared/data}"
+DATA="${1:?usage: benchmarks/run_all.sh DATA_DIR [options]}"
 shift || true
 PY="${PYTHON:-.venv/bin/python}"
 "$PY" benchmarks/throughput.py "$DATA/att_faces" --preset face "$@"

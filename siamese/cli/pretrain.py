@@ -67,9 +67,7 @@ def pretrain_command(
     out: Annotated[Path | None, _opt("Run directory (default runs/<time>-<method>).", RUN)] = None,
     save_every: Annotated[int | None, _opt("Also save a resumable state every N steps.", RUN)] = None,
     seed: Annotated[int | None, _opt("Seed of weights and views (0).", RUN)] = None,
-    device: Annotated[
-        names.DeviceName | None, _opt("auto (default) = CUDA when available.", RUN)
-    ] = None,
+    device: Annotated[names.DeviceName | None, _opt("auto (default) = CUDA when available.", RUN)] = None,
     workers: Annotated[int | None, _opt("DataLoader worker processes (0).", RUN)] = None,
     resume: Annotated[Path | None, _opt("Continue an interrupted pretraining run exactly.", RUN)] = None,
 ) -> None:

@@ -42,6 +42,7 @@ from siamese.evaluation.plots import plot_det, plot_roc, plot_score_histograms
 from siamese.evaluation.references import (
     Enrolment,
     Trials,
+    calibratable_count,
     calibrate_references,
     choose_references,
     reference_metrics,
@@ -53,6 +54,7 @@ __all__ = [
     "Enrolment",
     "LinearScorer",
     "Trials",
+    "calibratable_count",
     "calibrate_references",
     "choose_references",
     "distance_matrix",

@@ -24,7 +24,7 @@ NumPy only; scikit-learn is imported by `fit_svm` alone, so scoring a stored cla
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
 import numpy as np
@@ -34,6 +34,10 @@ from siamese.errors import ConfigError, DataError
 from siamese.names import DISTANCES, FUSIONS, check_choice
 
 FloatArray = npt.NDArray[np.float64]
+PairMetric = Callable[[FloatArray, FloatArray], npt.ArrayLike]
+"""A learned pairwise distance: `(Q, D)` and `(R, D)` features -> `(Q, R)` distances (lower = same)."""
+Distance = str | PairMetric
+"""A distance name of `DISTANCES`, or a `PairMetric` (e.g. a pair classifier's negated logit)."""
 
 _EPS = 1e-8  # the norm floor of torch's cosine_similarity, so cosine distances match pair_distance
 
@@ -53,14 +57,14 @@ def _unit(x: FloatArray) -> FloatArray:
 
 
 def distance_matrix(
-    queries: npt.ArrayLike, references: npt.ArrayLike, distance: str = "euclidean"
+    queries: npt.ArrayLike, references: npt.ArrayLike, distance: Distance = "euclidean"
 ) -> FloatArray:
     """Distances between every query and every reference.
 
     Args:
         queries: `(Q, D)` embeddings.
         references: `(R, D)` embeddings.
-        distance: "euclidean" (L2 norm of the difference) or "cosine" (`1 - cos`).
+        distance: "euclidean" (L2 norm of the difference), "cosine" (`1 - cos`) or a `PairMetric`.
 
     Returns:
         `(Q, R)` float64 distances.
@@ -69,27 +73,36 @@ def distance_matrix(
     [[5.0, 1.0]]
     >>> distance_matrix([[1.0, 0.0]], [[0.0, 2.0]], "cosine").tolist()
     [[1.0]]
+    >>> distance_matrix([[1.0], [2.0]], [[0.0]], lambda q, r: q @ r.T - 1.0).tolist()
+    [[-1.0], [-1.0]]
     """
-    check_choice(distance, DISTANCES, "distance")
+    if not callable(distance):
+        check_choice(distance, DISTANCES, "distance")
     q, r = _rows(queries, "queries"), _rows(references, "references")
     if q.shape[1] != r.shape[1]:
         raise DataError(f"queries have {q.shape[1]} dimensions but references {r.shape[1]}")
+    if callable(distance):
+        out = np.asarray(distance(q, r), dtype=np.float64)
+        if out.shape != (len(q), len(r)):
+            raise DataError(f"the pair metric returned shape {out.shape}, expected {(len(q), len(r))}")
+        return out
     if distance == "cosine":
         return 1.0 - _unit(q) @ _unit(r).T  # (Q, R)
     sq = (q**2).sum(1)[:, None] - 2.0 * q @ r.T + (r**2).sum(1)[None, :]  # (Q, R)
     return np.sqrt(np.maximum(sq, 0.0))
 
 
-def reference_template(references: npt.ArrayLike, distance: str = "euclidean") -> FloatArray:
+def reference_template(references: npt.ArrayLike, distance: Distance = "euclidean") -> FloatArray:
     """The mean of an identity's references; for cosine, the re-normalised mean of the unit references
-    (cosine ignores lengths, so a longer reference does not weigh more).
+    (cosine ignores lengths, so a longer reference does not weigh more); for a `PairMetric`, the mean.
 
     >>> reference_template([[1.0, 0.0], [0.0, 1.0]]).tolist()
     [0.5, 0.5]
     >>> [round(v, 4) for v in reference_template([[1.0, 0.0], [0.0, 1.0]], "cosine").tolist()]
     [0.7071, 0.7071]
     """
-    check_choice(distance, DISTANCES, "distance")
+    if not callable(distance):
+        check_choice(distance, DISTANCES, "distance")
     refs = _rows(references, "references")  # (R, D)
     if distance == "cosine":
         return _unit(_unit(refs).mean(axis=0))  # (D,)
@@ -175,7 +188,7 @@ def fused_distances(
     queries: npt.ArrayLike,
     references: npt.ArrayLike,
     rule: str = "mean",
-    distance: str = "euclidean",
+    distance: Distance = "euclidean",
     scorer: LinearScorer | None = None,
 ) -> FloatArray:
     """Fused distance `(Q,)` of each query to ONE identity's references.
@@ -184,7 +197,7 @@ def fused_distances(
         queries: `(Q, D)` embeddings.
         references: `(R, D)` the identity's reference embeddings.
         rule: one of `FUSIONS`.
-        distance: the model's distance, "euclidean" or "cosine".
+        distance: the model's distance, "euclidean", "cosine" or a `PairMetric`.
         scorer: the identity's classifier, needed (only) by "svm".
 
     Raises:
@@ -207,7 +220,7 @@ def fused_matrix(
     queries: npt.ArrayLike,
     references: Sequence[npt.ArrayLike],
     rule: str = "mean",
-    distance: str = "euclidean",
+    distance: Distance = "euclidean",
     scorers: Sequence[LinearScorer] | None = None,
 ) -> FloatArray:
     """Fused distances of every query to every identity: `(Q, K)`, column k for identity k.
@@ -216,7 +229,7 @@ def fused_matrix(
         queries: `(Q, D)` embeddings.
         references: per identity, its `(R_k, D)` reference embeddings (K identities).
         rule: one of `FUSIONS`.
-        distance: "euclidean" or "cosine".
+        distance: "euclidean", "cosine" or a `PairMetric`.
         scorers: per identity its classifier, needed (only) by "svm".
 
     >>> fused_matrix([[0.0, 0.0]], [[[1.0, 0.0], [3.0, 0.0]], [[0.0, 2.0]]], "min").tolist()

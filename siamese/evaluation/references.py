@@ -34,7 +34,7 @@ import numpy.typing as npt
 from siamese.errors import ConfigError, DataError
 from siamese.evaluation.calibration import fit_confidence
 from siamese.evaluation.distances import choose_threshold, distance_report
-from siamese.evaluation.fusion import fit_identity_svms, fused_matrix
+from siamese.evaluation.fusion import Distance, fit_identity_svms, fused_matrix
 from siamese.names import FUSIONS, check_choice
 
 logger = logging.getLogger(__name__)
@@ -149,7 +149,7 @@ def reference_trials(
     labels: Sequence[str] | np.ndarray,
     enrolment: Enrolment,
     rule: str,
-    distance: str = "euclidean",
+    distance: Distance = "euclidean",
     forgeries: tuple[npt.ArrayLike, Sequence[str] | np.ndarray] | None = None,
     svm_c: float = 1.0,
 ) -> Trials:
@@ -161,7 +161,7 @@ def reference_trials(
         enrolment: `choose_references(labels, R, seed)`.
         rule: one of `FUSIONS`; "svm" fits one classifier per enrolled identity on its references
             against the other enrolled identities' references.
-        distance: "euclidean" or "cosine".
+        distance: "euclidean", "cosine" or a `PairMetric` (`siamese.evaluation.fusion`).
         forgeries: optional `(F, D)` skilled-forgery embeddings and `(F,)` the identity each
             imitates; forgeries of identities that are not enrolled are left out.
         svm_c: C of the SVMs.
@@ -243,7 +243,7 @@ def calibrate_references(
     labels: Sequence[str] | np.ndarray,
     counts: Sequence[int],
     fusions: Sequence[str] | None = None,
-    distance: str = "euclidean",
+    distance: Distance = "euclidean",
     rule: str = "eer",
     target_far: float = 1e-3,
     seed: int = 0,
@@ -282,7 +282,7 @@ def reference_metrics(
     labels: Sequence[str] | np.ndarray,
     counts: Sequence[int],
     fusions: Sequence[str] | None = None,
-    distance: str = "euclidean",
+    distance: Distance = "euclidean",
     seed: int = 0,
     forgeries: tuple[npt.ArrayLike, Sequence[str] | np.ndarray] | None = None,
     thresholds: Mapping[str, Mapping[str, Any]] | None = None,
@@ -296,7 +296,7 @@ def reference_metrics(
         labels: `(N,)` their identities.
         counts: reference counts R (e.g. 1, 3, 5, 10).
         fusions: rules (default: all of `FUSIONS`).
-        distance: "euclidean" or "cosine".
+        distance: "euclidean", "cosine" or a `PairMetric`.
         seed: seed of the reference choice.
         forgeries: optional skilled forgeries `((F, D) embeddings, (F,) imitated identities)`.
         thresholds: calibrated thresholds `{fusion: {str(R): {"threshold": t, ...}}}` (what

@@ -88,6 +88,7 @@ def split_loss_options(name: str, options: dict[str, Any]) -> tuple[dict[str, An
     """
     return split_options(_loss_class(name), options)
 
+
 def get_loss(name: str | nn.Module, **kwargs: Any) -> nn.Module:
     """Build a loss by registry name, or pass an existing loss module through.
 

@@ -29,6 +29,7 @@ from siamese.training.trainer import Callback, Trainer
 
 logger = logging.getLogger(__name__)
 
+
 class _Prepared(Protocol):
     config: TrainConfig  # the run's config as the data fitted it (its training batch)
 

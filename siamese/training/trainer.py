@@ -18,7 +18,6 @@ from siamese.training.methods.base import Batch, Method, StepOutput
 logger = logging.getLogger(__name__)
 
 
-
 class NonFiniteLossError(SiameseError):
     """The loss became NaN or infinite; training stops and keeps the last good checkpoint."""
 

@@ -80,6 +80,32 @@ def test_fused_matrix_column_k_is_identity_k(rule: str) -> None:
         assert matrix[:, k] == pytest.approx(fused_distances(queries, refs, rule, "euclidean", scorer))
 
 
+def _naive_euclidean(q: np.ndarray, r: np.ndarray) -> np.ndarray:
+    return np.array([[np.linalg.norm(a - b) for b in r] for a in q])
+
+
+@pytest.mark.parametrize("rule", ["mean", "min", "template"])
+def test_a_pair_metric_fuses_like_the_named_distance_it_computes(rule: str) -> None:
+    rng = np.random.default_rng(5)
+    groups = [rng.normal(loc=k, size=(k + 2, 3)) for k in range(3)]
+    queries = rng.normal(size=(4, 3))
+    by_name = fused_matrix(queries, groups, rule, "euclidean")
+    assert fused_matrix(queries, groups, rule, _naive_euclidean) == pytest.approx(by_name, abs=1e-12)
+
+
+def test_a_pair_metric_is_called_on_the_raw_features_and_its_shape_checked() -> None:
+    # a learned, non-symmetric "distance": the negated dot product (template = plain mean)
+    def metric(q: np.ndarray, r: np.ndarray) -> np.ndarray:
+        return -(q @ r.T)
+
+    # dot products with (0,0), (4,0), (0,3) for query (4,3): 0, 16, 9; template (4/3, 1): 25/3
+    assert fused_distances(QUERIES[1:], REFS, "mean", metric).tolist() == pytest.approx([-25 / 3])
+    assert fused_distances(QUERIES[1:], REFS, "min", metric).tolist() == pytest.approx([-16.0])
+    assert fused_distances(QUERIES[1:], REFS, "template", metric).tolist() == pytest.approx([-25 / 3])
+    with pytest.raises(DataError, match="pair metric returned shape"):
+        distance_matrix(QUERIES, REFS, lambda q, r: np.zeros(len(q)))
+
+
 def test_svm_matches_a_direct_scikit_learn_fit() -> None:
     rng = np.random.default_rng(3)
     pos = rng.normal(loc=1.0, size=(5, 6))
