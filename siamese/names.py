@@ -14,7 +14,7 @@ from siamese.errors import ConfigError
 # Each set of names is written once, as a `Literal` type (what the CLI's signatures annotate, so typer
 # offers and checks the choices and a type checker reads them); the tuple of strings is derived from it.
 LossName = Literal["margin", "supcon", "triplet", "arcface", "cosface", "subcenter"]
-SslMethodName = Literal["simclr", "moco", "byol", "swav"]
+SslMethodName = Literal["simclr", "moco", "byol", "swav", "simsiam", "barlow", "vicreg"]
 MethodName = Literal["supervised", SslMethodName]
 MinerName = Literal["none", "multisimilarity", "batchhard", "pairmargin"]
 EncoderName = Literal["smallcnn", "resnet18", "resnet34", "resnet50", "mobilenet_v3_small"]

@@ -29,9 +29,15 @@ def pretrain_command(
     temperature: Annotated[
         float | None, _opt("NT-Xent/InfoNCE/SwAV temperature (simclr 0.1, moco 0.2, swav 0.1).")
     ] = None,
-    projection_dim: Annotated[int | None, _opt("Projection head output size (128; byol 256).")] = None,
+    projection_dim: Annotated[
+        int | None, _opt("Projection head output size (128; byol, simsiam 256; barlow, vicreg 1024).")
+    ] = None,
     hidden_dim: Annotated[
-        int | None, _opt("Projection/prediction head hidden size (512; byol 1024).")
+        int | None,
+        _opt("Projection/prediction head hidden size (512; byol 1024; simsiam 256; barlow, vicreg 1024)."),
+    ] = None,
+    predictor_dim: Annotated[
+        int | None, _opt("simsiam predictor bottleneck width (projection dim / 4).")
     ] = None,
     momentum: Annotated[float | None, _opt("EMA coefficient of the target (moco, byol: 0.99).")] = None,
     momentum_end: Annotated[
@@ -43,6 +49,10 @@ def pretrain_command(
     small_crops: Annotated[
         int | None, _opt("swav multi-crop: small crops per image besides the 2 global (0).")
     ] = None,
+    barlow_lambda: Annotated[float | None, _opt("barlow off-diagonal (redundancy) weight (5e-3).")] = None,
+    vicreg_invariance: Annotated[float | None, _opt("vicreg invariance (MSE) weight (25).")] = None,
+    vicreg_variance: Annotated[float | None, _opt("vicreg variance (std hinge) weight (25).")] = None,
+    vicreg_covariance: Annotated[float | None, _opt("vicreg covariance weight (1).")] = None,
     collapse_threshold: Annotated[
         float | None, _opt("Embedding spread below which the run warns (0.1; healthy is about 1).")
     ] = None,
@@ -71,7 +81,10 @@ def pretrain_command(
     workers: Annotated[int | None, _opt("DataLoader worker processes (0).", RUN)] = None,
     resume: Annotated[Path | None, _opt("Continue an interrupted pretraining run exactly.", RUN)] = None,
 ) -> None:
-    """Pretrain the encoder without labels (SimCLR, MoCo v2, BYOL, SwAV); labels, if any, only monitor it."""
+    """Pretrain the encoder without labels; labels, if any, only monitor it.
+
+    Methods: SimCLR, MoCo v2, BYOL, SwAV, SimSiam, Barlow Twins, VICReg (see --method).
+    """
     with user_errors():
         from siamese.training.config import build_train_config
 
@@ -85,12 +98,17 @@ def pretrain_command(
             temperature=temperature,
             projection_dim=projection_dim,
             hidden_dim=hidden_dim,
+            predictor_dim=predictor_dim,
             momentum=momentum,
             momentum_end=momentum_end,
             queue_size=queue_size,
             prototypes=prototypes,
             freeze_prototypes=freeze_prototypes,
             small_crops=small_crops,
+            barlow_lambda=barlow_lambda,
+            vicreg_invariance=vicreg_invariance,
+            vicreg_variance=vicreg_variance,
+            vicreg_covariance=vicreg_covariance,
             collapse_threshold=collapse_threshold,
             stop_on_collapse=stop_on_collapse or None,
             image_size=parse_size(image_size),

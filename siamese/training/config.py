@@ -194,9 +194,10 @@ class MethodConfig:
     labels and take their temperature from `LossConfig.temperature`.
 
     Attributes:
-        name: "supervised", "simclr", "moco", "byol" or "swav".
+        name: "supervised", "simclr", "moco", "byol", "swav", "simsiam", "barlow" or "vicreg".
         projection_dim: output size of the projection head (training only).
         hidden_dim: hidden size of the projection (and BYOL prediction) head.
+        predictor_dim: SimSiam's predictor bottleneck width (default projection_dim / 4).
         momentum: EMA coefficient of the momentum target (MoCo 0.99, BYOL 0.99 rising to 1).
         momentum_end: final EMA coefficient of the cosine schedule.
         queue_size: MoCo negative keys / SwAV queued features.
@@ -204,6 +205,10 @@ class MethodConfig:
         freeze_prototypes: optimiser steps during which SwAV's prototypes stay fixed.
         epsilon: SwAV Sinkhorn regularisation.
         sinkhorn_iterations: SwAV Sinkhorn-Knopp iterations.
+        barlow_lambda: Barlow Twins' off-diagonal (redundancy) weight lambda.
+        vicreg_invariance: VICReg's invariance (mean squared error) weight lambda.
+        vicreg_variance: VICReg's variance (std hinge) weight mu.
+        vicreg_covariance: VICReg's covariance weight nu.
         small_crops: extra small (local) crops per image, multi-crop (SwAV); 0 = two views only.
         collapse_threshold: embedding spread (`siamese.evaluation.embedding_spread`, about 1 when
             healthy, 0 when collapsed) below which a run warns.
@@ -213,6 +218,7 @@ class MethodConfig:
     name: str = "supervised"
     projection_dim: int | None = None
     hidden_dim: int | None = None
+    predictor_dim: int | None = None
     momentum: float | None = None
     momentum_end: float | None = None
     queue_size: int | None = None
@@ -220,17 +226,23 @@ class MethodConfig:
     freeze_prototypes: int | None = None
     epsilon: float | None = None
     sinkhorn_iterations: int | None = None
+    barlow_lambda: float | None = None
+    vicreg_invariance: float | None = None
+    vicreg_variance: float | None = None
+    vicreg_covariance: float | None = None
     small_crops: int = 0
     collapse_threshold: float = 0.1
     stop_on_collapse: bool = False
 
     def __post_init__(self) -> None:
         check_choice(self.name, names.METHODS, "method")
-        for what in ("projection_dim", "hidden_dim", "prototypes", "sinkhorn_iterations", "epsilon"):
+        sizes = ("projection_dim", "hidden_dim", "predictor_dim", "prototypes", "sinkhorn_iterations")
+        for what in (*sizes, "epsilon"):
             value = getattr(self, what)
             if value is not None:
                 _positive(value, what.replace("_", " "))
-        for what in ("queue_size", "freeze_prototypes", "small_crops", "collapse_threshold"):
+        weights = ("barlow_lambda", "vicreg_invariance", "vicreg_variance", "vicreg_covariance")
+        for what in ("queue_size", "freeze_prototypes", "small_crops", "collapse_threshold", *weights):
             value = getattr(self, what)
             if value is not None:
                 _positive(value, what.replace("_", " "), allow_zero=True)

@@ -13,7 +13,7 @@ runner = CliRunner(env={"COLUMNS": "250"})
 TINY = ["--preset", "digits", "--epochs", "1", "--batch-size", "8", "--embedding-dim", "8"]
 
 
-@pytest.mark.parametrize("method", ["simclr", "moco", "byol", "swav"])
+@pytest.mark.parametrize("method", ["simclr", "moco", "byol", "swav", "simsiam", "barlow", "vicreg"])
 def test_pretrain_writes_an_encoder_only_run_with_its_table(tmp_path, method):
     data = write_identity_folder(tmp_path / "ids", n_identities=4, n_images=4)
     out = tmp_path / "run"
@@ -29,6 +29,48 @@ def test_pretrain_writes_an_encoder_only_run_with_its_table(tmp_path, method):
     assert any(k.startswith("model.projector") for k in state)  # heads live in the training state only
     meta = json.loads((out / "checkpoints" / "best.json").read_text())
     assert meta["method"] == method and meta["threshold"] is None
+
+
+@pytest.mark.parametrize(
+    ("method", "flags", "saved"),
+    [
+        (
+            "simsiam",
+            ["--predictor-dim", "4", "--projection-dim", "16"],
+            {"predictor_dim": 4, "projection_dim": 16},
+        ),
+        (
+            "barlow",
+            ["--barlow-lambda", "0.01", "--hidden-dim", "32"],
+            {"barlow_lambda": 0.01, "hidden_dim": 32},
+        ),
+        (
+            "vicreg",
+            ["--vicreg-invariance", "10", "--vicreg-variance", "20", "--vicreg-covariance", "2"],
+            {"vicreg_invariance": 10.0, "vicreg_variance": 20.0, "vicreg_covariance": 2.0},
+        ),
+    ],
+)
+def test_method_flags_reach_the_saved_config_and_the_trained_heads(tmp_path, method, flags, saved):
+    data = write_identity_folder(tmp_path / "ids", n_identities=2, n_images=4)
+    out = tmp_path / "run"
+    result = runner.invoke(app, ["pretrain", str(data), "--method", method, *TINY, *flags, "--out", str(out)])
+    assert result.exit_code == 0, result.output
+    config = json.loads((out / "config.json").read_text())["method"]
+    assert {k: config[k] for k in saved} == saved
+    state = load_file(str(out / "checkpoints" / "state.safetensors"))
+    if "predictor_dim" in saved:  # PredictionHead's first Linear: (bottleneck, projection_dim)
+        assert tuple(state["model.predictor.0.weight"].shape) == (4, 16)
+    if "hidden_dim" in saved:
+        assert tuple(state["model.projector.0.weight"].shape) == (32, 8)  # (hidden, --embedding-dim)
+
+
+def test_a_flag_of_another_method_warns_that_it_has_no_effect(tmp_path):
+    data = write_identity_folder(tmp_path / "ids", n_identities=2, n_images=4)
+    args = ["pretrain", str(data), "--method", "barlow", *TINY, "--vicreg-variance", "5"]
+    result = runner.invoke(app, [*args, "--out", str(tmp_path / "run")])
+    assert result.exit_code == 0, result.output
+    assert "--vicreg-variance has no effect with --method barlow" in result.stderr
 
 
 def test_train_init_starts_from_the_pretrained_encoder(tmp_path):

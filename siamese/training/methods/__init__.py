@@ -1,30 +1,36 @@
 """Training methods, one file each, and their registry.
 
-Adding a method means writing its file (a `Method` subclass with a `from_config` builder) and
-adding one entry to `METHODS`.
+Adding a method means writing its file (a `Method` subclass taking the encoder, then keyword
+options) and adding one entry to `METHODS` (and its name to `siamese.names.SslMethodName`).
 """
 
+from siamese.training.methods.barlow import BarlowTwinsMethod
 from siamese.training.methods.base import Batch, IndicesTuple, Method, StepOutput
 from siamese.training.methods.byol import BYOLMethod
 from siamese.training.methods.moco import MoCoMethod
 from siamese.training.methods.momentum_method import MomentumMethod
 from siamese.training.methods.registry import METHODS, get_method, method_options
 from siamese.training.methods.simclr import SimCLRMethod
+from siamese.training.methods.simsiam import SimSiamMethod
 from siamese.training.methods.supervised import SupervisedMethod
 from siamese.training.methods.swav import SwAVMethod
+from siamese.training.methods.vicreg import VICRegMethod
 
 __all__ = [
     "METHODS",
     "BYOLMethod",
+    "BarlowTwinsMethod",
     "Batch",
     "IndicesTuple",
     "Method",
     "MoCoMethod",
     "MomentumMethod",
     "SimCLRMethod",
+    "SimSiamMethod",
     "StepOutput",
     "SupervisedMethod",
     "SwAVMethod",
+    "VICRegMethod",
     "get_method",
     "method_options",
 ]

@@ -6,12 +6,15 @@ from typing import Any
 
 from siamese.errors import ConfigError
 from siamese.names import option_names
+from siamese.training.methods.barlow import BarlowTwinsMethod
 from siamese.training.methods.base import Method
 from siamese.training.methods.byol import BYOLMethod
 from siamese.training.methods.moco import MoCoMethod
 from siamese.training.methods.simclr import SimCLRMethod
+from siamese.training.methods.simsiam import SimSiamMethod
 from siamese.training.methods.supervised import SupervisedMethod
 from siamese.training.methods.swav import SwAVMethod
+from siamese.training.methods.vicreg import VICRegMethod
 
 METHODS: dict[str, type[Method]] = {
     "supervised": SupervisedMethod,
@@ -19,6 +22,9 @@ METHODS: dict[str, type[Method]] = {
     "moco": MoCoMethod,
     "byol": BYOLMethod,
     "swav": SwAVMethod,
+    "simsiam": SimSiamMethod,
+    "barlow": BarlowTwinsMethod,
+    "vicreg": VICRegMethod,
 }
 """Keyed by `siamese.names.METHODS`; each class takes the encoder first, then keyword options."""
 

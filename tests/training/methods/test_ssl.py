@@ -4,12 +4,23 @@ import pytest
 import torch
 
 from siamese import names
+from siamese.losses.barlow import BarlowTwinsLoss
+from siamese.losses.vicreg import VICRegLoss
 from siamese.models import get_encoder
 from siamese.training import METHODS, Batch, Trainer, get_method
-from siamese.training.methods import BYOLMethod, MoCoMethod, SimCLRMethod, SwAVMethod
+from siamese.training.methods import BYOLMethod, MoCoMethod, SimCLRMethod, SimSiamMethod, SwAVMethod
 from siamese.training.state import load_training_state, save_training_state
 
-SSL = {"simclr": {}, "moco": {"queue_size": 16}, "byol": {}, "swav": {"prototypes": 8, "queue_size": 8}}
+SSL = {
+    "simclr": {},
+    "moco": {"queue_size": 16},
+    "byol": {},
+    "swav": {"prototypes": 8, "queue_size": 8},
+    "simsiam": {},
+    "barlow": {},
+    "vicreg": {},
+}
+NO_TARGET = ["simsiam", "barlow", "vicreg"]  # one set of weights for both branches: no target, no queue
 
 
 def _encoder(seed=0):
@@ -114,3 +125,112 @@ def test_simclr_multi_view_loss_equals_ntxent_on_its_projections():
     out = method.training_step(Batch(x))
     z = method.projector(method.embed(torch.cat([x[:, 0], x[:, 1]])))
     assert out.loss.item() == pytest.approx(NTXentLoss(0.1)(*z.chunk(2)).item(), rel=1e-6)
+
+
+@pytest.mark.parametrize("name", NO_TARGET)
+def test_repeated_steps_on_one_batch_reduce_the_loss(name):
+    method = get_method(name, _encoder(), hidden_dim=32, projection_dim=8)
+    trainer = Trainer(method, torch.optim.SGD(method.param_groups(0.005), lr=0.005))  # VICReg's 25s: small lr
+    x = _views(seed=3)
+    losses = [trainer.step((x, None, None), train=True).loss.item() for _ in range(15)]
+    assert losses[-1] < losses[0] - 0.1 * abs(losses[0]), losses
+
+
+@pytest.mark.parametrize("name", NO_TARGET)
+def test_every_trained_module_gets_a_gradient_and_nothing_is_a_target(name):
+    method = _trainer(name).method
+    method.training_step(Batch(_views())).loss.backward()
+    trained = ["encoder", "projector", "predictor"] if name == "simsiam" else ["encoder", "projector"]
+    assert sorted(n for n, m in method.named_children() if any(True for _ in m.parameters())) == sorted(
+        trained
+    )
+    for module in trained:
+        grads = [p.grad for p in getattr(method, module).parameters()]
+        assert all(g is not None for g in grads), module
+        assert sum(g.abs().sum().item() for g in grads) > 0, module
+    assert not hasattr(method, "target") and not hasattr(method, "queue")
+
+
+@pytest.mark.parametrize("name", NO_TARGET)
+def test_state_round_trip_resumes_the_same_next_step(name, tmp_path):
+    trainer = _trainer(name)
+    for seed in range(3):
+        trainer.step((_views(seed=seed), None, None), train=True)
+    save_training_state(tmp_path / "state", trainer, epoch=1, step_in_epoch=0)
+    fresh = _trainer(name)
+    load_training_state(tmp_path / "state", fresh)
+    a, b = trainer.method.state_dict(), fresh.method.state_dict()
+    assert a.keys() == b.keys() and all(torch.equal(a[k], b[k]) for k in a)  # BatchNorm statistics included
+    next_a = trainer.step((_views(seed=9), None, None), train=True).loss
+    next_b = fresh.step((_views(seed=9), None, None), train=True).loss
+    assert torch.equal(next_a, next_b)
+    after_a, after_b = trainer.method.state_dict(), fresh.method.state_dict()
+    assert all(torch.equal(after_a[k], after_b[k]) for k in after_a)  # the optimiser state came back too
+
+
+def _projections(method, x):
+    """The two views' projector outputs, as the method's step computes them (eval: fixed BatchNorm)."""
+    return method.projector(method.embed(torch.cat([x[:, 0], x[:, 1]]))).chunk(2)
+
+
+def test_simsiam_loss_pairs_each_prediction_with_the_other_views_projection():
+    from siamese.losses.simsiam import SimSiamLoss
+
+    method: SimSiamMethod = _trainer("simsiam").method
+    method.eval()
+    x = _views()
+    z1, z2 = _projections(method, x)
+    p1, p2 = method.predictor(z1), method.predictor(z2)
+    assert method.training_step(Batch(x)).loss.item() == pytest.approx(
+        SimSiamLoss()(p1, p2, z1, z2).item(), rel=1e-6
+    )
+    assert method.predictor[0].out_features == 2  # bottleneck: projection_dim 8 // 4
+
+
+def test_simsiam_stop_gradient_the_projector_learns_only_through_the_predictor():
+    method: SimSiamMethod = _trainer("simsiam").method
+    x = _views()
+    method.training_step(Batch(x)).loss.backward()
+    ours = [p.grad.clone() for p in method.projector.parameters()]
+    method.zero_grad()
+    z1, z2 = _projections(method, x)  # the same loss without the stop-gradient: z is pulled as well
+    cos = torch.nn.functional.cosine_similarity
+    (-(cos(method.predictor(z1), z2).mean() + cos(method.predictor(z2), z1).mean()) / 2).backward()
+    assert any(
+        not torch.allclose(a, p.grad) for a, p in zip(ours, method.projector.parameters(), strict=True)
+    )
+
+
+@pytest.mark.parametrize(
+    ("name", "options", "loss_class", "weights"),
+    [
+        ("barlow", {"barlow_lambda": 0.2}, BarlowTwinsLoss, {"redundancy_weight": 0.2}),
+        (
+            "vicreg",
+            {"vicreg_invariance": 2.0, "vicreg_variance": 3.0, "vicreg_covariance": 4.0},
+            VICRegLoss,
+            {"invariance_weight": 2.0, "variance_weight": 3.0, "covariance_weight": 4.0},
+        ),
+    ],
+)
+def test_options_flow_from_the_config_into_the_loss_the_step_uses(name, options, loss_class, weights):
+    from siamese.training.config import build_train_config
+
+    config = build_train_config(method=name, **options, projection_dim=8, hidden_dim=32)
+    kwargs, unused = config.objective_options()
+    method = get_method(name, _encoder(), **kwargs)
+    assert not unused and {k: getattr(method.loss, k) for k in weights} == weights
+    method.eval()
+    x = _views()
+    expected = loss_class(**weights)(*_projections(method, x))
+    assert method.training_step(Batch(x)).loss.item() == pytest.approx(expected.item(), rel=1e-6)
+
+
+def test_temperature_has_no_effect_on_the_non_contrastive_methods():
+    from siamese.training.config import build_train_config
+
+    config = build_train_config(method="vicreg", temperature=0.5, barlow_lambda=0.1)
+    assert config.ignored_options() == [
+        "--barlow-lambda has no effect with --method vicreg",
+        "--temperature has no effect with --method vicreg",
+    ]
