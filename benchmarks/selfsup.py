@@ -13,14 +13,24 @@ checked after every step). Each encoder is then scored, frozen:
 
 Beside them: the supervised `omniglot` preset trained for the same budget (the ceiling), raw
 pixels and a randomly initialised encoder (the floors), and the images per second of each run.
+The default methods are the four classic ones; simsiam, barlow and vicreg (and their lightly
+peers) run with `--methods`.
+
+`--step-rates STEPS` measures per-image speed like for like instead: ours (`Trainer.step`) and
+lightly's same method time STEPS training steps each on the same pre-loaded batches of views (data
+loading, per-epoch monitoring and setup out of both), taking turns for 3 rounds (median kept):
+`results/selfsup_omniglot_steps.{json,md}`.
 
     python benchmarks/selfsup.py ../shared/data/omniglot --budget 180 [--methods simclr,byol] [--smoke]
+    python benchmarks/selfsup.py ../shared/data/omniglot --step-rates 20
 """
 
 from __future__ import annotations
 
+import itertools
 import logging
 import shutil
+import sys
 import time
 from pathlib import Path
 from typing import Any
@@ -38,7 +48,8 @@ from common import (
     write_protocol_results,
 )
 from omniglot import character_split
-from selfsup_peers import pretrain_lightly
+from selfsup_peers import lightly_step, lightly_trainer, pretrain_lightly
+from throughput import batches_forever, images_per_second, interleaved_medians
 
 from siamese import names
 from siamese.data import get_transform, list_inputs, list_oneshot_runs
@@ -46,10 +57,11 @@ from siamese.data.images import open_image
 from siamese.evaluation import knn_accuracy
 from siamese.evaluation.probe import stratified_split
 from siamese.inference.probe import labelled_images, one_shot_runs
-from siamese.training.builders import build_encoder
+from siamese.training.builders import build_encoder, build_method, build_optimizer
 from siamese.training.config import TrainConfig, build_train_config
 from siamese.training.loaders import input_geometry
 from siamese.training.pretrain import prepare_views, pretrain
+from siamese.training.trainer import Trainer
 
 logger = logging.getLogger("benchmarks.selfsup")
 
@@ -61,7 +73,9 @@ SMOKE_BUDGET_S = 4.0
 DEFAULT_BUDGET_S = 180.0
 # Seconds per epoch of the 4,840 background images at the preset's 28x28, batch 256, measured on
 # this machine (2-core CPU): the budget's nominal epochs (lr and momentum schedules) follow from it.
-SECONDS_PER_EPOCH = {"simclr": 10.0, "moco": 9.0, "byol": 15.0, "swav": 12.0}
+SECONDS_PER_EPOCH = {"simclr": 10.0, "moco": 9.0, "byol": 15.0, "swav": 12.0}  # others: 10 s assumed
+STEP_WARMUP, STEP_ROUNDS, SMOKE_STEPS = 3, 3, 2
+CLASSIC = ("simclr", "moco", "byol", "swav")  # the default --methods; simsiam, barlow, vicreg on request
 
 
 class Frozen:
@@ -156,6 +170,55 @@ def background_sample(args: Any) -> tuple[list[str], np.ndarray]:
     return paths, labels
 
 
+def step_rates(args: Any, method: str, steps: int) -> dict[str, float]:
+    """Training-step images/s of ours (`Trainer.step`: loss, backward, optimiser, schedule and the
+    method's after-step updates) and lightly's same method on the SAME pre-loaded batches of views, so
+    data loading, monitoring and setup are out of both; the two take turns for `STEP_ROUNDS` rounds
+    and the median of each is kept (`throughput.interleaved_medians`)."""
+    config = pretrain_config(args, method, DEFAULT_BUDGET_S, args.work_dir / NAME / "steps")
+    torch.manual_seed(config.seed)
+    loader = prepare_views(config).train_loader
+    batches = list(itertools.islice(batches_forever(loader), STEP_WARMUP + steps))
+    channels = config.data.channels or 1
+    ours = build_method(config, channels).to(args.device).train()
+    optimizer, scheduler = build_optimizer(config, ours, len(loader))
+    trainer = Trainer(ours, optimizer, scheduler, device=args.device)
+    peer, peer_opt = lightly_trainer(config, build_encoder(config, channels).to(args.device), args.device)
+    total = config.optim.epochs * len(loader)
+    feed = {"ours": itertools.cycle(batches), "lightly": itertools.cycle(batches)}
+    done = {"lightly": 0}
+
+    def our_step() -> int:
+        batch = next(feed["ours"])
+        trainer.step(batch, train=True)
+        views = batch[0]
+        return len(views[0]) if isinstance(views, list) else views.shape[0]
+
+    def peer_step() -> int:
+        n, _ = lightly_step(peer, peer_opt, next(feed["lightly"]), done["lightly"], total, args.device)
+        done["lightly"] += 1
+        return n
+
+    measures = {
+        "ours": lambda: images_per_second(our_step, steps, STEP_WARMUP, None),
+        "lightly": lambda: images_per_second(peer_step, steps, STEP_WARMUP, None),
+    }
+    return interleaved_medians(measures, STEP_ROUNDS)
+
+
+def steps_table(rates: dict[str, dict[str, float]], steps: int) -> str:
+    """Markdown: training-step images/s per method, ours and lightly's."""
+    rows = [
+        [m, f"{r['ours']:.0f}", f"{r['lightly']:.0f}", f"{r['ours'] / r['lightly']:.2f}"]
+        for m, r in rates.items()
+    ]
+    title = (
+        f"### Omniglot pretraining steps: images/s on the same pre-loaded batches ({steps} steps per "
+        f"measurement, median of {STEP_ROUNDS} rounds taking turns; data loading excluded from both)"
+    )
+    return "\n\n".join([title, markdown_table(["method", "siamese", "lightly", "ratio"], rows)])
+
+
 def table(results: dict[str, Any], budget_s: float) -> str:
     rows = []
     for method, entry in results["methods"].items():
@@ -186,14 +249,36 @@ def table(results: dict[str, Any], budget_s: float) -> str:
 
 def main() -> None:
     parser = base_parser(__doc__.split("\n")[0], 1, budget_help="pretraining seconds per method", peers=False)
-    parser.add_argument("--methods", default=",".join(names.SSL_METHODS), help="comma-separated methods")
+    parser.add_argument(
+        "--methods",
+        default=",".join(CLASSIC),
+        help=f"comma-separated methods of {', '.join(names.SSL_METHODS)} (default: {', '.join(CLASSIC)})",
+    )
     parser.add_argument("--no-peer", action="store_true", help="skip lightly's implementations")
+    parser.add_argument(
+        "--step-rates",
+        type=int,
+        default=0,
+        metavar="STEPS",
+        help="instead of pretraining: time STEPS training steps per method, ours and lightly's, "
+        "on the same pre-loaded batches (results/selfsup_omniglot_steps.*)",
+    )
     parser.add_argument("--no-references", action="store_true", help="skip the supervised ceiling and floors")
     args = parse_args(parser, "Omniglot", ("background", "one_shot_runs"), PRESET, root="background")
     paths, labels = background_sample(args)
     args.checked = checked_overrides(args, PRESET, root=str(args.data_root / "background"), method="simclr")
     budget = SMOKE_BUDGET_S if args.smoke else (args.budget or DEFAULT_BUDGET_S)
     methods = [m.strip() for m in args.methods.split(",") if m.strip()]
+    unknown = sorted(set(methods) - set(names.SSL_METHODS))
+    if unknown:
+        sys.exit(f"--methods: unknown {', '.join(unknown)}; choose from {', '.join(names.SSL_METHODS)}")
+    if args.step_rates:
+        steps = SMOKE_STEPS if args.smoke else args.step_rates
+        rates = {m: step_rates(args, m, steps) for m in methods}
+        protocol = {"steps": steps, "warmup": STEP_WARMUP, "rounds": STEP_ROUNDS}
+        name = f"{NAME}_steps"
+        write_protocol_results(args, name, protocol, {}, steps_table(rates, steps), rates=rates)
+        return
     runs = list_oneshot_runs(args.data_root / "one_shot_runs")[: SMOKE_RUNS if args.smoke else None]
     frozen_data = {"runs": runs, "paths": paths, "labels": labels}
     results: dict[str, Any] = {"methods": {}, "references": {}}

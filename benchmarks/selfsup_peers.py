@@ -1,10 +1,11 @@
 """lightly's implementation of each self-supervised method, wired into the simplest training loop.
 
-The peer of `benchmarks/selfsup.py`: for SimCLR, MoCo v2, BYOL and SwAV, lightly 1.6's own projection
-heads, losses and momentum utilities (`lightly.models.modules`, `lightly.loss`,
-`lightly.models.utils`, `lightly.utils.scheduler`) on the same encoder, the same views (our
-`MultiViewDataset` loader), the same optimiser and hyper-parameters as ours, trained for a
-wall-clock budget checked after every step. Only the method differs, which is what is compared.
+The peer of `benchmarks/selfsup.py`: for SimCLR, MoCo v2, BYOL and SwAV (and the optional SimSiam,
+Barlow Twins and VICReg), lightly 1.6's own projection heads, losses and momentum utilities
+(`lightly.models.modules`, `lightly.loss`, `lightly.models.utils`, `lightly.utils.scheduler`) on the
+same encoder, the same views (our `MultiViewDataset` loader), the same optimiser and
+hyper-parameters as ours, trained for a wall-clock budget checked after every step. Only the method
+differs, which is what is compared.
 
 Needs the `ssl-ref` (or `dev`) extra: `pip install -e ".[ssl-ref]"`.
 """
@@ -64,6 +65,21 @@ class LightlyMethod(nn.Module):
             self.criterion = loss.SwaVLoss(
                 options["temperature"], options["sinkhorn_iterations"], options["epsilon"]
             )
+        elif name == "simsiam":
+            self.head = modules.SimSiamProjectionHead(dim, hidden, proj)
+            bottleneck = options["predictor_dim"] or max(proj // 4, 1)
+            self.predictor = modules.SimSiamPredictionHead(proj, bottleneck, proj)
+            self.criterion = loss.NegativeCosineSimilarity()
+        elif name == "barlow":
+            self.head = modules.BarlowTwinsProjectionHead(dim, hidden, proj)
+            self.criterion = loss.BarlowTwinsLoss(lambda_param=options["barlow_lambda"])
+        elif name == "vicreg":
+            self.head = modules.VICRegProjectionHead(dim, hidden, proj, num_layers=3)
+            self.criterion = loss.VICRegLoss(
+                lambda_param=options["vicreg_invariance"],
+                mu_param=options["vicreg_variance"],
+                nu_param=options["vicreg_covariance"],
+            )
         else:
             raise ValueError(f"no lightly peer for method {name!r}")
         if name in ("moco", "byol"):
@@ -94,6 +110,12 @@ class LightlyMethod(nn.Module):
                 shuffled, order = batch_shuffle(views[1])
                 key = batch_unshuffle(self.target_head(self.target_encoder(shuffled)), order).detach()
             return self.criterion(query, key)
+        if self.name == "simsiam":
+            z = [self.head(self.encoder(x)) for x in views[:2]]
+            p = [self.predictor(zi) for zi in z]
+            return 0.5 * (self.criterion(p[0], z[1].detach()) + self.criterion(p[1], z[0].detach()))
+        if self.name in ("barlow", "vicreg"):
+            return self.criterion(self.head(self.encoder(views[0])), self.head(self.encoder(views[1])))
         if self.name == "byol":
             self._momentum(step, total)
             p = [self.predictor(self.head(self.encoder(x))) for x in views[:2]]
@@ -107,6 +129,29 @@ class LightlyMethod(nn.Module):
         return self.criterion(scores[:2], scores[2:])
 
 
+def lightly_trainer(
+    config: TrainConfig, encoder: nn.Module, device: str
+) -> tuple[LightlyMethod, torch.optim.Optimizer]:
+    """lightly's `config.method.name` around `encoder` (in training mode) and its AdamW, as ours."""
+    method = LightlyMethod(config.method.name, encoder, method_options(config)).to(device).train()
+    params = [p for p in method.parameters() if p.requires_grad]
+    opt = torch.optim.AdamW(params, lr=config.optim.lr, weight_decay=config.optim.weight_decay)
+    return method, opt
+
+
+def lightly_step(
+    method: LightlyMethod, opt: torch.optim.Optimizer, batch: Any, step: int, total: int, device: str
+) -> tuple[int, float]:
+    """One training step on a batch of our view loader; (images in the batch, the loss)."""
+    views = batch[0]
+    views = [v.to(device) for v in (views if isinstance(views, list) else views.unbind(1))]
+    loss = method.loss(views, step, total)
+    opt.zero_grad(set_to_none=True)
+    loss.backward()
+    opt.step()
+    return len(views[0]), float(loss.detach())
+
+
 def pretrain_lightly(
     config: TrainConfig, encoder: nn.Module, loader: Any, budget_s: float, device: str
 ) -> dict[str, Any]:
@@ -118,20 +163,13 @@ def pretrain_lightly(
     Returns:
         steps, images seen, seconds, images per second and the last loss.
     """
-    method = LightlyMethod(config.method.name, encoder, method_options(config)).to(device)
-    params = [p for p in method.parameters() if p.requires_grad]
-    opt = torch.optim.AdamW(params, lr=config.optim.lr, weight_decay=config.optim.weight_decay)
+    method, opt = lightly_trainer(config, encoder, device)
     total = config.optim.epochs * len(loader)
     start, step, images, last = time.perf_counter(), 0, 0, float("nan")
-    method.train()
     while time.perf_counter() - start < budget_s:
-        for views, _ in loader:
-            views = [v.to(device) for v in (views if isinstance(views, list) else views.unbind(1))]
-            loss = method.loss(views, step, total)
-            opt.zero_grad(set_to_none=True)
-            loss.backward()
-            opt.step()
-            step, images, last = step + 1, images + len(views[0]), float(loss.detach())
+        for batch in loader:
+            n, last = lightly_step(method, opt, batch, step, total, device)
+            step, images = step + 1, images + n
             if time.perf_counter() - start >= budget_s:
                 break
     seconds = time.perf_counter() - start

@@ -1,7 +1,9 @@
 """Projection, prediction and prototype heads for the self-supervised methods.
 
 SimCLR and MoCo v2 put a 2-layer MLP projector on the backbone; BYOL adds a predictor of the same
-shape on the online branch; SwAV scores L2-normalised projections against learnable prototypes.
+shape on the online branch (SimSiam a bottleneck one, behind a 3-layer projector); Barlow Twins and
+VICReg use a 3-layer projector ("expander") alone; SwAV scores L2-normalised projections against
+learnable prototypes.
 """
 
 from __future__ import annotations
