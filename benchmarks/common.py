@@ -469,8 +469,8 @@ def reference_results(
 
     Returns:
         `{"counts": {str(R): {"n_identities", "n_queries", "fusion": {rule: {"threshold",
-        kind: {eer, auc, accuracy, far, frr}}}}}, "references": {str(R): {identity: [rows]}}}`
-        (the test images enrolled as references, by path).
+        kind: {eer, auc, accuracy, far, frr}}}}}, "references": {str(R): {identity: [paths]}}}`
+        (the test images enrolled as references).
     """
     usable = [c for c in counts if c <= calibratable_count(val.identities)]
     if len(usable) < len(counts):
