@@ -9,7 +9,7 @@ import typer
 
 from siamese import names
 from siamese.cli.common import console, user_errors
-from siamese.cli.train import parse_encoder_args, parse_size, resumed_config
+from siamese.cli.train import command_config, resumed_config
 
 METHOD = "Method"
 RUN = "Run"
@@ -57,8 +57,14 @@ def pretrain_command(
         float | None, _opt("Embedding spread below which the run warns (0.1; healthy is about 1).")
     ] = None,
     stop_on_collapse: Annotated[
-        bool, _opt("End the run when the embeddings collapse (default: warn).")
-    ] = False,
+        bool | None,
+        typer.Option(
+            "--stop-on-collapse",
+            help="End the run when the embeddings collapse (default: warn).",
+            rich_help_panel=METHOD,
+            show_default=False,
+        ),
+    ] = None,
     preset: Annotated[
         names.PresetName | None, _opt("Image preset (default: digits without DATA, else face).", RUN)
     ] = None,
@@ -86,48 +92,10 @@ def pretrain_command(
     Methods: SimCLR, MoCo v2, BYOL, SwAV, SimSiam, Barlow Twins, VICReg (see --method).
     """
     with user_errors():
-        from siamese.training.config import build_train_config
-
         if resume is not None:
             _run(resumed_config(ctx, resume), resume=True)
             return
-        config = build_train_config(
-            preset,
-            root=str(data) if data is not None else None,
-            method=method,
-            temperature=temperature,
-            projection_dim=projection_dim,
-            hidden_dim=hidden_dim,
-            predictor_dim=predictor_dim,
-            momentum=momentum,
-            momentum_end=momentum_end,
-            queue_size=queue_size,
-            prototypes=prototypes,
-            freeze_prototypes=freeze_prototypes,
-            small_crops=small_crops,
-            barlow_lambda=barlow_lambda,
-            vicreg_invariance=vicreg_invariance,
-            vicreg_variance=vicreg_variance,
-            vicreg_covariance=vicreg_covariance,
-            collapse_threshold=collapse_threshold,
-            stop_on_collapse=stop_on_collapse or None,
-            image_size=parse_size(image_size),
-            channels=channels,
-            encoder=encoder,
-            embedding_dim=embedding_dim,
-            encoder_kwargs=parse_encoder_args(encoder_arg),
-            epochs=epochs,
-            batch_size=batch_size,
-            lr=lr,
-            weight_decay=weight_decay,
-            max_minutes=max_minutes,
-            out=str(out) if out else None,
-            save_every=save_every,
-            seed=seed,
-            device=device,
-            workers=workers,
-        )
-        _run(config)
+        _run(command_config(ctx))
 
 
 def _run(config, resume: bool = False) -> None:  # noqa: ANN001 - TrainConfig, imported lazily

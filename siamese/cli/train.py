@@ -324,58 +324,31 @@ def train_command(
         if resume is not None:
             _run(resumed_config(ctx, resume), resume=True)
             return
-        from siamese.training.config import build_train_config
+        _run(command_config(ctx))
 
-        config = build_train_config(
-            preset,
-            root=str(data) if data is not None else None,
-            forgeries=str(forgeries) if forgeries else None,
-            image_size=parse_size(image_size),
-            channels=channels,
-            sampler=sampler,
-            samples_per_epoch=samples_per_epoch,
-            forgery_fraction=forgery_fraction,
-            m_per_class=m_per_class,
-            rotations=rotations,
-            val_fraction=val_fraction,
-            test_fraction=test_fraction,
-            split_seed=split_seed,
-            eval_pairs=eval_pairs,
-            workers=workers,
-            strict=strict,
-            encoder=encoder,
-            embedding_dim=embedding_dim,
-            distance=distance,
-            normalize=normalize,
-            pretrained=pretrained,
-            encoder_kwargs=parse_encoder_args(encoder_arg),
-            init=str(init) if init else None,
-            loss=loss,
-            margin=margin,
-            temperature=temperature,
-            beta=beta,
-            scale=scale,
-            sub_centers=sub_centers,
-            lr_multiplier=loss_lr_multiplier,
-            miner=miner,
-            epochs=epochs,
-            batch_size=batch_size,
-            optimizer=optimizer,
-            lr=lr,
-            weight_decay=weight_decay,
-            warmup_epochs=warmup_epochs,
-            threshold_rule=threshold_rule,
-            target_far=target_far,
-            select=select,
-            tta=tta,
-            save_every=save_every,
-            max_minutes=max_minutes,
-            skip_nonfinite=skip_nonfinite,
-            out=str(out) if out else None,
-            seed=seed,
-            device=device,
-        )
-        _run(config)
+
+def command_config(ctx: typer.Context) -> Any:
+    """The `TrainConfig` of a `train` or `pretrain` command line, from the command's own parameters.
+
+    Every parameter is the `build_train_config` option of the same name, except: `DATA` is the
+    `root`, `--preset` its first argument, `--image-size` and `--encoder-arg` are parsed (the latter
+    into `encoder_kwargs`), `--loss-lr-multiplier` is the loss's `lr_multiplier`, paths become
+    strings and `--resume` is not an option (see `resumed_config`).
+
+    Raises:
+        ConfigError: an invalid value (from the parsers or `build_train_config`).
+    """
+    from siamese.training.config import build_train_config
+
+    params = dict(ctx.params)
+    data, preset = params.pop("data"), params.pop("preset")
+    params.pop("resume", None)
+    params["image_size"] = parse_size(params["image_size"])
+    params["encoder_kwargs"] = parse_encoder_args(params.pop("encoder_arg"))
+    if "loss_lr_multiplier" in params:
+        params["lr_multiplier"] = params.pop("loss_lr_multiplier")
+    options = {k: str(v) if isinstance(v, Path) else v for k, v in params.items()}
+    return build_train_config(preset, root=str(data) if data is not None else None, **options)
 
 
 def resumed_config(ctx: typer.Context, run_dir: Path) -> Any:

@@ -49,6 +49,11 @@ def test_pretrain_writes_an_encoder_only_run_with_its_table(tmp_path, method):
             ["--vicreg-invariance", "10", "--vicreg-variance", "20", "--vicreg-covariance", "2"],
             {"vicreg_invariance": 10.0, "vicreg_variance": 20.0, "vicreg_covariance": 2.0},
         ),
+        (
+            "byol",
+            ["--stop-on-collapse", "--collapse-threshold", "0.05", "--momentum", "0.9"],
+            {"stop_on_collapse": True, "collapse_threshold": 0.05, "momentum": 0.9},
+        ),
     ],
 )
 def test_method_flags_reach_the_saved_config_and_the_trained_heads(tmp_path, method, flags, saved):
