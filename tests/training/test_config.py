@@ -17,8 +17,10 @@ def test_defaults_come_from_preset_and_flags_win():
 def test_loss_and_rotations_follow_the_preset_unless_given():
     assert build_train_config("digits").loss.name == "margin"
     assert build_train_config().loss.name == "supcon"  # the embedded characters' preset, glyphs
+    assert build_train_config("face", root="x").loss.name == "arcface"
     for preset in ("face", "signature", "omniglot", "glyphs"):
-        assert build_train_config(preset, root="x").loss.name == "supcon"
+        expected = "arcface" if preset == "face" else "supcon"
+        assert build_train_config(preset, root="x").loss.name == expected
         assert build_train_config(preset, root="x", loss="margin").loss.name == "margin"
     assert build_train_config("omniglot", root="x").data.rotations == 4
     assert build_train_config("omniglot", root="x", rotations=1).data.rotations == 1
