@@ -13,12 +13,13 @@ from torch import nn
 from siamese.errors import ConfigError
 
 
-def byol_loss(p: torch.Tensor, z: torch.Tensor) -> torch.Tensor:
+def byol_loss(p: torch.Tensor, z: torch.Tensor, method: str = "BYOL") -> torch.Tensor:
     """Mean over the batch of ``2 - 2 cos(p_i, z_i)``, with ``z`` detached.
 
     Args:
         p: the online network's predictions, ``(N, D)``.
         z: the target network's projections of the other view, ``(N, D)``, same image order.
+        method: the method named in the error message (SimSiam reuses this loss).
 
     Returns:
         The scalar loss, in ``[0, 4]``.
@@ -28,7 +29,7 @@ def byol_loss(p: torch.Tensor, z: torch.Tensor) -> torch.Tensor:
     """
     if p.ndim != 2 or p.shape != z.shape:
         raise ConfigError(
-            f"BYOL needs predictions and targets of the same (N, D) shape, got {tuple(p.shape)} and "
+            f"{method} needs predictions and targets of the same (N, D) shape, got {tuple(p.shape)} and "
             f"{tuple(z.shape)}"
         )
     p = F.normalize(p, dim=1)  # (N, D)

@@ -11,7 +11,6 @@ from __future__ import annotations
 import torch
 from torch import nn
 
-from siamese.errors import ConfigError
 from siamese.losses.byol import byol_loss
 
 
@@ -28,12 +27,7 @@ def negative_cosine(p: torch.Tensor, z: torch.Tensor) -> torch.Tensor:
     Raises:
         ConfigError: if ``p`` and ``z`` are not 2-D tensors of the same shape.
     """
-    if p.ndim != 2 or p.shape != z.shape:
-        raise ConfigError(
-            f"SimSiam needs predictions and projections of the same (N, D) shape, got {tuple(p.shape)} "
-            f"and {tuple(z.shape)}"
-        )
-    return byol_loss(p, z) / 2 - 1  # 2 - 2 cos -> -cos; byol_loss detaches z
+    return byol_loss(p, z, method="SimSiam") / 2 - 1  # 2 - 2 cos -> -cos; byol_loss detaches z
 
 
 class SimSiamLoss(nn.Module):
