@@ -94,7 +94,7 @@ def interleaved_medians(measures: dict[str, Callable[[], float]], repeats: int) 
 def our_training_step(config: Any, device: str) -> tuple[Callable[[], int], Any, Any]:
     """A step closure over our real pipeline; also returns the prepared data and the model."""
     data = prepare_data(config)
-    model = build_method(config, data.channels).to(device)
+    model = build_method(config, data.channels, data.num_classes).to(device)
     optimizer, scheduler = build_optimizer(config, model, len(data.train_loader))
     trainer = Trainer(model, optimizer, scheduler, device=device)
     batches = batches_forever(data.train_loader)
