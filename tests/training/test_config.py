@@ -17,7 +17,6 @@ def test_defaults_come_from_preset_and_flags_win():
 def test_loss_and_rotations_follow_the_preset_unless_given():
     assert build_train_config("digits").loss.name == "margin"
     assert build_train_config().loss.name == "supcon"  # the embedded characters' preset, glyphs
-    assert build_train_config("face", root="x").loss.name == "arcface"
     for preset in ("face", "signature", "omniglot", "glyphs"):
         expected = "arcface" if preset == "face" else "supcon"
         assert build_train_config(preset, root="x").loss.name == expected
