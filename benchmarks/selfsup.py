@@ -16,10 +16,10 @@ pixels and a randomly initialised encoder (the floors), and the images per secon
 The default methods are the four classic ones; simsiam, barlow and vicreg (and their lightly
 peers) run with `--methods`.
 
-`--step-rates STEPS` measures per-image speed like for like instead: ours (`Trainer.step`) and
-lightly's same method time STEPS training steps each on the same pre-loaded batches of views (data
-loading, per-epoch monitoring and setup out of both), taking turns for 3 rounds (median kept):
-`results/selfsup_omniglot_steps.{json,md}`.
+`--step-rates STEPS` measures per-image speed like for like instead: ours (`Trainer.step`, at its
+default precision and at `--precision fp32`) and lightly's same method time STEPS training steps
+each on the same pre-loaded batches of views (data loading, per-epoch monitoring and setup out of
+all), taking turns for 3 rounds (median kept): `results/selfsup_omniglot_steps.{json,md}`.
 
     python benchmarks/selfsup.py ../shared/data/omniglot --budget 180 [--methods simclr,byol] [--smoke]
     python benchmarks/selfsup.py ../shared/data/omniglot --step-rates 20
@@ -27,11 +27,14 @@ loading, per-epoch monitoring and setup out of both), taking turns for 3 rounds 
 
 from __future__ import annotations
 
+import functools
 import itertools
 import logging
 import shutil
 import sys
 import time
+from collections.abc import Callable
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
@@ -57,7 +60,7 @@ from siamese.data.images import open_image
 from siamese.evaluation import knn_accuracy
 from siamese.evaluation.probe import stratified_split
 from siamese.inference.probe import labelled_images, one_shot_runs
-from siamese.training.builders import build_encoder, build_method, build_optimizer
+from siamese.training.builders import build_encoder, build_method, build_optimizer, place_method
 from siamese.training.config import TrainConfig, build_train_config
 from siamese.training.loaders import input_geometry
 from siamese.training.pretrain import prepare_views, pretrain
@@ -172,36 +175,48 @@ def background_sample(args: Any) -> tuple[list[str], np.ndarray]:
 
 def step_rates(args: Any, method: str, steps: int) -> dict[str, float]:
     """Training-step images/s of ours (`Trainer.step`: loss, backward, optimiser, schedule and the
-    method's after-step updates) and lightly's same method on the SAME pre-loaded batches of views, so
-    data loading, monitoring and setup are out of both; the two take turns for `STEP_ROUNDS` rounds
-    and the median of each is kept (`throughput.interleaved_medians`)."""
+    method's after-step updates; placed as `siamese pretrain` places it, at the config's precision
+    and again at fp32) and lightly's same method on the SAME pre-loaded batches of views, so data
+    loading, monitoring and setup are out of all; they take turns for `STEP_ROUNDS` rounds and the
+    median of each is kept (`throughput.interleaved_medians`)."""
     config = pretrain_config(args, method, DEFAULT_BUDGET_S, args.work_dir / NAME / "steps")
     torch.manual_seed(config.seed)
     loader = prepare_views(config).train_loader
     batches = list(itertools.islice(batches_forever(loader), STEP_WARMUP + steps))
     channels = config.data.channels or 1
-    ours = build_method(config, channels).to(args.device).train()
-    optimizer, scheduler = build_optimizer(config, ours, len(loader))
-    trainer = Trainer(ours, optimizer, scheduler, device=args.device)
+    device = torch.device(args.device)
+    feed = {name: itertools.cycle(batches) for name in ("ours", "ours_fp32", "lightly")}
+
+    def our_step(config: TrainConfig, name: str) -> Callable[[], int]:
+        method = place_method(build_method(config, channels), config, device).train()
+        optimizer, scheduler = build_optimizer(config, method, len(loader))
+        trainer = Trainer(method, optimizer, scheduler, device=device)
+
+        def step() -> int:
+            batch = next(feed[name])
+            trainer.step(batch, train=True)
+            views = batch[0]
+            return len(views[0]) if isinstance(views, list) else views.shape[0]
+
+        return step
+
     peer, peer_opt = lightly_trainer(config, build_encoder(config, channels).to(args.device), args.device)
     total = config.optim.epochs * len(loader)
-    feed = {"ours": itertools.cycle(batches), "lightly": itertools.cycle(batches)}
     done = {"lightly": 0}
-
-    def our_step() -> int:
-        batch = next(feed["ours"])
-        trainer.step(batch, train=True)
-        views = batch[0]
-        return len(views[0]) if isinstance(views, list) else views.shape[0]
 
     def peer_step() -> int:
         n, _ = lightly_step(peer, peer_opt, next(feed["lightly"]), done["lightly"], total, args.device)
         done["lightly"] += 1
         return n
 
+    steppers = {
+        "ours": our_step(config, "ours"),
+        "ours_fp32": our_step(replace(config, precision="fp32"), "ours_fp32"),
+        "lightly": peer_step,
+    }
     measures = {
-        "ours": lambda: images_per_second(our_step, steps, STEP_WARMUP, None),
-        "lightly": lambda: images_per_second(peer_step, steps, STEP_WARMUP, None),
+        name: functools.partial(images_per_second, step, steps, STEP_WARMUP, None)
+        for name, step in steppers.items()
     }
     return interleaved_medians(measures, STEP_ROUNDS)
 
@@ -209,14 +224,24 @@ def step_rates(args: Any, method: str, steps: int) -> dict[str, float]:
 def steps_table(rates: dict[str, dict[str, float]], steps: int) -> str:
     """Markdown: training-step images/s per method, ours and lightly's."""
     rows = [
-        [m, f"{r['ours']:.0f}", f"{r['lightly']:.0f}", f"{r['ours'] / r['lightly']:.2f}"]
+        [
+            m,
+            f"{r['ours']:.0f}",
+            f"{r['ours_fp32']:.0f}",
+            f"{r['lightly']:.0f}",
+            f"{r['ours'] / r['lightly']:.2f}",
+            f"{r['ours_fp32'] / r['lightly']:.2f}",
+        ]
         for m, r in rates.items()
     ]
     title = (
         f"### Omniglot pretraining steps: images/s on the same pre-loaded batches ({steps} steps per "
-        f"measurement, median of {STEP_ROUNDS} rounds taking turns; data loading excluded from both)"
+        f"measurement, median of {STEP_ROUNDS} rounds taking turns; data loading excluded from all). "
+        "siamese = its default (`--precision auto`: bfloat16 backbone on this CPU, channels-last "
+        "weights); fp32 = `--precision fp32` (channels-last weights only); lightly in float32"
     )
-    return "\n\n".join([title, markdown_table(["method", "siamese", "lightly", "ratio"], rows)])
+    headers = ["method", "siamese", "siamese fp32", "lightly", "ratio", "ratio fp32"]
+    return "\n\n".join([title, markdown_table(headers, rows)])
 
 
 def table(results: dict[str, Any], budget_s: float) -> str:

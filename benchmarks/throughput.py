@@ -44,7 +44,14 @@ from peers import PairClassifier, PeerSetup, pair_loader, pair_step
 
 from siamese import names
 from siamese.data import get_transform
-from siamese.training import build_encoder, build_method, build_optimizer, prepare_data, seed_everything
+from siamese.training import (
+    build_encoder,
+    build_method,
+    build_optimizer,
+    place_method,
+    prepare_data,
+    seed_everything,
+)
 from siamese.training.config import build_train_config
 from siamese.training.trainer import Trainer
 
@@ -94,7 +101,8 @@ def interleaved_medians(measures: dict[str, Callable[[], float]], repeats: int) 
 def our_training_step(config: Any, device: str) -> tuple[Callable[[], int], Any, Any]:
     """A step closure over our real pipeline; also returns the prepared data and the model."""
     data = prepare_data(config)
-    model = build_method(config, data.channels, data.num_classes).to(device)
+    model = build_method(config, data.channels, data.num_classes)
+    model = place_method(model, config, torch.device(device))
     optimizer, scheduler = build_optimizer(config, model, len(data.train_loader))
     trainer = Trainer(model, optimizer, scheduler, device=device)
     batches = batches_forever(data.train_loader)
@@ -109,8 +117,9 @@ def our_training_step(config: Any, device: str) -> tuple[Callable[[], int], Any,
 
 
 def bare_training_step(config: Any, channels: int, shape: tuple[int, ...], device: str) -> Callable[[], int]:
-    """Forward + backward + AdamW step of a fresh copy of our encoder on random tensors of `shape`."""
-    encoder = build_encoder(config, channels).to(device).train()
+    """Forward + backward + AdamW step of a fresh copy of our encoder on random tensors of `shape`,
+    placed as training places it (`place_method`: layout and precision)."""
+    encoder = place_method(build_encoder(config, channels), config, torch.device(device)).train()
     optimizer = torch.optim.AdamW(encoder.parameters(), lr=config.optim.lr)
     x = torch.randn(shape, device=device)  # (N, C, H, W)
 

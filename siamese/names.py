@@ -23,6 +23,7 @@ SamplerName = Literal["pairs", "triplets", "mperclass", "views"]
 DistanceName = Literal["euclidean", "cosine"]
 OptimizerName = Literal["adamw", "sgd"]
 DeviceName = Literal["auto", "cpu", "cuda"]
+PrecisionName = Literal["auto", "fp32", "bf16"]
 TtaName = Literal["none", "flip"]
 FusionName = Literal["mean", "min", "template", "svm"]
 
@@ -36,6 +37,7 @@ SAMPLERS: tuple[str, ...] = get_args(SamplerName)
 DISTANCES: tuple[str, ...] = get_args(DistanceName)
 OPTIMIZERS: tuple[str, ...] = get_args(OptimizerName)
 DEVICES: tuple[str, ...] = get_args(DeviceName)
+PRECISIONS: tuple[str, ...] = get_args(PrecisionName)
 TTAS: tuple[str, ...] = get_args(TtaName)
 FUSIONS: tuple[str, ...] = get_args(FusionName)
 

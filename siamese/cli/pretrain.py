@@ -9,7 +9,7 @@ import typer
 
 from siamese import names
 from siamese.cli.common import console, user_errors
-from siamese.cli.train import command_config, resumed_config
+from siamese.cli.train import PRECISION_HELP, command_config, resumed_config
 
 METHOD = "Method"
 RUN = "Run"
@@ -84,6 +84,7 @@ def pretrain_command(
     save_every: Annotated[int | None, _opt("Also save a resumable state every N steps.", RUN)] = None,
     seed: Annotated[int | None, _opt("Seed of weights and views (0).", RUN)] = None,
     device: Annotated[names.DeviceName | None, _opt("auto (default) = CUDA when available.", RUN)] = None,
+    precision: Annotated[names.PrecisionName | None, _opt(PRECISION_HELP, RUN)] = None,
     workers: Annotated[int | None, _opt("DataLoader worker processes (0).", RUN)] = None,
     resume: Annotated[Path | None, _opt("Continue an interrupted pretraining run exactly.", RUN)] = None,
 ) -> None:

@@ -16,6 +16,10 @@ MODEL = "Model"
 LOSS = "Loss"
 OPTIM = "Optimisation"
 RUN = "Run"
+PRECISION_HELP = (
+    "Encoder arithmetic in training: auto (default) = bfloat16 autocast where the device computes it "
+    "natively (AVX512-BF16/AMX CPUs, recent GPUs), else fp32; heads, losses and evaluation stay fp32."
+)
 
 
 def parse_size(value: str | None) -> tuple[int, int] | None:
@@ -317,6 +321,10 @@ def train_command(
     device: Annotated[
         names.DeviceName | None,
         typer.Option(help="auto (default) = CUDA when available.", rich_help_panel=RUN),
+    ] = None,
+    precision: Annotated[
+        names.PrecisionName | None,
+        typer.Option(help=PRECISION_HELP, rich_help_panel=RUN),
     ] = None,
 ) -> None:
     """Train a Siamese verification model on DATA (or on the embedded characters) and test it."""

@@ -46,6 +46,10 @@ class Encoder(nn.Module):
         embedding_dim: D, the actual output size.
         in_channels: Number of input channels (from `spec`).
         normalize: Whether `forward` L2-normalises its output.
+        autocast_dtype: When set (e.g. `torch.bfloat16`), the backbone runs under autocast to it
+            in training mode only; the pooled features are cast back to float32, so the head, the
+            normalisation and every loss stay in float32, and evaluation is float32. A training
+            setting (`siamese.training.builders.place_method`), not saved with the weights.
         spec: JSON-serialisable dict such that `get_encoder(**spec)` rebuilds the same architecture
             (no pretrained weights). Its `embedding_dim` is None when there is no head.
     """
@@ -85,13 +89,16 @@ class Encoder(nn.Module):
         self.in_channels = int(spec["in_channels"])
         self.normalize = bool(normalize)
         self.spec = {**spec, "embedding_dim": embedding_dim or None, "normalize": self.normalize}
+        self.autocast_dtype: torch.dtype | None = None
 
     def forward_features(self, x: torch.Tensor) -> torch.Tensor:
-        """Run the backbone: `(B, C, H, W) -> (B, F)` (global-average-pooled, flattened)."""
-        feats = self.backbone(x)
-        if feats.ndim == 4:  # (B, F, h, w)
-            feats = F.adaptive_avg_pool2d(feats, 1)
-        return feats.flatten(1)  # (B, F)
+        """Run the backbone: `(B, C, H, W) -> (B, F)` (global-average-pooled, flattened, float32)."""
+        dtype = self.autocast_dtype if self.training else None
+        with torch.autocast(x.device.type, dtype=dtype, enabled=dtype is not None):
+            feats = self.backbone(x)
+            if feats.ndim == 4:  # (B, F, h, w)
+                feats = F.adaptive_avg_pool2d(feats, 1)
+        return feats.flatten(1).float()  # (B, F)
 
     def forward_head(self, feats: torch.Tensor) -> torch.Tensor:
         """Project features `(B, F)` to embeddings `(B, D)`, L2-normalised when `normalize`."""

@@ -10,6 +10,7 @@ from siamese.training.builders import (
     build_optimizer,
     build_trainer,
     checkpoint_metadata,
+    place_method,
 )
 from siamese.training.callbacks import (
     CheckpointCallback,
@@ -65,6 +66,7 @@ __all__ = [
     "checkpoint_metadata",
     "get_method",
     "load_training_state",
+    "place_method",
     "prepare_data",
     "prepare_views",
     "pretrain",

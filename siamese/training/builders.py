@@ -4,12 +4,14 @@ from __future__ import annotations
 
 import logging
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 import numpy as np
 import torch
+from torch import nn
 
 from siamese.data import preprocessing_spec
+from siamese.devices import resolve_precision
 from siamese.errors import CheckpointError, ConfigError
 from siamese.losses import get_loss, get_miner, loss_needs_classes
 from siamese.models import Encoder, get_encoder
@@ -20,6 +22,7 @@ from siamese.training.methods import METHODS, Method, SupervisedMethod
 from siamese.training.trainer import Callback, Trainer
 
 logger = logging.getLogger(__name__)
+ModuleT = TypeVar("ModuleT", bound=nn.Module)
 
 
 def build_encoder(config: TrainConfig, channels: int) -> Encoder:
@@ -81,6 +84,20 @@ def build_method(config: TrainConfig, channels: int, num_classes: int | None = N
     return SupervisedMethod(encoder, loss, miner, config.verification_distance, tta=config.tta)
 
 
+def place_method(method: ModuleT, config: TrainConfig, device: torch.device) -> ModuleT:
+    """`method` (or any module holding encoders) on `device`, ready to train fast: its 4-d weights
+    in channels-last layout (oneDNN and cuDNN convolutions run faster on it; the arithmetic is the
+    same) and every encoder backbone in it (momentum targets included) autocast to the config's
+    precision in training."""
+    method = method.to(device, memory_format=torch.channels_last)
+    dtype = resolve_precision(config.precision, device)
+    for module in method.modules():
+        if isinstance(module, Encoder):
+            module.autocast_dtype = dtype
+    logger.info("training precision: %s", "bfloat16 autocast" if dtype is not None else "float32")
+    return method
+
+
 def build_optimizer(
     config: TrainConfig, method: Method, steps_per_epoch: int
 ) -> tuple[torch.optim.Optimizer, torch.optim.lr_scheduler.LambdaLR]:
@@ -138,7 +155,8 @@ def build_trainer(
 
     A self-supervised run has no validation EER to select an epoch by: it keeps the last one.
     """
-    method = build_method(config, data.channels, getattr(data, "num_classes", None)).to(device)
+    method = build_method(config, data.channels, getattr(data, "num_classes", None))
+    method = place_method(method, config, device)
     optimizer, scheduler = build_optimizer(config, method, len(data.train_loader))
     select = "last" if config.method.self_supervised else config.select
     checkpoints = CheckpointCallback(

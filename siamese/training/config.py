@@ -305,6 +305,9 @@ class TrainConfig:
         method: training method configuration ("supervised" or a self-supervised method).
         seed: seed of weights, sampling and augmentation.
         device: "auto", "cpu" or "cuda".
+        precision: the encoder backbones' arithmetic in training: "fp32", "bf16" (bfloat16
+            autocast; heads, losses and evaluation stay float32) or "auto" = bf16 where the device
+            computes it natively (`siamese.devices.resolve_precision`), else fp32.
         out: run directory; None = `runs/<timestamp>-<loss>`.
         threshold_rule: how the decision threshold is chosen on validation pairs: "eer",
             "accuracy" or "far" (FAR at most `target_far`).
@@ -328,6 +331,7 @@ class TrainConfig:
     method: MethodConfig = field(default_factory=MethodConfig)
     seed: int = 0
     device: str = "auto"
+    precision: str = "auto"
     out: str | None = None
     threshold_rule: str = "eer"
     target_far: float = 1e-3
@@ -339,6 +343,7 @@ class TrainConfig:
 
     def __post_init__(self) -> None:
         check_choice(self.device, names.DEVICES, "device")
+        check_choice(self.precision, names.PRECISIONS, "precision")
         check_tta(self.tta, self.data.preset)
         check_choice(self.select, SELECT_RULES, "select")
         check_choice(self.threshold_rule, THRESHOLD_RULES, "threshold rule")
