@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import os
 from collections.abc import Callable, Sequence
+from typing import Any
 
 import numpy as np
 import torch
@@ -11,6 +13,7 @@ from torch.utils.data import Dataset
 
 from siamese.data.folder import ImageIndex, ImageRecord
 from siamese.data.images import ImageLoader
+from siamese.data.transforms import call_seeded
 from siamese.errors import ConfigError
 
 Transform = Callable[[Image.Image], object]
@@ -89,10 +92,31 @@ class ImageDataset(Dataset):
 _TURNS = {1: Image.Transpose.ROTATE_90, 2: Image.Transpose.ROTATE_180, 3: Image.Transpose.ROTATE_270}
 
 
-def load_transformed(loader: ImageLoader, transform: Transform | None, record: ImageRecord) -> object:
+def load_transformed(
+    loader: ImageLoader,
+    transform: Transform | None,
+    record: ImageRecord,
+    generator: torch.Generator | None = None,
+) -> object:
     """Open `record`'s file with `loader`, rotate it by its `turns` and apply `transform`
-    (None keeps the Pillow image)."""
-    img = loader(record.path)
-    if record.turns:
-        img = img.transpose(_TURNS[record.turns])
-    return img if transform is None else transform(img)
+    (None keeps the Pillow image; a `Seedable` one draws from `generator`).
+
+    With a caching loader and a transform that splits into `prepare` + `finish` (a `Compose`,
+    `MultiView` or `MultiCrop`, whose `prepare_key` is not empty), the rotated and preprocessed image
+    is computed once and kept (`ImageLoader.remember`): only the random augmentations run for every
+    sample, with the same draws as the whole transform.
+    """
+    key = getattr(transform, "prepare_key", ())
+    if key and loader.cache:
+        staged: Any = transform
+        prepared = loader.remember(
+            (os.fspath(record.path), record.turns, key),
+            lambda: staged.prepare(_turned(loader(record.path), record.turns)),
+        )
+        return staged.finish(prepared, generator)
+    img = _turned(loader(record.path), record.turns)
+    return img if transform is None else call_seeded(transform, img, generator)
+
+
+def _turned(img: Image.Image, turns: int) -> Image.Image:
+    return img.transpose(_TURNS[turns]) if turns else img

@@ -5,7 +5,9 @@ from __future__ import annotations
 import logging
 import os
 import warnings
+from collections.abc import Callable, Hashable
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 from PIL import Image, ImageOps, UnidentifiedImageError
@@ -135,6 +137,7 @@ class ImageLoader:
         self.channels = _check_channels(channels)
         self.cache = cache
         self._images: dict[str, Image.Image] = {}
+        self._derived: dict[Hashable, Any] = {}
 
     def __call__(self, path: str | os.PathLike) -> Image.Image:
         if not self.cache:
@@ -145,6 +148,16 @@ class ImageLoader:
             img = open_image(key, self.channels)
             self._images[key] = img
         return img
+
+    def remember(self, key: Hashable, make: Callable[[], Any]) -> Any:
+        """`make()`, computed once per `key` and kept when caching (an image derived from a cached
+        one, e.g. preprocessed); shared like the decoded images, so read-only."""
+        if not self.cache:
+            return make()
+        value = self._derived.get(key)
+        if value is None:
+            value = self._derived[key] = make()
+        return value
 
     @property
     def cached_count(self) -> int:

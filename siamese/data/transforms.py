@@ -61,7 +61,17 @@ def background_colour(img: Image.Image) -> int | tuple[int, ...]:
     return median[0] if len(median) == 1 else tuple(median)
 
 
-class _ToMode:
+class Deterministic:
+    """A preprocessing step that draws no randomness: it maps an image to the same output every
+    time, so `Compose.prepare` (the leading run of such steps) may be computed once per image and
+    kept (`siamese.data.datasets.load_transformed` with a caching loader)."""
+
+    def key(self) -> tuple[str, str]:
+        """What identifies the step's behaviour: its class and settings."""
+        return type(self).__name__, repr(sorted(vars(self).items()))
+
+
+class _ToMode(Deterministic):
     def __init__(self, channels: int) -> None:
         self.channels = channels
 
@@ -84,7 +94,7 @@ def otsu_threshold(gray: np.ndarray) -> int:
     return int(np.argmax(np.where(valid, between, -1.0)))
 
 
-class _RemoveBackground:
+class _RemoveBackground(Deterministic):
     """Pixels brighter than the Otsu threshold become white (grayscale images)."""
 
     def __call__(self, img: Image.Image) -> Image.Image:
@@ -94,12 +104,12 @@ class _RemoveBackground:
         return Image.fromarray(out, mode="L").convert(img.mode)
 
 
-class _Invert:
+class _Invert(Deterministic):
     def __call__(self, img: Image.Image) -> Image.Image:
         return ImageOps.invert(img)
 
 
-class _Fit:
+class _Fit(Deterministic):
     """Bring an image to (H, W) by padding with its background colour, centre-cropping or stretching."""
 
     def __init__(self, size: tuple[int, int], fit: str) -> None:
@@ -205,16 +215,38 @@ def build_pipeline(
 
 class Compose(Seedable):
     """Apply steps in order (torchvision's Compose without importing torchvision); `Seedable`
-    steps draw from the generator the pipeline is called with."""
+    steps draw from the generator the pipeline is called with.
+
+    `t(img, g) == t.finish(t.prepare(img), g)`: `prepare` runs the leading `Deterministic` steps
+    (the preset's preprocessing), `finish` the rest, so a caller may keep prepared images;
+    `prepare_key` identifies what `prepare` does.
+    """
 
     def __init__(self, steps: list[Callable]) -> None:
         self.steps = steps
+        self.prepare_steps: list[Deterministic] = []
+        for step in steps:
+            if not isinstance(step, Deterministic):
+                break
+            self.prepare_steps.append(step)
+        self.finish_steps = steps[len(self.prepare_steps) :]
+        self.prepare_key = tuple(step.key() for step in self.prepare_steps)
 
-    def __call__(self, img: Image.Image, generator: torch.Generator | None = None) -> torch.Tensor:
+    def prepare(self, img: Image.Image) -> Any:
+        """The leading deterministic steps."""
         x: Any = img
-        for step in self.steps:
+        for step in self.prepare_steps:
+            x = step(x)
+        return x
+
+    def finish(self, x: Any, generator: torch.Generator | None = None) -> Any:
+        """The remaining steps, on a prepared image (left unmodified)."""
+        for step in self.finish_steps:
             x = call_seeded(step, x, generator)
         return x
+
+    def __call__(self, img: Image.Image, generator: torch.Generator | None = None) -> torch.Tensor:
+        return self.finish(self.prepare(img), generator)
 
 
 class _ToNormalizedTensor(Seedable):

@@ -104,8 +104,28 @@ class MultiView(Seedable):
         self.transform = transform
         self.views = int(views)
 
+    @property
+    def prepare_key(self) -> tuple[Any, ...]:
+        """The transform's `prepare_key` (`Compose`): the preprocessing all views share; () if none."""
+        return getattr(self.transform, "prepare_key", ())
+
+    def prepare(self, img: Image.Image) -> Any:
+        """The shared preprocessing (the image itself for a transform that does not split)."""
+        return self.transform.prepare(img) if self.prepare_key else img  # type: ignore[attr-defined]
+
+    def finish(self, x: Any, generator: torch.Generator | None = None) -> torch.Tensor:
+        """The views from a prepared image."""
+        return torch.stack([_finish(self.transform, x, generator) for _ in range(self.views)])
+
     def __call__(self, img: Image.Image, generator: torch.Generator | None = None) -> torch.Tensor:
-        return torch.stack([call_seeded(self.transform, img, generator) for _ in range(self.views)])
+        return self.finish(self.prepare(img), generator)
+
+
+def _finish(transform: Any, x: Any, generator: torch.Generator | None) -> Any:
+    """`transform.finish(x, generator)` when it splits (`Compose`), else the whole `transform`."""
+    if getattr(transform, "prepare_key", ()):
+        return transform.finish(x, generator)
+    return call_seeded(transform, x, generator)
 
 
 class MultiCrop(Seedable):
@@ -132,9 +152,28 @@ class MultiCrop(Seedable):
         self.n_global = int(n_global)
         self.n_local = int(n_local)
 
+    @property
+    def prepare_key(self) -> tuple[Any, ...]:
+        """The preprocessing shared by the global and local transforms (`Compose.prepare_key`); ()
+        when they do not share one."""
+        key = getattr(self.global_transform, "prepare_key", ())
+        return key if key == getattr(self.local_transform, "prepare_key", ()) else ()
+
+    def prepare(self, img: Image.Image) -> Any:
+        """The shared preprocessing (the image itself when there is none)."""
+        return self.global_transform.prepare(img) if self.prepare_key else img  # type: ignore[attr-defined]
+
+    def finish(self, x: Any, generator: torch.Generator | None = None) -> list[torch.Tensor]:
+        """The crops from a prepared image."""
+        g, loc = self.global_transform, self.local_transform
+        if not self.prepare_key:  # `x` is the image itself: the whole transforms
+            crops = [call_seeded(g, x, generator) for _ in range(self.n_global)]
+            return crops + [call_seeded(loc, x, generator) for _ in range(self.n_local)]
+        crops = [_finish(g, x, generator) for _ in range(self.n_global)]
+        return crops + [_finish(loc, x, generator) for _ in range(self.n_local)]
+
     def __call__(self, img: Image.Image, generator: torch.Generator | None = None) -> list[torch.Tensor]:
-        crops = [call_seeded(self.global_transform, img, generator) for _ in range(self.n_global)]
-        return crops + [call_seeded(self.local_transform, img, generator) for _ in range(self.n_local)]
+        return self.finish(self.prepare(img), generator)
 
 
 def multicrop_transform(
@@ -247,11 +286,12 @@ class MultiViewDataset(SharedEpoch, Dataset):
 
     def __getitem__(self, i: int) -> tuple[Views, int]:
         i = check_item_index(i, len(self))
-        img: Any = load_transformed(self.loader, None, self.records[i])  # a Pillow image
         seed = item_seed(self.seed, self.epoch, i)
         if isinstance(self.transform, Seedable):
-            views = self.transform(img, torch.Generator().manual_seed(seed))
+            generator = torch.Generator().manual_seed(seed)
+            views: Any = load_transformed(self.loader, self.transform, self.records[i], generator)
         else:
+            img: Any = load_transformed(self.loader, None, self.records[i])  # a Pillow image
             with torch.random.fork_rng(devices=[]):
                 torch.manual_seed(seed)
                 views = self.transform(img)

@@ -51,8 +51,10 @@ def update_momentum(target: nn.Module, online: nn.Module, m: float) -> None:
         raise ConfigError(f"momentum must be in [0, 1], got {m!r}")
     pairs = _matched(target.named_parameters(), online.named_parameters(), "parameters")
     buffers = _matched(target.named_buffers(), online.named_buffers(), "buffers")
-    for t, o in pairs:
-        t.mul_(m).add_(o.detach(), alpha=1.0 - m)
+    if pairs:  # one fused (foreach) multiply and add over all parameters: the same arithmetic
+        targets, onlines = zip(*pairs, strict=True)
+        torch._foreach_mul_(list(targets), m)
+        torch._foreach_add_(list(targets), [o.detach() for o in onlines], alpha=1.0 - m)
     for t, o in buffers:
         t.copy_(o)
 

@@ -89,7 +89,7 @@ def place_method(method: ModuleT, config: TrainConfig, device: torch.device) -> 
     in channels-last layout (oneDNN and cuDNN convolutions run faster on it; the arithmetic is the
     same) and every encoder backbone in it (momentum targets included) autocast to the config's
     precision in training."""
-    method = method.to(device, memory_format=torch.channels_last)
+    method = method.to(device).to(memory_format=torch.channels_last)
     dtype = resolve_precision(config.precision, device)
     for module in method.modules():
         if isinstance(module, Encoder):

@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 import torch
 
-from siamese.data import ImageDataset, ImageLoader, get_transform, scan_folder
+from siamese.data import ImageDataset, ImageLoader, get_transform, rotated_classes, scan_folder
 
 
 def test_items_follow_positions_and_labels(forgery_folders):
@@ -35,3 +35,31 @@ def test_without_transform_returns_pil(image_folder):
     index = scan_folder(image_folder)
     image, label = ImageDataset(index, ImageLoader(3), None)[6]
     assert image.mode == "RGB" and image.size == (20, 24) and label == 1
+
+
+@pytest.mark.parametrize("preset", ["face", "signature", "omniglot"])
+def test_prepare_then_finish_is_the_whole_transform(image_folder, preset):
+    img = ImageLoader(1)(scan_folder(image_folder).records[0].path)
+    transform = get_transform(preset, train=True, image_size=(16, 12), channels=1)
+    assert transform.prepare_steps and transform.finish_steps  # the preprocessing, the augmentations
+    whole = transform(img, torch.Generator().manual_seed(5))
+    split = transform.finish(transform.prepare(img), torch.Generator().manual_seed(5))
+    assert torch.equal(whole, split)
+
+
+def test_a_caching_loader_prepares_each_image_once_and_serves_the_same_samples(image_folder, monkeypatch):
+    index = rotated_classes(scan_folder(image_folder), 2)  # rotated copies are prepared separately
+    transform = get_transform("omniglot", train=True, image_size=(16, 12), channels=1)
+    calls = []
+    prepare = transform.prepare
+    monkeypatch.setattr(transform, "prepare", lambda img: calls.append(1) or prepare(img))
+    cached = ImageDataset(index, ImageLoader(1, cache=True), transform)
+    plain = ImageDataset(index, ImageLoader(1), transform)
+    for epoch in range(2):
+        torch.manual_seed(epoch)
+        ours = [cached[i][0] for i in range(len(index))]
+        torch.manual_seed(epoch)
+        reference = [plain[i][0] for i in range(len(index))]
+        assert all(torch.equal(a, b) for a, b in zip(ours, reference, strict=True))
+    assert len(calls) == len(index) + 2 * len(index)  # once per image cached, every time uncached
+    assert not torch.equal(ours[0], cached[0][0])  # the augmentation still draws anew

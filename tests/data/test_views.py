@@ -205,3 +205,23 @@ def test_multicrop_shapes_and_collate(name, folder):
     assert torch.equal(batches[3][0], views[3]) and labels.tolist() == [-1] * 4
     small = multicrop_transform(name, n_local=1, n_global=1, local_size=8)(noise())
     assert [tuple(v.shape) for v in small] == [(1, h, w), (1, 8, 8)]
+
+
+@pytest.mark.parametrize("multicrop", [False, True])
+def test_a_caching_loader_gives_the_same_views_and_prepares_each_image_once(folder, multicrop, monkeypatch):
+    paths = sorted(folder.rglob("*.png"))
+    views = MultiView(ssl_transform("omniglot"))
+    transform = multicrop_transform("omniglot", n_local=2) if multicrop else views
+    assert transform.prepare_key  # global and local crops share the preprocessing
+    calls = []
+    prepare = transform.prepare
+    monkeypatch.setattr(transform, "prepare", lambda img: calls.append(1) or prepare(img))
+    cached = MultiViewDataset(paths, transform, loader=ImageLoader(1, cache=True), seed=3)
+    plain = MultiViewDataset(paths, transform, seed=3)
+    for epoch in range(2):
+        cached.set_epoch(epoch)
+        plain.set_epoch(epoch)
+        for i in range(len(paths)):
+            ours, reference = cached[i][0], plain[i][0]
+            assert all(torch.equal(a, b) for a, b in zip(ours, reference, strict=True))
+    assert len(calls) == len(paths) + 2 * len(paths)  # once per image cached, every time uncached
