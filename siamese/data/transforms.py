@@ -66,6 +66,9 @@ class Deterministic:
     time, so `Compose.prepare` (the leading run of such steps) may be computed once per image and
     kept (`siamese.data.datasets.load_transformed` with a caching loader)."""
 
+    def __call__(self, img: Any) -> Any:
+        raise NotImplementedError
+
     def key(self) -> tuple[str, str]:
         """What identifies the step's behaviour: its class and settings."""
         return type(self).__name__, repr(sorted(vars(self).items()))
