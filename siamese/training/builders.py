@@ -11,7 +11,7 @@ import torch
 from torch import nn
 
 from siamese.data import preprocessing_spec
-from siamese.devices import resolve_precision
+from siamese.devices import native_bf16, resolve_precision
 from siamese.errors import CheckpointError, ConfigError
 from siamese.losses import get_loss, get_miner, loss_needs_classes
 from siamese.models import Encoder, get_encoder
@@ -91,6 +91,8 @@ def place_method(method: ModuleT, config: TrainConfig, device: torch.device) -> 
     precision in training."""
     method = method.to(device).to(memory_format=torch.channels_last)
     dtype = resolve_precision(config.precision, device)
+    if config.precision == "bf16" and not native_bf16(device):
+        logger.warning("--precision bf16: %s has no native bfloat16; emulated, slower than fp32", device)
     for module in method.modules():
         if isinstance(module, Encoder):
             module.autocast_dtype = dtype

@@ -1,6 +1,7 @@
 """Training precision (bfloat16 autocast of the backbones) and the channels-last layout of `place_method`."""
 
 import json
+import logging
 
 import numpy as np
 import pytest
@@ -11,7 +12,7 @@ from siamese import devices
 from siamese.cli.app import app
 from siamese.errors import ConfigError
 from siamese.models import Encoder, get_encoder
-from siamese.training import build_method, build_train_config
+from siamese.training import build_method, build_train_config, builders
 from siamese.training.builders import place_method
 from tests.conftest import write_identity_folder
 
@@ -86,3 +87,11 @@ def test_train_precision_flag_is_saved_and_its_channels_last_weights_reload(tmp_
     embedded = CliRunner().invoke(app, embed)
     assert embedded.exit_code == 0, embedded.output
     assert np.load(tmp_path / "e.npy").shape == (32, 8)
+
+
+def test_bf16_where_it_is_not_native_is_warned(monkeypatch, caplog):
+    monkeypatch.setattr(builders, "native_bf16", lambda device: False)
+    config = build_train_config("digits", precision="bf16", embedding_dim=8)
+    with caplog.at_level(logging.WARNING, logger="siamese"):
+        method = place_method(build_method(config, channels=1), config, CPU)
+    assert "no native bfloat16" in caplog.text and method.encoder.autocast_dtype is torch.bfloat16
