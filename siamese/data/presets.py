@@ -305,7 +305,7 @@ PRESETS: dict[str, Preset] = {
         view_augment=replace(_HANDWRITING_VIEWS, crop_scale=(0.6, 1.0), crop_ratio=(3 / 4, 4 / 3)),
         training={
             "loss": "supcon",
-            "epochs": 12,  # 4 rotations: an epoch is 4x the images, ~100 s on 2 cores; 8 epochs: 90.5%
+            "epochs": 12,  # 4 rotations: an epoch is 4x the images, ~70 s on 2 cores (bf16); 8 epochs: 90.5%
             "embedding_dim": 128,
             "batch_size": 64,
             "encoder_kwargs": {"grid": 3},  # where the strokes are; 12 epochs: grid 2 91.75%, grid 3 92.25%
