@@ -8,6 +8,11 @@ shift || true
 PY="${PYTHON:-.venv/bin/python}"
 "$PY" benchmarks/throughput.py "$DATA/att_faces" --preset face "$@"
 "$PY" benchmarks/orl.py "$DATA/att_faces" "$@"
+if [ -d "$DATA/att_faces" ]; then  # the second face protocol: ORL relit per image (a copy outside the repo)
+    RELIT="$(mktemp -d)/att_relit"
+    "$PY" benchmarks/relight.py "$DATA/att_faces" "$RELIT"
+    "$PY" benchmarks/orl.py "$RELIT" --out "${RELIT}_results" "$@"
+fi
 "$PY" benchmarks/omniglot.py "$DATA/omniglot" "$@"
 "$PY" benchmarks/cedar.py "$DATA/cedar" "$@"
 "$PY" benchmarks/selfsup.py "$DATA/omniglot" "$@"
