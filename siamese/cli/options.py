@@ -161,8 +161,9 @@ ClaimReferencesOpt = Annotated[
 VerifyFusionOpt = Annotated[
     names.FusionName | None,
     typer.Option(
-        help="How the references are fused (default: mean): mean distance, nearest reference, mean "
-        "template, or the gallery's SVM.",
+        help="How the references are fused: mean distance, nearest reference, mean template, or the "
+        "gallery's SVM (default: with --gallery the rule with the lowest calibration EER at the "
+        "claim's reference count; with --claim-references mean).",
         show_default=False,
     ),
 ]

@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import math
 import os
 import time
 from collections.abc import Mapping, Sequence
@@ -148,6 +149,20 @@ class Gallery:
         below = [c for c in counts if c <= count]
         used = below[-1] if below else counts[0]
         return used, entries[str(used)]
+
+    def default_fusion(self, count: int) -> str:
+        """The rule to use when none is asked for: the built rule whose calibration (on identities
+        that are not enrolled) had the lowest EER at `count` references; ties go to the first built.
+        Rules with no recorded EER (galleries from before it was stored) fall back to "mean"."""
+        eers = {}
+        for rule in self.fusions:
+            if self.thresholds.get(rule):
+                eer = self.calibrated(rule, count)[1].get("eer")
+                if eer is not None and math.isfinite(float(eer)):
+                    eers[rule] = float(eer)
+        if not eers:
+            return "mean" if "mean" in self.fusions else self.fusions[0]
+        return min(self.fusions, key=lambda r: eers.get(r, float("inf")))
 
     def distances(self, queries: np.ndarray, identity: str, fusion: str) -> np.ndarray:
         """Fused distances `(Q,)` of `(Q, D)` query embeddings to one enrolled identity."""
@@ -320,7 +335,8 @@ def verify_claim(
         gallery: the enrolled identities.
         query: image file.
         claim: the claimed identity.
-        fusion: a rule the gallery was built for (default: "mean" if built, else its first).
+        fusion: a rule the gallery was built for (default: `Gallery.default_fusion`, the one
+            with the lowest calibration EER at the claim's reference count).
         threshold: distance threshold overriding the calibrated one.
         source: the gallery folder, for the result.
 
@@ -331,8 +347,8 @@ def verify_claim(
     """
     start = time.perf_counter()
     gallery.check_model(verifier.source, verifier.metadata)
-    rule = gallery.check_fusion(fusion or ("mean" if "mean" in gallery.fusions else gallery.fusions[0]))
     count = len(gallery.references[gallery.position(claim)])
+    rule = gallery.check_fusion(fusion or gallery.default_fusion(count))
     used, entry = gallery.calibrated(rule, count)
     emb = verifier.embed_paths([query], batch_size=1)  # (1, D)
     dist = float(gallery.distances(emb, claim, rule)[0])

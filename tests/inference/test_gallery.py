@@ -77,6 +77,20 @@ def test_threshold_of_the_nearest_calibrated_count() -> None:
         g.position("carol")
 
 
+def test_default_fusion_is_the_lowest_calibration_eer_at_that_count() -> None:
+    g = _toy_gallery()  # R=2: mean 0.10 = svm 0.10 (tie: the first built); R=3: mean 0.05, svm (R=2) 0.10
+    assert g.default_fusion(2) == "mean" and g.default_fusion(3) == "mean"
+    g.thresholds["svm"]["3"] = {"threshold": -0.1, "eer": 0.01}
+    assert g.default_fusion(3) == "svm" and g.default_fusion(2) == "mean"
+    g.thresholds["svm"]["2"]["eer"] = float("nan")  # an undefined EER never wins
+    g.thresholds["mean"]["2"]["eer"] = 0.3
+    assert g.default_fusion(2) == "mean"
+    for per in g.thresholds.values():  # galleries that stored no EER: mean, as before
+        for entry in per.values():
+            entry.pop("eer")
+    assert g.default_fusion(3) == "mean"
+
+
 def test_damaged_galleries_are_data_errors(tmp_path: Path) -> None:
     with pytest.raises(DataError, match="siamese enroll"):
         Gallery.load(tmp_path / "missing")
@@ -135,6 +149,9 @@ def test_verify_claim_against_a_computation_by_hand(tiny_run, gallery) -> None:
         assert result.same == (result.distance <= result.threshold)
         assert (result.references, result.calibrated_references, result.gallery) == (3, 3, str(out))
         assert 0.0 <= result.confidence <= 1.0
+    default = verify_claim(verifier, g, query, name)
+    best = min(g.fusions, key=lambda f: g.thresholds[f]["3"]["eer"])
+    assert default.fusion == best == g.default_fusion(3)
     impostor = verify_claim(verifier, g, query, g.identities[0], "mean", threshold=-1.0)
     assert impostor.same is False and impostor.threshold == -1.0
     assert set(impostor.to_dict()) == {
