@@ -469,7 +469,7 @@ def build_train_config(preset: str | None = None, **options: Any) -> TrainConfig
     given = {k: v for k, v in options.items() if v is not None}
     defaults = dict(PRESETS[preset].training)
     if given.get("method", "supervised") in names.SSL_METHODS:
-        defaults.update(PRESETS[preset].pretraining)
+        defaults.update(PRESETS[preset].pretraining_for(given["method"]))
     merged = {**defaults, **given, "preset": preset}
     if "encoder_kwargs" not in given and merged.get("encoder", "smallcnn") != "smallcnn":
         merged.pop("encoder_kwargs", None)  # the preset's smallcnn options do not fit other encoders

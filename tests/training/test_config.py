@@ -108,3 +108,19 @@ def test_pretraining_defaults_replace_the_presets_training_ones_only_for_self_su
     assert supervised.data.image_size is None and supervised.optim.batch_size == 64
     mine = build_train_config("omniglot", root="x", method="byol", batch_size=32)
     assert mine.optim.batch_size == 32  # the user's option still wins
+    byol = build_train_config("omniglot", root="x", method="byol")  # its own default over pretraining's
+    assert byol.optim.batch_size == PRESETS["omniglot"].method_pretraining["byol"]["batch_size"] != 256
+    assert byol.data.image_size == ssl.data.image_size
+
+
+def test_method_pretraining_is_checked_and_read_only():
+    from siamese.data.presets import Preset
+
+    with pytest.raises(ValueError, match="unknown methods \\['simclrr'\\]"):
+        Preset("p", (8, 8), 1, "test", method_pretraining={"simclrr": {"batch_size": 8}})
+    preset = Preset("p", (8, 8), 1, "test", pretraining={"batch_size": 16, "epochs": 2},
+                    method_pretraining={"byol": {"batch_size": 8}})  # fmt: skip
+    assert preset.pretraining_for("byol") == {"batch_size": 8, "epochs": 2}
+    assert preset.pretraining_for("simclr") == {"batch_size": 16, "epochs": 2}
+    with pytest.raises(TypeError):
+        PRESETS["omniglot"].method_pretraining["byol"]["batch_size"] = 1  # type: ignore[index]
