@@ -77,8 +77,9 @@ DEFAULT_BUDGET_S = 180.0
 # Seconds per epoch of the 4,840 background images at the preset's 28x28, batch 256, measured on
 # this machine (2-core CPU): the budget's nominal epochs (lr and momentum schedules) follow from it.
 # Nominal epochs = budget / these (the schedules' length; `max_minutes` still caps the run). Measured
-# at the default precision here: moco 7.2 s, byol 10.5 s per epoch (20 and 12 epochs took 144 s and
-# 126 s of a 180 s budget with the float32 figures, 9 and 15 s); simclr and swav scaled alike.
+# at the default precision here: moco 7.2 s per epoch (20 epochs took 144 s of a 180 s budget with
+# the float32 figure, 9 s); byol 11 s at its batch 64 (16 epochs in 177 s, the per-image view
+# augmentation bounding the epoch at batches 64-256 alike); simclr and swav scaled as moco.
 SECONDS_PER_EPOCH = {"simclr": 7.5, "moco": 7.2, "byol": 11.0, "swav": 9.0}  # others: 8 s assumed
 STEP_WARMUP, STEP_ROUNDS, SMOKE_STEPS = 3, 3, 2
 CLASSIC = ("simclr", "moco", "byol", "swav")  # the default --methods; simsiam, barlow, vicreg on request
