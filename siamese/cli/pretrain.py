@@ -86,6 +86,15 @@ def pretrain_command(
     device: Annotated[names.DeviceName | None, _opt("auto (default) = CUDA when available.", RUN)] = None,
     precision: Annotated[names.PrecisionName | None, _opt(PRECISION_HELP, RUN)] = None,
     workers: Annotated[int | None, _opt("DataLoader worker processes (0).", RUN)] = None,
+    batched_views: Annotated[
+        bool | None,
+        typer.Option(
+            "--batched-views/--per-image-views",
+            help="Augment the views a batch at a time in torch (default), or per image in Pillow.",
+            rich_help_panel=RUN,
+            show_default=False,
+        ),
+    ] = None,
     resume: Annotated[Path | None, _opt("Continue an interrupted pretraining run exactly.", RUN)] = None,
 ) -> None:
     """Pretrain the encoder without labels; labels, if any, only monitor it.

@@ -4,6 +4,7 @@ multi-view (self-supervised) datasets.
 Importing this package does not import torchvision (transforms import it when built).
 """
 
+from siamese.data.batch_views import BatchViews
 from siamese.data.batches import (
     IdentityBatchSampler,
     ResumableBatchSampler,
@@ -36,6 +37,7 @@ from siamese.data.views import (
 )
 
 __all__ = [
+    "BatchViews",
     "drop_unreadable",
     "IMAGE_EXTENSIONS",
     "PRESETS",

@@ -106,16 +106,21 @@ def load_transformed(
     is computed once and kept (`ImageLoader.remember`): only the random augmentations run for every
     sample, with the same draws as the whole transform.
     """
-    key = getattr(transform, "prepare_key", ())
-    if key and loader.cache:
+    if getattr(transform, "prepare_key", ()) and loader.cache:
         staged: Any = transform
-        prepared = loader.remember(
-            (os.fspath(record.path), record.turns, key),
-            lambda: staged.prepare(_turned(loader(record.path), record.turns)),
-        )
-        return staged.finish(prepared, generator)
+        return staged.finish(load_prepared(loader, staged, record), generator)
     img = _turned(loader(record.path), record.turns)
     return img if transform is None else call_seeded(transform, img, generator)
+
+
+def load_prepared(loader: ImageLoader, transform: Any, record: ImageRecord) -> Any:
+    """`transform.prepare` of `record`'s rotated image, kept by a caching loader (keyed by the
+    path, the turns and `transform.prepare_key`)."""
+
+    def make() -> Any:
+        return transform.prepare(_turned(loader(record.path), record.turns))
+
+    return loader.remember((os.fspath(record.path), record.turns, transform.prepare_key), make)
 
 
 def _turned(img: Image.Image, turns: int) -> Image.Image:

@@ -25,7 +25,8 @@ import torch
 from PIL import Image
 from torch.utils.data import Dataset
 
-from siamese.data.datasets import SharedEpoch, check_item_index, load_transformed
+from siamese.data.batch_views import BatchViews
+from siamese.data.datasets import SharedEpoch, check_item_index, load_prepared, load_transformed
 from siamese.data.folder import ImageIndex, ImageRecord
 from siamese.data.images import ImageLoader
 from siamese.data.inputs import EmbeddingInput
@@ -286,6 +287,8 @@ class MultiViewDataset(SharedEpoch, Dataset):
 
     def __getitem__(self, i: int) -> tuple[Views, int]:
         i = check_item_index(i, len(self))
+        if isinstance(self.transform, BatchViews):
+            return self.__getitems__([i])[0]
         seed = item_seed(self.seed, self.epoch, i)
         if isinstance(self.transform, Seedable):
             generator = torch.Generator().manual_seed(seed)
@@ -296,6 +299,22 @@ class MultiViewDataset(SharedEpoch, Dataset):
                 torch.manual_seed(seed)
                 views = self.transform(img)
         return views, int(self.labels[i])
+
+    def __getitems__(self, indices: Sequence[int]) -> list[tuple[Views, int]]:
+        """Items `indices` (what a DataLoader's batch sampler asks for): a `BatchViews` transform
+        augments them together, with each item's draws from its own generator; any other
+        transform one item at a time."""
+        if not isinstance(self.transform, BatchViews):
+            return [self[i] for i in indices]
+        positions = [check_item_index(i, len(self)) for i in indices]
+        prepared = [load_prepared(self.loader, self.transform, self.records[i]) for i in positions]
+        epoch, draw = self.epoch, self.transform.draws
+        seeds = [item_seed(self.seed, epoch, i) for i in positions]
+        draws = torch.stack([draw(torch.Generator().manual_seed(s)) for s in seeds])  # (B, V, K)
+        views = self.transform.finish_batch(prepared, draws)
+        if isinstance(views, list):
+            return [([v[b] for v in views], int(self.labels[i])) for b, i in enumerate(positions)]
+        return [(views[b], int(self.labels[i])) for b, i in enumerate(positions)]
 
 
 def multiview_collate(

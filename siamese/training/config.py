@@ -63,6 +63,9 @@ class DataConfig:
         rotations: 1 (off), 2 or 4: train on each identity rotated by 180 degrees (2) or by every
             quarter turn (4) as extra identities (`siamese.data.rotated_classes`); for data whose
             rotations are new classes, such as handwritten characters.
+        batched_views: make the views of the "views" sampler (self-supervised methods) a batch at
+            a time in torch (`siamese.data.BatchViews`, same random draws); False: one image at a
+            time in Pillow (`siamese.data.ssl_transform`), the pipeline of earlier versions.
     """
 
     root: str | None = None
@@ -82,6 +85,7 @@ class DataConfig:
     cache: bool | None = None
     strict: bool = False
     rotations: int = 1
+    batched_views: bool = True
 
     def __post_init__(self) -> None:
         check_choice(self.preset, names.PRESETS, "preset")

@@ -16,6 +16,7 @@ from torch.utils.data import BatchSampler, DataLoader, SequentialSampler
 
 from siamese.data import (
     PRESETS,
+    BatchViews,
     ImageDataset,
     ImageIndex,
     ImageLoader,
@@ -127,8 +128,11 @@ def mperclass_loader(
 
 
 def view_transform(config: TrainConfig, channels: int, size: tuple[int, int]) -> Any:
-    """The preset's view augmentation: two views, or 2 global + `small_crops` local crops."""
+    """The preset's view augmentation: two views, or 2 global + `small_crops` local crops; made a
+    batch at a time (`BatchViews`) with `data.batched_views`, else per image in Pillow."""
     preset = PRESETS[config.data.preset]
+    if config.data.batched_views:
+        return BatchViews(preset, size, channels, n_local=config.method.small_crops)
     if config.method.small_crops:
         return multicrop_transform(preset, config.method.small_crops, image_size=size, channels=channels)
     return MultiView(ssl_transform(preset, image_size=size, channels=channels), views=2)

@@ -120,3 +120,19 @@ def test_an_unreadable_image_is_dropped_up_front_with_one_warning(tmp_path):
     assert result.exit_code == 0, result.output
     assert result.stderr.count("skipping 1 unreadable images") == 1
     assert json.loads((out / "summary.json").read_text())["images"] == 16
+
+
+@pytest.mark.parametrize("flag,batched", [([], True), (["--per-image-views"], False)])
+def test_the_view_augmentation_flag_reaches_the_config_and_picks_the_transform(tmp_path, flag, batched):
+    from siamese.data import BatchViews, MultiView
+    from siamese.training.config import TrainConfig
+    from siamese.training.loaders import input_geometry, view_transform
+
+    data = write_identity_folder(tmp_path / "ids", n_identities=2, n_images=4)
+    out = tmp_path / "run"
+    result = runner.invoke(app, ["pretrain", str(data), *TINY, *flag, "--out", str(out)])
+    assert result.exit_code == 0, result.output
+    config = TrainConfig.from_dict(json.loads((out / "config.json").read_text()))
+    assert config.data.batched_views is batched
+    views = view_transform(config, *input_geometry(config))
+    assert isinstance(views, BatchViews if batched else MultiView)
