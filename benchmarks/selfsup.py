@@ -74,13 +74,13 @@ SMOKE_EVERY_CHARACTER = 60  # 5 characters, 100 images
 SMOKE_RUNS = 2
 SMOKE_BUDGET_S = 4.0
 DEFAULT_BUDGET_S = 180.0
-# Seconds per epoch of the 4,840 background images at the preset's 28x28, batch 256, measured on
-# this machine (2-core CPU): the budget's nominal epochs (lr and momentum schedules) follow from it.
-# Nominal epochs = budget / these (the schedules' length; `max_minutes` still caps the run). Measured
-# at the default precision here: moco 7.2 s per epoch (20 epochs took 144 s of a 180 s budget with
-# the float32 figure, 9 s); byol 11 s at its batch 64 (16 epochs in 177 s, the per-image view
-# augmentation bounding the epoch at batches 64-256 alike); simclr and swav scaled as moco.
-SECONDS_PER_EPOCH = {"simclr": 7.5, "moco": 7.2, "byol": 11.0, "swav": 9.0}  # others: 8 s assumed
+# Seconds per epoch of the 4,840 background images at the preset's 28x28 (batch 256; byol 64), the
+# per-epoch monitoring included, measured on this machine (2-core CPU) at the default precision with
+# the batched view augmentation (`siamese pretrain --epochs 4` minus `--epochs 1`, over 3): the
+# budget's nominal epochs (lr and momentum schedules) follow from it; `max_minutes` still caps the
+# run. With the per-image Pillow views (`--set batched_views=false`) they were simclr 7.5, moco 7.2,
+# byol 11 and swav 9 s.
+SECONDS_PER_EPOCH = {"simclr": 5.1, "moco": 3.9, "byol": 9.4, "swav": 6.1}  # others: 8 s assumed
 STEP_WARMUP, STEP_ROUNDS, SMOKE_STEPS = 3, 3, 2
 CLASSIC = ("simclr", "moco", "byol", "swav")  # the default --methods; simsiam, barlow, vicreg on request
 

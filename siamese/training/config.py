@@ -428,7 +428,7 @@ class TrainConfig:
     @classmethod
     def from_dict(cls, d: dict[str, Any]) -> TrainConfig:
         """Rebuild a config written by `save`/`to_dict`."""
-        data = dict(d["data"])
+        data = {"batched_views": False, **d["data"]}  # runs from before BatchViews: per-image views
         if data.get("image_size") is not None:
             data["image_size"] = tuple(data["image_size"])
         sections = {"method": {}, **d, "data": data}  # runs from before methods existed: supervised

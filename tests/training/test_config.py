@@ -124,3 +124,10 @@ def test_method_pretraining_is_checked_and_read_only():
     assert preset.pretraining_for("simclr") == {"batch_size": 16, "epochs": 2}
     with pytest.raises(TypeError):
         PRESETS["omniglot"].method_pretraining["byol"]["batch_size"] = 1  # type: ignore[index]
+
+
+def test_a_config_saved_before_batched_views_existed_resumes_with_per_image_views():
+    d = build_train_config("omniglot", method="simclr").to_dict()
+    assert d["data"]["batched_views"] is True
+    del d["data"]["batched_views"]
+    assert TrainConfig.from_dict(d).data.batched_views is False
