@@ -152,10 +152,9 @@ class BatchViews:
     ) -> torch.Tensor | list[torch.Tensor]:
         """Views of float images in [0, 1] (B, C, H, W) with backgrounds (B, C), on their device."""
         g, crops = self.n_global, []
-        sizes = [self.preset.image_size] * g + [self.local_size] * self.n_local
-        for size, first, count in ((sizes[0], 0, g), (self.local_size, g, self.n_local)):
+        for size, first, count in ((self.preset.image_size, 0, g), (self.local_size, g, self.n_local)):
             if count:
-                u = draws[:, first : first + count].to(images.device)  # (B, n, K)
+                u = draws[:, first : first + count]  # (B, n, K), any device
                 crops.append(self._views(images, fill, u, size, local=first > 0))  # (B, n, C, h, w)
         if not self.n_local:
             return crops[0]
@@ -169,7 +168,7 @@ class BatchViews:
         u = u.reshape(b * n, k)
         src = images.repeat_interleave(n, 0)  # (BN, C, H, W)
         bg = fill.repeat_interleave(n, 0)[:, :, None, None]  # (BN, C, 1, 1)
-        theta = self._geometry(u, images.shape[-2:], size, local).to(images.dtype)  # (BN, 2, 3)
+        theta = self._geometry(u.cpu(), images.shape[-2:], size, local).to(images)  # (BN, 2, 3)
         grid = F.affine_grid(theta, [b * n, c, oh, ow], align_corners=False)
         x = F.grid_sample(src - bg, grid, mode="bilinear", padding_mode="zeros", align_corners=False) + bg
         a, o = self.augment, _CROP + _FLIP + _AFFINE
@@ -186,7 +185,8 @@ class BatchViews:
     def _geometry(
         self, u: torch.Tensor, in_size: Sequence[int], out_size: tuple[int, int], local: bool
     ) -> torch.Tensor:
-        """Per view, the affine map from output to input coordinates (normalised, as `affine_grid`)."""
+        """Per view, the affine map from output to input coordinates (normalised, as `affine_grid`;
+        float64, on the CPU: u (N, K) there)."""
         a = self.augment
         (h, w), (oh, ow) = (int(in_size[0]), int(in_size[1])), out_size
         scale = self.preset.view_augment.local_scale if local else a.crop_scale
