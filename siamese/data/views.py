@@ -11,7 +11,9 @@ Reproducibility: item i of an epoch draws all its views from
 pipeline, so its views depend neither on access order nor on the number of DataLoader workers,
 and torch's global generator is left untouched. A transform that is not `Seedable` (e.g. a
 torchvision one) draws from torch's global generator, which the dataset then seeds with the same
-item seed inside `torch.random.fork_rng` (restored afterwards; not thread-safe).
+item seed inside `torch.random.fork_rng` (restored afterwards; not thread-safe). With a
+`siamese.data.BatchViews` transform the dataset serves a DataLoader batch at once
+(`MultiViewDataset.__getitems__`), each item still drawing from its own generator.
 """
 
 from __future__ import annotations
