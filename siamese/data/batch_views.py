@@ -33,13 +33,12 @@ import torch.nn.functional as F
 from PIL import Image
 
 from siamese.data.presets import Preset, ViewAugment, resolve_preset
-from siamese.data.transforms import Compose, background_colour, preprocess_steps
+from siamese.data.transforms import LUMA, Compose, background_colour, preprocess_steps
 from siamese.errors import ConfigError
 
 # Uniform draws per view, in this order (the per-image transforms draw as many for each step).
 _CROP, _FLIP, _AFFINE, _BLUR, _JITTER, _ERASE = 40, 1, 5, 2, 3, 41
 DRAWS_PER_VIEW = _CROP + _FLIP + _AFFINE + _BLUR + _JITTER + _ERASE
-_LUMA = (0.2989, 0.587, 0.114)
 
 
 def sample_boxes(
@@ -76,6 +75,28 @@ def sample_boxes(
     return boxes, found
 
 
+def check_crop_counts(n_global: int, n_local: int) -> None:
+    """Multi-crop counts: at least one global crop, no negative number of local ones.
+
+    Raises:
+        ConfigError: n_global < 1 or n_local < 0.
+    """
+    if n_global < 1 or n_local < 0:
+        raise ConfigError(f"need n_global >= 1 and n_local >= 0, got {n_global} and {n_local}")
+
+
+def local_crop_size(p: Preset, local_size: tuple[int, int] | int | None) -> tuple[int, int]:
+    """The validated (H, W) of multi-crop's small crops: `local_size` (an int for a square), by
+    default half the preset's size rounded up.
+
+    Raises:
+        ConfigError: a bad size.
+    """
+    h, w = p.image_size
+    size = local_size if local_size is not None else ((h + 1) // 2, (w + 1) // 2)
+    return resolve_preset(p, size, None).image_size
+
+
 class BatchViews:
     """The views of `ssl_transform` (or the crops of `multicrop_transform`) for a batch.
 
@@ -104,14 +125,11 @@ class BatchViews:
         n_local: int = 0,
         local_size: tuple[int, int] | int | None = None,
     ) -> None:
-        if n_global < 1 or n_local < 0:
-            raise ConfigError(f"need n_global >= 1 and n_local >= 0, got {n_global} and {n_local}")
+        check_crop_counts(n_global, n_local)
         p = resolve_preset(preset, image_size, channels)
-        h, w = p.image_size
-        small = resolve_preset(p, local_size or ((h + 1) // 2, (w + 1) // 2), None).image_size
         self.preset, self.n_global, self.n_local = p, int(n_global), int(n_local)
         self.augment: ViewAugment = p.view_augment.scaled(strength)
-        self.local_size = small
+        self.local_size = local_crop_size(p, local_size)
         self.preprocess = Compose(preprocess_steps(p))
         self.prepare_key: tuple[Any, ...] = (*self.preprocess.prepare_key, ("BatchViews", "uint8"))
 
@@ -244,7 +262,7 @@ def jitter(x: torch.Tensor, u: torch.Tensor, brightness: float, contrast: float)
     c = (1.0 + (2 * u[:, 1] - 1) * contrast)[:, None, None, None]
 
     def contr(a: torch.Tensor) -> torch.Tensor:
-        gray = a if a.shape[1] == 1 else (a * a.new_tensor(_LUMA)[None, :, None, None]).sum(1, keepdim=True)
+        gray = a if a.shape[1] == 1 else (a * a.new_tensor(LUMA)[None, :, None, None]).sum(1, keepdim=True)
         return (c * a + (1 - c) * gray.mean((1, 2, 3), keepdim=True)).clamp(0.0, 1.0)
 
     def bright(a: torch.Tensor) -> torch.Tensor:

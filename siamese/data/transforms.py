@@ -285,7 +285,7 @@ class RandomHFlip(Seedable):
         return ImageOps.mirror(img) if torch.rand(1, generator=generator).item() < 0.5 else img
 
 
-_LUMA = np.array([0.2989, 0.587, 0.114], np.float32)  # ITU-R 601-2 luma, as torchvision's grayscale
+LUMA = np.array([0.2989, 0.587, 0.114], np.float32)  # ITU-R 601-2 luma, as torchvision's grayscale
 
 
 def adjust_brightness_contrast(
@@ -301,7 +301,7 @@ def adjust_brightness_contrast(
         return np.clip(a * brightness, 0.0, 1.0)
 
     def contr(a: np.ndarray) -> np.ndarray:
-        mean = float(a.mean()) if a.shape[2] == 1 else float((a @ _LUMA).mean())
+        mean = float(a.mean()) if a.shape[2] == 1 else float((a @ LUMA).mean())
         return np.clip(contrast * a + (1.0 - contrast) * mean, 0.0, 1.0)
 
     return bright(contr(arr)) if contrast_first else contr(bright(arr))

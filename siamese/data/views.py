@@ -27,7 +27,7 @@ import torch
 from PIL import Image
 from torch.utils.data import Dataset
 
-from siamese.data.batch_views import BatchViews
+from siamese.data.batch_views import BatchViews, check_crop_counts, local_crop_size
 from siamese.data.datasets import SharedEpoch, check_item_index, load_prepared, load_transformed
 from siamese.data.folder import ImageIndex, ImageRecord
 from siamese.data.images import ImageLoader
@@ -148,8 +148,7 @@ class MultiCrop(Seedable):
         n_global: int = 2,
         n_local: int = 4,
     ) -> None:
-        if n_global < 1 or n_local < 0:
-            raise ConfigError(f"need n_global >= 1 and n_local >= 0, got {n_global} and {n_local}")
+        check_crop_counts(n_global, n_local)
         self.global_transform = global_transform
         self.local_transform = local_transform
         self.n_global = int(n_global)
@@ -206,10 +205,7 @@ def multicrop_transform(
         ConfigError: unknown preset, bad sizes, channels, strength or crop counts.
     """
     p = resolve_preset(preset, image_size, channels)
-    h, w = p.image_size
-    size = local_size if local_size is not None else ((h + 1) // 2, (w + 1) // 2)
-    small = resolve_preset(p, size, None).image_size  # validated (H, W)
-    local = _view_pipeline(p, strength, small, local=True)
+    local = _view_pipeline(p, strength, local_crop_size(p, local_size), local=True)
     return MultiCrop(_view_pipeline(p, strength, p.image_size, local=False), local, n_global, n_local)
 
 
