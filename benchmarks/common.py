@@ -127,11 +127,14 @@ def base_parser(
     return p
 
 
-def checked_overrides(args: argparse.Namespace, preset: str, **data: Any) -> dict[str, Any]:
-    """Parse `--set` and build our config once, so a bad option stops the script before any training."""
+def checked_overrides(
+    args: argparse.Namespace, preset: str, extra: Sequence[str] = (), **data: Any
+) -> dict[str, Any]:
+    """Parse `--set` and build our config once, so a bad option stops the script before any training
+    (with the `extra` KEY=VALUE options of one run on top, when a script has such a flag)."""
     overrides = parse_overrides(args.overrides)
     try:
-        build_train_config(preset, **{**data, **overrides})
+        build_train_config(preset, **{**data, **overrides, **parse_overrides(extra)})
     except SiameseError as exc:
         sys.exit(f"error in --set: {exc}")
     return overrides

@@ -10,12 +10,13 @@ identity-disjoint folds, preset `face`) and `cedar.py` (CEDAR, 5 writer-disjoint
    in a text file (validation and test identities are never seen, so nothing leaks from the test
    set; on CEDAR the training writers' genuine signatures and their forgeries, the images the
    supervised recipe trains on), for `--pretrain-share` of T (`max_minutes`; nominal epochs = that
-   share of the scratch run's, so the cosine schedule fits). The pretraining encoder is the
-   supervised one (encoder, embedding size, normalisation, encoder options and channels taken
-   from the scratch run's config; a preset's `pretraining` defaults may only change the image
-   size and batch, and smallcnn is size-agnostic). Then our recipe again, started from the
-   pretrained encoder (`init`), with the rest of T as `max_minutes` and the scratch run's epochs
-   scaled by (rest of T) / T. The architectures of both checkpoints are checked to be equal.
+   share of the scratch run's, so the cosine schedule fits, or `--pretrain-epochs`). The
+   pretraining encoder is the supervised one (encoder, embedding size, normalisation, encoder
+   options and channels taken from the scratch run's config; a preset's `pretraining` defaults may
+   only change the image size and batch, and smallcnn is size-agnostic). Then our recipe again,
+   started from the pretrained encoder (`init`), with the rest of T as `max_minutes` and the
+   scratch run's epochs scaled by (rest of T) / T (`--finetune-set` options on top, this run
+   only). The architectures of both checkpoints are checked to be equal.
 3. Both are evaluated as `orl.py`/`cedar.py` evaluate ours: the threshold is the EER point of the
    validation pairs, metrics on the test pairs (ORL: all pairs; CEDAR: skilled and random forgeries).
 
@@ -25,7 +26,8 @@ fine-tune and their total). Results: `results/finetune_<dataset>.{json,md}`.
 DATA_ROOT is the folder holding the datasets: `att_faces/` (ORL) and `cedar/` (`genuine/`, `forged/`).
 
     python benchmarks/finetune.py ../shared/data --dataset orl|cedar [--method simclr]
-        [--pretrain-share 0.5] [--folds 1] [--smoke] [--set epochs=30]
+        [--pretrain-share 0.5] [--pretrain-epochs N] [--finetune-set lr=3e-4] [--folds 1] [--smoke]
+        [--set epochs=30]
 """
 
 from __future__ import annotations
@@ -51,6 +53,7 @@ from common import (
     fmt,
     fold_tables,
     markdown_table,
+    parse_overrides,
     require_dir,
     run_identity_folds,
     run_main,
@@ -129,7 +132,7 @@ def pretrain_config(
     args: argparse.Namespace, preset: str, scratch: TrainConfig, budget_s: float, root: Path, out: Path
 ) -> TrainConfig:
     """`--method` on the images listed in `root`, with the scratch run's encoder, for `budget_s`."""
-    epochs = max(1, round(scratch.optim.epochs * args.pretrain_share))
+    epochs = args.pretrain_epochs or max(1, round(scratch.optim.epochs * args.pretrain_share))
     encoder = {key: getattr(scratch.model, key) for key in ARCHITECTURE}
     return build_train_config(
         preset,
@@ -186,6 +189,7 @@ def pretrain_finetune(
     rest = max(total - pre["time_s"], MIN_FINETUNE_S)
     epochs = scratch.config.optim.epochs
     options = finetune_options(ours_overrides(args), pre["run_dir"], epochs, rest, total)
+    options.update(parse_overrides(args.finetune_overrides))
     tuned = train_ours(p.preset, fold.split, work / "finetune", options, args.device, **fold.data)
     if tuned.scorer.encoder.spec != pre["encoder"]:
         raise SystemExit(f"fine-tuned encoder {tuned.scorer.encoder.spec} is not the pretrained one")
@@ -281,6 +285,22 @@ def parser() -> argparse.ArgumentParser:
     p.add_argument(
         "--pretrain-share", type=float, default=0.5, help="share of the total time spent pretraining (0-1)"
     )
+    p.add_argument(
+        "--pretrain-epochs",
+        type=int,
+        default=None,
+        help="nominal pretraining epochs (default: --pretrain-share of the scratch run's); the share "
+        "of T still caps the run",
+    )
+    p.add_argument(
+        "--finetune-set",
+        dest="finetune_overrides",
+        action="append",
+        default=[],
+        metavar="KEY=VALUE",
+        help="a training option of the fine-tuning run only, on top of --set (repeatable), e.g. "
+        "--finetune-set lr=3e-4",
+    )
     return p
 
 
@@ -299,7 +319,9 @@ def main() -> None:
     root = args.data_root / p.folder
     for sub in p.folders:
         require_dir(root / sub, f"{p.what} {sub}/ folder" if sub else f"{p.what} folder")
-    checked_overrides(args, p.preset, **p.data(root))
+    checked_overrides(args, p.preset, args.finetune_overrides, **p.data(root))
+    if args.pretrain_epochs is not None and args.pretrain_epochs < 1:
+        raise SystemExit(f"--pretrain-epochs must be >= 1, got {args.pretrain_epochs}")
     args.data_root = root  # the protocols' folds read their data set's folder
     index = p.load(root)
     warm_up()
@@ -312,6 +334,8 @@ def main() -> None:
         threshold_rule=p.threshold_rule,
         method=args.method,
         pretrain_share=args.pretrain_share,
+        pretrain_epochs=args.pretrain_epochs,
+        finetune_overrides=parse_overrides(args.finetune_overrides),
         pretrain_images="the fold's training identities only (with their forgeries)",
     )
     write_protocol_results(

@@ -111,6 +111,12 @@ def test_pretraining_defaults_replace_the_presets_training_ones_only_for_self_su
     byol = build_train_config("omniglot", root="x", method="byol")  # its own default over pretraining's
     assert byol.optim.batch_size == PRESETS["omniglot"].method_pretraining["byol"]["batch_size"] != 256
     assert byol.data.image_size == ssl.data.image_size
+    assert byol.method.momentum == PRESETS["omniglot"].method_pretraining["byol"]["momentum"] != 0.99
+    assert ssl.method.momentum is None  # simclr has no momentum target: nothing set for it
+    moco = build_train_config("omniglot", root="x", method="moco")
+    assert moco.method.momentum is None  # byol's entry does not reach moco (its default stays 0.99)
+    mine = build_train_config("omniglot", root="x", method="byol", momentum=0.99)
+    assert mine.method.momentum == 0.99
 
 
 def test_method_pretraining_is_checked_and_read_only():
