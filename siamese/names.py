@@ -25,7 +25,7 @@ OptimizerName = Literal["adamw", "sgd"]
 DeviceName = Literal["auto", "cpu", "cuda"]
 PrecisionName = Literal["auto", "fp32", "bf16"]
 TtaName = Literal["none", "flip"]
-FusionName = Literal["mean", "min", "template", "svm"]
+FusionName = Literal["mean", "min", "template", "adaptive", "svm"]
 
 LOSSES: tuple[str, ...] = get_args(LossName)
 METHODS: tuple[str, ...] = get_args(MethodName)

@@ -120,7 +120,7 @@ FusionsOpt = Annotated[
     list[str] | None,
     typer.Option(
         "--fusion",
-        help="Fusion rule, repeatable: mean | min | template | svm (default: all).",
+        help="Fusion rule, repeatable: mean | min | template | adaptive | svm (default: all).",
         show_default=False,
     ),
 ]
@@ -161,9 +161,10 @@ ClaimReferencesOpt = Annotated[
 VerifyFusionOpt = Annotated[
     names.FusionName | None,
     typer.Option(
-        help="How the references are fused: mean distance, nearest reference, mean template, or the "
-        "gallery's SVM (default: with --gallery the rule with the lowest calibration EER at the "
-        "claim's reference count; with --claim-references mean).",
+        help="How the references are fused: mean distance, nearest reference, mean template, "
+        "mean template less half the identity's reference spread, or the gallery's SVM (default: "
+        "with --gallery the rule with the lowest calibration EER at the claim's reference count; "
+        "with --claim-references mean).",
         show_default=False,
     ),
 ]

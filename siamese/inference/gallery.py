@@ -388,7 +388,7 @@ def verify_against_references(
         verifier: the model.
         query: image file.
         references: the claimed identity's image files (embedded in one batch with the query).
-        fusion: "mean", "min" or "template".
+        fusion: "mean", "min", "template" or "adaptive".
         threshold: distance threshold overriding the model's.
         claim: a name for the claimed identity (shown in the result).
 

@@ -47,7 +47,7 @@ def test_enroll_table_and_files(enrolled) -> None:
     run, data, out, stdout = enrolled
     assert sorted(p.name for p in out.iterdir()) == ["gallery.json", "gallery.safetensors"]
     assert "2 (5-5 references each)" in stdout and "run validation identities" in stdout
-    for fusion in ("mean", "min", "template", "svm"):
+    for fusion in ("mean", "min", "template", "adaptive", "svm"):
         assert f"{fusion}, R=4" in stdout  # 5 references; the 5-image validation identities calibrate 4
     g = Gallery.load(out)
     assert g.model == str((run / "checkpoints" / "best").absolute())
@@ -156,6 +156,7 @@ def test_evaluate_references_table_and_json(tiny_run, tmp_path: Path) -> None:
         "mean",
         "min",
         "template",
+        "adaptive",
         "svm",
     ]
     shutil.copytree(run, tmp_path / "run")

@@ -9,12 +9,14 @@ from sklearn.svm import SVC
 
 from siamese.errors import ConfigError, DataError
 from siamese.evaluation.fusion import (
+    SPREAD_WEIGHT,
     LinearScorer,
     distance_matrix,
     fit_identity_svms,
     fit_svm,
     fused_distances,
     fused_matrix,
+    reference_spread,
     reference_template,
 )
 from siamese.models.twin import pair_distance
@@ -30,6 +32,46 @@ def test_mean_min_template_euclidean_by_hand() -> None:
     assert fused_distances(QUERIES, REFS, "mean").tolist() == pytest.approx([7 / 3, 4.0])
     assert fused_distances(QUERIES, REFS, "min").tolist() == pytest.approx([0.0, 3.0])
     assert fused_distances(QUERIES, REFS, "template").tolist() == pytest.approx([5 / 3, 10 / 3])
+
+
+def test_adaptive_by_hand() -> None:
+    # leave-one-out templates of REFS: (2, 1.5), (0, 1.5), (2, 0); each reference's distance to
+    # the template of the other two: 2.5, sqrt(16 + 2.25) = 4.272, sqrt(4 + 9) = 3.606
+    spread = (2.5 + np.sqrt(18.25) + np.sqrt(13.0)) / 3
+    assert reference_spread(REFS) == pytest.approx(spread)
+    expected = np.array([5 / 3, 10 / 3]) - SPREAD_WEIGHT * spread
+    assert fused_distances(QUERIES, REFS, "adaptive").tolist() == pytest.approx(expected.tolist())
+    # the offset is per identity: an identity whose references vary more gets a looser threshold
+    tight, loose = REFS / 2, REFS * 2
+    query = np.array([[10.0, 10.0]])
+    assert reference_spread(loose) == pytest.approx(4 * reference_spread(tight))
+    offsets = [
+        fused_distances(query, r, "template")[0] - fused_distances(query, r, "adaptive")[0]
+        for r in (tight, loose)
+    ]
+    assert offsets == pytest.approx([SPREAD_WEIGHT * spread / 2, SPREAD_WEIGHT * spread * 2])
+
+
+@pytest.mark.parametrize("distance", ["euclidean", "cosine"])
+def test_adaptive_matches_a_naive_loop(distance: str) -> None:
+    rng = np.random.default_rng(7)
+    refs, queries = rng.normal(size=(5, 4)), rng.normal(size=(3, 4))
+
+    def dist(a: np.ndarray, b: np.ndarray) -> float:
+        if distance == "cosine":
+            return float(1.0 - a @ b / (np.linalg.norm(a) * np.linalg.norm(b)))
+        return float(np.linalg.norm(a - b))
+
+    def template(r: np.ndarray) -> np.ndarray:
+        if distance == "cosine":
+            m = (r / np.linalg.norm(r, axis=1, keepdims=True)).mean(0)
+            return m / np.linalg.norm(m)
+        return r.mean(0)
+
+    loo = [dist(refs[i], template(np.delete(refs, i, axis=0))) for i in range(len(refs))]
+    spread = sum(loo) / len(loo)
+    naive = [dist(q, template(refs)) - SPREAD_WEIGHT * spread for q in queries]
+    assert fused_distances(queries, refs, "adaptive", distance).tolist() == pytest.approx(naive, abs=1e-12)
 
 
 def test_cosine_rules_by_hand() -> None:
@@ -49,7 +91,7 @@ def test_one_reference_equals_the_pair_distance(distance: str) -> None:
     rng = np.random.default_rng(0)
     q, r = rng.normal(size=(6, 5)), rng.normal(size=(1, 5))
     expected = pair_distance(torch.from_numpy(q), torch.from_numpy(np.repeat(r, 6, axis=0)), distance).numpy()
-    for rule in ("mean", "min", "template"):
+    for rule in ("mean", "min", "template", "adaptive"):  # one reference: no spread
         assert fused_distances(q, r, rule, distance) == pytest.approx(expected, abs=1e-9)
 
 
@@ -67,7 +109,7 @@ def test_distance_matrix_matches_a_naive_loop(distance: str) -> None:
     assert distance_matrix(q, r, distance) == pytest.approx(naive, abs=1e-12)
 
 
-@pytest.mark.parametrize("rule", ["mean", "min", "template", "svm"])
+@pytest.mark.parametrize("rule", ["mean", "min", "template", "adaptive", "svm"])
 def test_fused_matrix_column_k_is_identity_k(rule: str) -> None:
     rng = np.random.default_rng(2)
     groups = [rng.normal(loc=k, size=(k + 1, 4)) for k in range(3)]  # 1, 2 and 3 references
@@ -84,7 +126,7 @@ def _naive_euclidean(q: np.ndarray, r: np.ndarray) -> np.ndarray:
     return np.array([[np.linalg.norm(a - b) for b in r] for a in q])
 
 
-@pytest.mark.parametrize("rule", ["mean", "min", "template"])
+@pytest.mark.parametrize("rule", ["mean", "min", "template", "adaptive"])
 def test_a_pair_metric_fuses_like_the_named_distance_it_computes(rule: str) -> None:
     rng = np.random.default_rng(5)
     groups = [rng.normal(loc=k, size=(k + 2, 3)) for k in range(3)]

@@ -59,7 +59,7 @@ def test_trials_match_a_naive_loop() -> None:
     forged = np.array([[0.5, 0.5], [3.5, -0.5], [9.0, 9.0]])
     forged_of = np.array(["p0", "p1", "nobody"])  # the last imitates no enrolled identity: left out
     enrolment = choose_references(labels, 2, seed=0)
-    for rule in ("mean", "min", "template", "svm"):
+    for rule in ("mean", "min", "template", "adaptive", "svm"):
         trials = reference_trials(emb, labels, enrolment, rule, "euclidean", (forged, forged_of))
         refs = [emb[r] for r in enrolment.references]
         scorers = fit_identity_svms(refs) if rule == "svm" else [None] * len(refs)

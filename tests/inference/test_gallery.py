@@ -141,7 +141,7 @@ def test_verify_claim_against_a_computation_by_hand(tiny_run, gallery) -> None:
     query = next(str(p) for p in sorted((data / name).glob("*.png")) if str(p) not in g.files[k])
     refs = naive_embed(run, list(g.files[k]))
     q = naive_embed(run, [query])
-    for fusion in ("mean", "min", "template", "svm"):
+    for fusion in ("mean", "min", "template", "adaptive", "svm"):
         result = verify_claim(verifier, Gallery.load(out), query, name, fusion, source=out)
         expected = fused_distances(q, refs, fusion, "euclidean", g.scorers[k] if fusion == "svm" else None)[0]
         assert result.distance == pytest.approx(expected, abs=1e-4)

@@ -61,7 +61,7 @@ def test_thresholds_equal_a_calibration_computed_by_hand(tiny_run, tmp_path: Pat
     paths = [str(p) for name in split.val for p in sorted((data / name).glob("*.png"))]
     labels = [Path(p).parent.name for p in paths]
     expected = calibrate_references(naive_embed(run, paths), labels, [3], seed=0)
-    for fusion in ("mean", "min", "template", "svm"):
+    for fusion in ("mean", "min", "template", "adaptive", "svm"):
         assert gallery.thresholds[fusion]["3"]["threshold"] == pytest.approx(
             expected[fusion]["3"]["threshold"], abs=1e-5
         )
