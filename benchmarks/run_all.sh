@@ -8,6 +8,7 @@ shift || true
 PY="${PYTHON:-.venv/bin/python}"
 "$PY" benchmarks/throughput.py "$DATA/att_faces" --preset face "$@"
 "$PY" benchmarks/orl.py "$DATA/att_faces" "$@"
+"$PY" benchmarks/spread_weight.py "$DATA/att_faces" --dataset orl "$@"  # on the models orl.py just trained
 if [ -d "$DATA/att_faces" ]; then  # the second face protocol: ORL relit per image (a copy outside the repo)
     RELIT="$(mktemp -d)/att_relit"
     "$PY" benchmarks/relight.py "$DATA/att_faces" "$RELIT"
@@ -15,6 +16,7 @@ if [ -d "$DATA/att_faces" ]; then  # the second face protocol: ORL relit per ima
 fi
 "$PY" benchmarks/omniglot.py "$DATA/omniglot" "$@"
 "$PY" benchmarks/cedar.py "$DATA/cedar" "$@"
+"$PY" benchmarks/spread_weight.py "$DATA/cedar" --dataset cedar "$@"
 "$PY" benchmarks/selfsup.py "$DATA/omniglot" "$@"
 "$PY" benchmarks/selfsup.py "$DATA/omniglot" --step-rates 20 "$@"
 "$PY" benchmarks/finetune.py "$DATA" --dataset orl "$@"

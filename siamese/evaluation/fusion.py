@@ -222,6 +222,7 @@ def fused_distances(
     rule: str = "mean",
     distance: Distance = "euclidean",
     scorer: LinearScorer | None = None,
+    spread_weight: float = SPREAD_WEIGHT,
 ) -> FloatArray:
     """Fused distance `(Q,)` of each query to ONE identity's references.
 
@@ -231,6 +232,7 @@ def fused_distances(
         rule: one of `FUSIONS`.
         distance: the model's distance, "euclidean", "cosine" or a `PairMetric`.
         scorer: the identity's classifier, needed (only) by "svm".
+        spread_weight: the weight of the reference spread in "adaptive".
 
     Raises:
         ConfigError: unknown rule, or "svm" without a scorer. DataError: bad arrays.
@@ -244,7 +246,7 @@ def fused_distances(
         return scorer.distance(queries)
     if rule in ("template", "adaptive"):
         d = distance_matrix(queries, reference_template(references, distance)[None, :], distance)[:, 0]
-        return d - SPREAD_WEIGHT * reference_spread(references, distance) if rule == "adaptive" else d
+        return d - spread_weight * reference_spread(references, distance) if rule == "adaptive" else d
     d = distance_matrix(queries, references, distance)  # (Q, R)
     return d.mean(axis=1) if rule == "mean" else d.min(axis=1)
 
@@ -255,6 +257,7 @@ def fused_matrix(
     rule: str = "mean",
     distance: Distance = "euclidean",
     scorers: Sequence[LinearScorer] | None = None,
+    spread_weight: float = SPREAD_WEIGHT,
 ) -> FloatArray:
     """Fused distances of every query to every identity: `(Q, K)`, column k for identity k.
 
@@ -264,6 +267,7 @@ def fused_matrix(
         rule: one of `FUSIONS`.
         distance: "euclidean", "cosine" or a `PairMetric`.
         scorers: per identity its classifier, needed (only) by "svm".
+        spread_weight: the weight of the reference spread in "adaptive".
 
     >>> fused_matrix([[0.0, 0.0]], [[[1.0, 0.0], [3.0, 0.0]], [[0.0, 2.0]]], "min").tolist()
     [[1.0, 2.0]]
@@ -282,7 +286,7 @@ def fused_matrix(
         d = distance_matrix(q, templates, distance)  # (Q, K)
         if rule == "template":
             return d
-        return d - SPREAD_WEIGHT * np.array([reference_spread(r, distance) for r in references])[None, :]
+        return d - spread_weight * np.array([reference_spread(r, distance) for r in references])[None, :]
     groups = [_rows(r, "references") for r in references]
     d = distance_matrix(q, np.concatenate(groups), distance)  # (Q, sum R_k)
     bounds = np.cumsum([0] + [len(g) for g in groups])

@@ -34,7 +34,7 @@ import numpy.typing as npt
 from siamese.errors import ConfigError, DataError
 from siamese.evaluation.calibration import fit_confidence
 from siamese.evaluation.distances import choose_threshold, distance_report
-from siamese.evaluation.fusion import Distance, fit_identity_svms, fused_matrix
+from siamese.evaluation.fusion import SPREAD_WEIGHT, Distance, fit_identity_svms, fused_matrix
 from siamese.names import FUSIONS, check_choice
 
 logger = logging.getLogger(__name__)
@@ -152,6 +152,7 @@ def reference_trials(
     distance: Distance = "euclidean",
     forgeries: tuple[npt.ArrayLike, Sequence[str] | np.ndarray] | None = None,
     svm_c: float = 1.0,
+    spread_weight: float = SPREAD_WEIGHT,
 ) -> Trials:
     """Score every query (and forgery) of an enrolment against the enrolled identities.
 
@@ -165,6 +166,7 @@ def reference_trials(
         forgeries: optional `(F, D)` skilled-forgery embeddings and `(F,)` the identity each
             imitates; forgeries of identities that are not enrolled are left out.
         svm_c: C of the SVMs.
+        spread_weight: the weight of the reference spread in "adaptive".
 
     Raises:
         DataError: fewer than two enrolled identities (no impostor trials).
@@ -180,7 +182,7 @@ def reference_trials(
     scorers = fit_identity_svms(refs, svm_c) if rule == "svm" else None
     column = {name: k for k, name in enumerate(enrolment.identities)}
     q = enrolment.queries
-    fused = fused_matrix(emb[q], refs, rule, distance, scorers)  # (Q, K)
+    fused = fused_matrix(emb[q], refs, rule, distance, scorers, spread_weight)  # (Q, K)
     own = np.array([column[name] for name in lab[q]])  # (Q,)
     genuine = fused[np.arange(len(q)), own]  # (Q,)
     impostor = fused[np.arange(fused.shape[1])[None, :] != own[:, None]]  # (Q * (K - 1),)
@@ -189,7 +191,7 @@ def reference_trials(
         f_emb, f_lab = np.asarray(forgeries[0], dtype=np.float64), np.asarray(forgeries[1]).astype(str)
         keep = np.flatnonzero(np.isin(f_lab, enrolment.identities))
         if len(keep):
-            f_fused = fused_matrix(f_emb[keep], refs, rule, distance, scorers)  # (F, K)
+            f_fused = fused_matrix(f_emb[keep], refs, rule, distance, scorers, spread_weight)  # (F, K)
             cols = np.array([column[name] for name in f_lab[keep]])
             parts.append((f_fused[np.arange(len(keep)), cols], "skilled"))
     distances = np.concatenate([d for d, _ in parts])

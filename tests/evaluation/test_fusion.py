@@ -41,6 +41,12 @@ def test_adaptive_by_hand() -> None:
     assert reference_spread(REFS) == pytest.approx(spread)
     expected = np.array([5 / 3, 10 / 3]) - SPREAD_WEIGHT * spread
     assert fused_distances(QUERIES, REFS, "adaptive").tolist() == pytest.approx(expected.tolist())
+    # weight 0 is the template rule; the weight scales the offset
+    assert fused_distances(QUERIES, REFS, "adaptive", spread_weight=0.0).tolist() == pytest.approx(
+        [5 / 3, 10 / 3]
+    )
+    two = fused_matrix(QUERIES, [REFS], "adaptive", spread_weight=2.0)[:, 0]
+    assert two.tolist() == pytest.approx((np.array([5 / 3, 10 / 3]) - 2.0 * spread).tolist())
     # the offset is per identity: an identity whose references vary more gets a looser threshold
     tight, loose = REFS / 2, REFS * 2
     query = np.array([[10.0, 10.0]])
