@@ -113,6 +113,17 @@ def train_command(
     m_per_class: Annotated[
         int | None, typer.Option(help="Images per identity in a mperclass batch.", rich_help_panel=DATA)
     ] = None,
+    forgery_classes: Annotated[
+        bool | None,
+        typer.Option(
+            "--forgery-classes/--no-forgery-classes",
+            help="In mperclass batches, label each identity's forgeries as a class of their own (arcface, "
+            "cosface, subcenter: a class weight per imitated identity) instead of as plain negatives "
+            "\\[default: the preset's].",
+            show_default=False,
+            rich_help_panel=DATA,
+        ),
+    ] = None,
     rotations: Annotated[
         int | None,
         typer.Option(

@@ -62,6 +62,8 @@ class ImageDataset(Dataset):
         loader: opens a path as a Pillow image.
         transform: Pillow image -> tensor (C, H, W); None returns the Pillow image.
         positions: record positions to serve (default: all records, in order).
+        forgery_classes: label the forgeries of each identity as one class of their own
+            (`ImageIndex.labels(forgery_classes=True)`) instead of one unique label each.
     """
 
     def __init__(
@@ -70,6 +72,7 @@ class ImageDataset(Dataset):
         loader: ImageLoader,
         transform: Transform | None,
         positions: Sequence[int] | None = None,
+        forgery_classes: bool = False,
     ) -> None:
         self.index = index
         self.loader = loader
@@ -77,7 +80,7 @@ class ImageDataset(Dataset):
         self.positions = np.arange(len(index)) if positions is None else np.asarray(positions, dtype=np.int64)
         if self.positions.size and not (0 <= self.positions.min() and self.positions.max() < len(index)):
             raise IndexError(f"positions must lie in [0, {len(index)})")
-        self.labels = index.labels()[self.positions]  # (len(self),)
+        self.labels = index.labels(forgery_classes)[self.positions]  # (len(self),)
 
     def __len__(self) -> int:
         return len(self.positions)

@@ -114,18 +114,27 @@ class ImageIndex:
                 groups.setdefault(r.identity, []).append(i)
         return groups
 
-    def labels(self) -> np.ndarray:
+    def labels(self, forgery_classes: bool = False) -> np.ndarray:
         """Integer class label per record, shape (N,), int64.
 
         Genuine images get the position of their identity in `identities`. Each forgery gets its
         own unique label `len(identities) + k` (k = its rank among the forgeries), so it is never
-        a positive of anything and never forms a class of its own.
+        a positive of anything and never forms a class of its own. With `forgery_classes`, the
+        forgeries of identity i instead share the label `len(identities) + i`: one class per
+        imitated identity, beside (never equal to) the identity's own class.
+
+        >>> forged = [ImageRecord(f"fb{k}", "b", forgery=True) for k in (1, 2)]
+        >>> index = ImageIndex((ImageRecord("a1", "a"), ImageRecord("b1", "b"), *forged), ("a", "b"))
+        >>> index.labels().tolist(), index.labels(forgery_classes=True).tolist()
+        ([0, 1, 2, 3], [0, 1, 3, 3])
         """
         position = {name: i for i, name in enumerate(self.identities)}
         out = np.empty(len(self.records), dtype=np.int64)  # (N,)
         next_forgery = len(self.identities)
         for i, r in enumerate(self.records):
-            if r.forgery:
+            if r.forgery and forgery_classes:
+                out[i] = len(self.identities) + position[r.identity]
+            elif r.forgery:
                 out[i] = next_forgery
                 next_forgery += 1
             else:

@@ -66,6 +66,11 @@ class DataConfig:
         batched_views: make the views of the "views" sampler (self-supervised methods) a batch at
             a time in torch (`siamese.data.BatchViews`, same random draws); False: one image at a
             time in Pillow (`siamese.data.ssl_transform`), the pipeline of earlier versions.
+        forgery_classes: in "mperclass" batches, label each identity's skilled forgeries as one
+            class of their own (`ImageIndex.labels(forgery_classes=True)`), so a margin-softmax
+            loss trains a class weight per imitated identity and pushes its forgeries towards it
+            and away from the identity (SupCon: the forgeries of one identity become positives of
+            one another). False: each forgery is a negative only.
     """
 
     root: str | None = None
@@ -86,6 +91,7 @@ class DataConfig:
     strict: bool = False
     rotations: int = 1
     batched_views: bool = True
+    forgery_classes: bool = False
 
     def __post_init__(self) -> None:
         check_choice(self.preset, names.PRESETS, "preset")
@@ -413,6 +419,12 @@ class TrainConfig:
             notes.append(f"--miner {self.loss.miner} has no effect with --loss {self.loss.name}")
         elif self.loss.miner != "none" and self.sampler != "mperclass":
             notes.append(f"--miner {self.loss.miner} has no effect: mining needs --sampler mperclass")
+        if self.data.forgery_classes and self.data.forgeries is None:
+            notes.append("--forgery-classes has no effect without --forgeries")
+        elif self.data.forgery_classes and self.sampler != "mperclass":
+            notes.append(
+                "--forgery-classes has no effect: it labels the forgeries of --sampler mperclass batches"
+            )
         return notes
 
     def to_dict(self) -> dict[str, Any]:

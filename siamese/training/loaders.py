@@ -62,7 +62,7 @@ class Prepared:
     val_loader: DataLoader
     test_loader: DataLoader
     config: TrainConfig  # the run's config with the batch the loaders use (`fit_train_batch`)
-    num_classes: int | None = None  # training identities, rotated copies included (class-weight losses)
+    num_classes: int | None = None  # training classes (`class_count`): class-weight losses
 
 
 def input_geometry(config: TrainConfig) -> tuple[int, tuple[int, int]]:
@@ -123,7 +123,7 @@ def mperclass_loader(
         seed=config.seed,
         forgeries_per_batch=n_forg,
     )
-    ds = ImageDataset(index, loader, transform)
+    ds = ImageDataset(index, loader, transform, forgery_classes=d.forgery_classes)
     return make_loader(ds, config, batch_sampler=ResumableBatchSampler(sampler), collate_fn=batch_collate)
 
 
@@ -231,5 +231,14 @@ def prepare_data(config: TrainConfig, split: Split | None = None) -> Prepared:
         val_loader=eval_loader(index.subset(split.val), loader, eval_tf, config, seed=config.seed + 1),
         test_loader=eval_loader(index.subset(split.test), loader, eval_tf, config, seed=config.seed + 2),
         config=config,
-        num_classes=len(train_index.identities),
+        num_classes=class_count(train_index, config),
     )
+
+
+def class_count(index: ImageIndex, config: TrainConfig) -> int:
+    """The classes of the training labels (a margin-softmax loss's class weights): one per training
+    identity, and as many again for their forgeries with `forgery_classes` in mperclass batches."""
+    forged = (
+        config.data.forgery_classes and config.sampler == "mperclass" and bool(index.forgeries_by_identity())
+    )
+    return len(index.identities) * (2 if forged else 1)

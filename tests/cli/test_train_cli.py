@@ -112,6 +112,10 @@ def test_train_warns_about_a_flag_the_loss_ignores(tmp_path):
     assert result.exit_code == 0, result.output
     assert "--temperature has no effect with --loss margin" in result.stderr
     assert json.loads((tmp_path / "run" / "config.json").read_text())["loss"]["temperature"] == 0.3
+    result = runner.invoke(app, [*args, *tiny, "--forgery-classes", "--out", str(tmp_path / "run2")])
+    assert result.exit_code == 0, result.output
+    assert "--forgery-classes has no effect without --forgeries" in result.stderr
+    assert json.loads((tmp_path / "run2" / "config.json").read_text())["data"]["forgery_classes"] is True
 
 
 def test_train_arcface_on_tiny_images_writes_a_cosine_model(tmp_path):

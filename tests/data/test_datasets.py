@@ -63,3 +63,10 @@ def test_a_caching_loader_prepares_each_image_once_and_serves_the_same_samples(i
         assert all(torch.equal(a, b) for a, b in zip(ours, reference, strict=True))
     assert len(calls) == len(index) + 2 * len(index)  # once per image cached, every time uncached
     assert not torch.equal(ours[0], cached[0][0])  # the augmentation still draws anew
+
+
+def test_forgery_classes_reach_the_dataset_labels(forgery_folders):
+    index = scan_folder(*forgery_folders)
+    ds = ImageDataset(index, ImageLoader(1), None, forgery_classes=True)
+    assert ds.labels.tolist() == index.labels(forgery_classes=True).tolist()
+    assert ds[len(index) - 1][1] == len(index.identities) + index.identities.index(index.records[-1].identity)

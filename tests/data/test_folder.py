@@ -218,3 +218,16 @@ def test_loaded_rotated_image_is_turned(tmp_path):
         image, label = dataset[i]
         assert label == rotated.identities.index(record.identity)
         np.testing.assert_array_equal(np.asarray(image), np.rot90(pixels, record.turns))  # counter-clockwise
+
+
+def test_forgery_classes_label_each_identity_s_forgeries_as_one_class(forgery_folders):
+    index = scan_folder(*forgery_folders)
+    k = len(index.identities)
+    labels = index.labels(forgery_classes=True)
+    for record, label in zip(index.records, labels, strict=True):
+        position = index.identities.index(record.identity)
+        assert label == (k + position if record.forgery else position)
+    # genuine labels are the same either way; the forged ones collapse to K classes
+    genuine = np.array([not r.forgery for r in index.records])
+    assert labels[genuine].tolist() == index.labels()[genuine].tolist()
+    assert sorted(set(labels[~genuine].tolist())) == list(range(k, 2 * k))

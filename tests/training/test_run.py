@@ -304,6 +304,45 @@ def test_margin_softmax_class_weights_train_at_their_lr_and_stay_out_of_the_mode
     assert 0 <= summary["test"]["eer"] <= 1
 
 
+def test_forgery_classes_train_one_class_weight_per_imitated_identity(tmp_path):
+    genuine = write_identity_folder(tmp_path / "genuine", n_identities=8, n_images=5, seed=1)
+    forged = write_identity_folder(tmp_path / "forged", n_identities=8, n_images=3, seed=2)
+    opts = dict(
+        root=str(genuine),
+        forgeries=str(forged),
+        loss="arcface",
+        epochs=2,
+        batch_size=8,
+        m_per_class=2,
+        samples_per_epoch=32,
+        eval_pairs=16,
+        val_fraction=0.25,
+        test_fraction=0.25,
+        embedding_dim=8,
+        lr=2e-3,
+    )
+    watched = {}
+    for classes in (False, True):
+        watch = _ClassWeights()
+        cfg = build_train_config(
+            "digits", **opts, forgery_classes=classes, out=str(tmp_path / f"run{classes}")
+        )
+        train(cfg, callbacks=[watch])
+        watched[classes] = watch
+    # 4 training writers: 4 class weights, or 4 + 4 with a class per writer's forgeries
+    assert watched[False].start.shape == (8, 4) and watched[True].start.shape == (8, 8)
+    moved = (watched[True].end - watched[True].start).abs().amax(dim=0)  # (8,) per class
+    assert (moved[4:] > 1e-3).all()  # the forgery classes are trained (their images are labelled)
+    with_forgeries = build_train_config("digits", **opts, forgery_classes=True)
+    assert with_forgeries.ignored_options() == []
+    assert build_train_config(
+        "digits", **{**opts, "forgeries": None}, forgery_classes=True
+    ).ignored_options() == ["--forgery-classes has no effect without --forgeries"]
+    assert "--forgery-classes has no effect" in " ".join(
+        build_train_config("digits", **{**opts, "loss": "margin"}, forgery_classes=True).ignored_options()
+    )
+
+
 def test_tta_flip_is_the_runs_default_and_its_threshold_is_chosen_with_it(tmp_path):
     from siamese.inference import Verifier
     from siamese.models.checkpoint import load_checkpoint
