@@ -241,14 +241,8 @@ def fused_distances(
     [3.0]
     """
     _check_rule(rule, scorer)
-    if rule == "svm":
-        assert scorer is not None
-        return scorer.distance(queries)
-    if rule in ("template", "adaptive"):
-        d = distance_matrix(queries, reference_template(references, distance)[None, :], distance)[:, 0]
-        return d - spread_weight * reference_spread(references, distance) if rule == "adaptive" else d
-    d = distance_matrix(queries, references, distance)  # (Q, R)
-    return d.mean(axis=1) if rule == "mean" else d.min(axis=1)
+    scorers = None if scorer is None else [scorer]
+    return fused_matrix(queries, [references], rule, distance, scorers, spread_weight)[:, 0]
 
 
 def fused_matrix(
