@@ -46,7 +46,7 @@ Distance = str | PairMetric
 # The "adaptive" rule's weight of the reference spread. Chosen on validation identities only (the
 # writers/people that calibrate thresholds, never the test ones) of all 5 CEDAR and 4 ORL folds:
 # 0 (plain template), 0.25, 0.5, 0.75, 1; from 0.25 to 0.75 all lowered their EER at R >= 3, and at
-# weights near 1 the spread of a few references is too noisy a per-identity offset.
+# 1 CEDAR's random-forgery EER rose again (`benchmarks/spread_weight.py`).
 SPREAD_WEIGHT = 0.5
 
 _EPS = 1e-8  # the norm floor of torch's cosine_similarity, so cosine distances match pair_distance
