@@ -265,6 +265,21 @@ class _ClassWeights(Callback):
         self.end = trainer.method.loss.W.detach().clone()
 
 
+# 2 epochs of a margin-softmax loss on 4 training identities of tiny images
+TINY_CLASS_WEIGHTS = dict(
+    loss="arcface",
+    epochs=2,
+    batch_size=8,
+    m_per_class=2,
+    samples_per_epoch=32,
+    eval_pairs=16,
+    val_fraction=0.25,
+    test_fraction=0.25,
+    embedding_dim=8,
+    lr=2e-3,
+)
+
+
 @pytest.mark.parametrize("loss", ["arcface", "cosface", "subcenter"])
 def test_margin_softmax_class_weights_train_at_their_lr_and_stay_out_of_the_model(tmp_path, loss):
     from safetensors.torch import load_file
@@ -273,16 +288,7 @@ def test_margin_softmax_class_weights_train_at_their_lr_and_stay_out_of_the_mode
     cfg = build_train_config(
         "digits",
         root=str(data),
-        loss=loss,
-        epochs=2,
-        batch_size=8,
-        m_per_class=2,
-        samples_per_epoch=32,
-        eval_pairs=16,
-        val_fraction=0.25,
-        test_fraction=0.25,
-        embedding_dim=8,
-        lr=2e-3,
+        **{**TINY_CLASS_WEIGHTS, "loss": loss},
         lr_multiplier=4.0,
         out=str(tmp_path / "run"),
     )
@@ -307,20 +313,7 @@ def test_margin_softmax_class_weights_train_at_their_lr_and_stay_out_of_the_mode
 def test_forgery_classes_train_one_class_weight_per_imitated_identity(tmp_path):
     genuine = write_identity_folder(tmp_path / "genuine", n_identities=8, n_images=5, seed=1)
     forged = write_identity_folder(tmp_path / "forged", n_identities=8, n_images=3, seed=2)
-    opts = dict(
-        root=str(genuine),
-        forgeries=str(forged),
-        loss="arcface",
-        epochs=2,
-        batch_size=8,
-        m_per_class=2,
-        samples_per_epoch=32,
-        eval_pairs=16,
-        val_fraction=0.25,
-        test_fraction=0.25,
-        embedding_dim=8,
-        lr=2e-3,
-    )
+    opts = dict(root=str(genuine), forgeries=str(forged), **TINY_CLASS_WEIGHTS)
     watched = {}
     for classes in (False, True):
         watch = _ClassWeights()
