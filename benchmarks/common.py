@@ -14,6 +14,7 @@ import json
 import logging
 import os
 import platform
+import subprocess
 import sys
 import time
 from collections.abc import Callable, Sequence
@@ -48,6 +49,8 @@ from siamese.training.run import train
 logger = logging.getLogger("benchmarks")
 
 RESULTS_DIR = Path(__file__).resolve().parent / "results"
+"""The stored results: `canonical/` (behind the published tables), `experiments/<benchmark>/` (where
+a result goes when `--out` is left at this folder), `smoke/` (git-ignored) and the generated INDEX.md."""
 EMBED_BATCH = 64
 TEST_FAR = 1e-2
 
@@ -97,7 +100,12 @@ def base_parser(
     p.add_argument("--folds", type=int, default=folds, help=folds_help or f"folds to run (of {folds})")
     p.add_argument("--budget", type=float, default=None, help=budget_help)
     p.add_argument("--seed", type=int, default=0, help="seed of folds, validation subsets, training")
-    p.add_argument("--out", type=Path, default=RESULTS_DIR, help="where <name>.json/.md go")
+    p.add_argument(
+        "--out",
+        type=Path,
+        default=RESULTS_DIR,
+        help="where <name>.json/.md go (default: benchmarks/results/experiments/<name>/, time-stamped)",
+    )
     if work_dir:
         p.add_argument(
             "--work-dir", type=Path, default=Path("runs") / "benchmarks", help="run directories (checkpoints)"
@@ -663,25 +671,69 @@ def machine() -> dict[str, Any]:
         "torch": torch.__version__,
         "python": platform.python_version(),
         "cuda": torch.cuda.is_available(),
+        "gpu": torch.cuda.get_device_name() if torch.cuda.is_available() else None,
     }
 
 
+def git_state(cwd: Path = Path(__file__).resolve().parent) -> dict[str, Any] | None:
+    """`{"commit": HEAD's hash, "dirty": uncommitted changes to tracked files}` of the checkout holding
+    `cwd`, or None outside a git checkout (or without git)."""
+    try:
+        head = subprocess.run(["git", "rev-parse", "HEAD"], cwd=cwd, capture_output=True, text=True)
+        status = subprocess.run(
+            ["git", "status", "--porcelain", "--untracked-files=no"], cwd=cwd, capture_output=True, text=True
+        )
+    except OSError:
+        return None
+    if head.returncode != 0 or status.returncode != 0:
+        return None
+    return {"commit": head.stdout.strip(), "dirty": bool(status.stdout.strip())}
+
+
+def result_stem(out_dir: Path, name: str, smoke: bool, finished: datetime) -> Path:
+    """Where `write_results` puts `<stem>.json` and `<stem>.md`.
+
+    `--out` left at `RESULTS_DIR` (the default) files a result as an experiment,
+    `experiments/<name>/<name>_<UTC time>`, so no run overwrites another or a published result, and a
+    smoke run as `smoke/<name>`; any other folder (e.g. `benchmarks/results/canonical` to refresh a
+    published result) gets `<name>` (`<name>-smoke` for smoke runs), as given.
+    """
+    if out_dir.resolve() != RESULTS_DIR.resolve():
+        return out_dir / (f"{name}-smoke" if smoke else name)
+    if smoke:
+        return RESULTS_DIR / "smoke" / name
+    return RESULTS_DIR / "experiments" / name / f"{name}_{finished:%Y%m%d-%H%M%S}"
+
+
 def write_results(out_dir: Path, name: str, payload: dict[str, Any], markdown: str, smoke: bool) -> Path:
-    """Write `<name>.json` and `<name>.md` (`<name>-smoke.*` for smoke runs), print the table."""
-    out_dir.mkdir(parents=True, exist_ok=True)
-    stem = out_dir / (f"{name}-smoke" if smoke else name)
+    """Write the result's `.json` envelope and `.md` table (where: `result_stem`), print the table.
+
+    The envelope records the benchmark, the command, the finish time, the machine and the git commit
+    (`git_state`) before the payload. A result written under `RESULTS_DIR` (not a smoke run) also
+    regenerates `RESULTS_DIR/INDEX.md`.
+    """
+    finished = datetime.now(timezone.utc)
+    stem = result_stem(out_dir, name, smoke, finished)
+    stem.parent.mkdir(parents=True, exist_ok=True)
     payload = {
         "benchmark": name,
         "smoke": smoke,
         "command": " ".join([Path(sys.argv[0]).as_posix(), *sys.argv[1:]]),
-        "finished": datetime.now(timezone.utc).isoformat(timespec="seconds"),
+        "finished": finished.isoformat(timespec="seconds"),
         "machine": machine(),
+        "git": git_state(),
         **payload,
     }
-    stem.with_suffix(".json").write_text(json.dumps(payload, indent=2, default=_jsonable) + "\n")
-    stem.with_suffix(".md").write_text(markdown + "\n")
+    # not `with_suffix`: a stem may hold a dot of its own (`finetune_orl_share-0.25`)
+    json_path, md_path = stem.parent / f"{stem.name}.json", stem.parent / f"{stem.name}.md"
+    json_path.write_text(json.dumps(payload, indent=2, default=_jsonable) + "\n")
+    md_path.write_text(markdown + "\n")
     print(markdown)
-    print(f"\nresults: {stem}.json, {stem}.md")
+    print(f"\nresults: {json_path}, {md_path}")
+    if not smoke and stem.resolve().is_relative_to(RESULTS_DIR.resolve()):
+        from results_index import write_index  # beside this file, like `common` for the scripts
+
+        print(f"index: {write_index(RESULTS_DIR)}")
     return stem
 
 

@@ -21,7 +21,7 @@ identity-disjoint folds, preset `face`) and `cedar.py` (CEDAR, 5 writer-disjoint
    validation pairs, metrics on the test pairs (ORL: all pairs; CEDAR: skilled and random forgeries).
 
 Reported per fold and as mean ± std: EER and AUC both ways, and the wall times (scratch T; pretrain,
-fine-tune and their total). Results: `results/finetune_<dataset>.{json,md}`.
+fine-tune and their total). Published results: `results/canonical/finetune_<dataset>.{json,md}`.
 
 DATA_ROOT is the folder holding the datasets: `att_faces/` (ORL) and `cedar/` (`genuine/`, `forged/`).
 

@@ -14,7 +14,7 @@ Run `benchmarks/orl.py` on the copy for the same protocol (4 identity-disjoint f
 our wall time) on relit faces; the copy goes wherever OUT says, never into the repository:
 
     python benchmarks/relight.py ../shared/data/att_faces /tmp/att_relit
-    python benchmarks/orl.py /tmp/att_relit --out /tmp/relit   # then copy as results/orl_relit.*
+    python benchmarks/orl.py /tmp/att_relit --out /tmp/relit   # published as results/canonical/orl_relit.*
 """
 
 from __future__ import annotations

@@ -19,7 +19,7 @@ peers) run with `--methods`.
 `--step-rates STEPS` measures per-image speed like for like instead: ours (`Trainer.step`, at its
 default precision and at `--precision fp32`) and lightly's same method time STEPS training steps
 each on the same pre-loaded batches of views (data loading, per-epoch monitoring and setup out of
-all), taking turns for 3 rounds (median kept): `results/selfsup_omniglot_steps.{json,md}`.
+all), taking turns for 3 rounds (median kept): `results/canonical/selfsup_omniglot_steps.{json,md}`.
 
     python benchmarks/selfsup.py ../shared/data/omniglot --budget 180 [--methods simclr,byol] [--smoke]
     python benchmarks/selfsup.py ../shared/data/omniglot --step-rates 20
@@ -290,7 +290,7 @@ def main() -> None:
         default=0,
         metavar="STEPS",
         help="instead of pretraining: time STEPS training steps per method, ours and lightly's, "
-        "on the same pre-loaded batches (results/selfsup_omniglot_steps.*)",
+        "on the same pre-loaded batches (results/canonical/selfsup_omniglot_steps.*)",
     )
     parser.add_argument("--no-references", action="store_true", help="skip the supervised ceiling and floors")
     args = parse_args(parser, "Omniglot", ("background", "one_shot_runs"), PRESET, root="background")

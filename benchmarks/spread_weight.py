@@ -97,7 +97,12 @@ def main() -> None:
         "--seed", type=int, default=0, help="the benchmark's --seed (reference draws: seed + fold)"
     )
     p.add_argument("--device", default="cpu", help="cpu or cuda")
-    p.add_argument("--out", type=Path, default=RESULTS_DIR, help="where <name>.json/.md go")
+    p.add_argument(
+        "--out",
+        type=Path,
+        default=RESULTS_DIR,
+        help="where <name>.json/.md go (default: benchmarks/results/experiments/<name>/, time-stamped)",
+    )
     p.add_argument("--smoke", action="store_true", help="score the benchmark's --smoke run (R = 3 only)")
     args = p.parse_args()
     logging.basicConfig(level=logging.WARNING, format="%(message)s")
