@@ -2,14 +2,20 @@
 
 from __future__ import annotations
 
+import doctest
 import math
 
 import numpy as np
 import pytest
 
+from siamese.training import selection
 from siamese.training.selection import SELECT_RULES, eer_standard_error, select_epoch
 
 NAN = float("nan")
+
+
+def test_doctests() -> None:
+    assert doctest.testmod(selection).failed == 0
 
 
 def test_standard_error_by_hand() -> None:
