@@ -1,1 +1,1 @@
-"""The `siamese` command line (the design card's "cli"): a Typer app in `siamese.cli.app`."""
+"""The `siamese` command line: a Typer app in `siamese.cli.app`."""

@@ -208,11 +208,10 @@ PRESETS: dict[str, Preset] = {
         scale=(0.9, 1.1),
         brightness=0.2,
         contrast=0.2,
-        erase=0.5,  # ORL 4-fold, 20 epochs: mean test EER 11.4% -> 10.1%
+        erase=0.5,
         view_augment=ViewAugment(),  # the defaults: SimCLR's recipe without colour
         training={
-            # ORL 4 folds (benchmarks/orl.py): test EER 10.48% with supcon -> 7.27% with arcface
-            # (cosface 7.55%); with 5 enrolled images, best fusion 3.50% -> 0.94% (svm)
+            # How each preset's values were chosen, with the measurements: docs/presets.md
             "loss": "arcface",
             "select": "last",  # 6-8 validation people: their per-epoch EER is too noisy to pick an epoch
             "epochs": 30,
@@ -245,7 +244,7 @@ PRESETS: dict[str, Preset] = {
         view_augment=replace(_HANDWRITING_VIEWS, degrees=5.0, blur_sigma=(0.1, 1.5)),
         training={
             "loss": "supcon",
-            "epochs": 6,  # 155x220 inputs: ~75 s per epoch of CEDAR on a 2-core CPU
+            "epochs": 6,
             "embedding_dim": 128,
             "batch_size": 32,
             "encoder_kwargs": {"stem_stride": 2, "grid": 2, "dropout": 0.3},
@@ -272,7 +271,7 @@ PRESETS: dict[str, Preset] = {
             "m_per_class": 16,  # only 6 training digits: 4 per batch
             "encoder_kwargs": {"grid": 2},
         },
-        # `siamese pretrain` without DATA: 3 epochs of every method reach >= 95% k-NN in < 40 s
+        # `siamese pretrain` without DATA: a quick first run
         pretraining={"epochs": 3},
     ),
     "glyphs": Preset(
@@ -317,21 +316,18 @@ PRESETS: dict[str, Preset] = {
         view_augment=replace(_HANDWRITING_VIEWS, crop_scale=(0.6, 1.0), crop_ratio=(3 / 4, 4 / 3)),
         training={
             "loss": "supcon",
-            "epochs": 12,  # 4 rotations: an epoch is 4x the images, ~70 s on 2 cores (bf16); 8 epochs: 90.5%
+            "epochs": 12,  # 4 rotations: an epoch is 4x the images
             "embedding_dim": 128,
             "batch_size": 64,
-            "encoder_kwargs": {"grid": 3},  # where the strokes are; 12 epochs: grid 2 91.75%, grid 3 92.25%
-            "rotations": 4,  # 8 background alphabets, 6 epochs: 85.5% -> 88.25% 20-way one-shot
+            "encoder_kwargs": {"grid": 3},  # pooling that keeps where the strokes are
+            "rotations": 4,  # each quarter turn as a new character
         },
         # Pretraining sees every image in two views per step: 28x28 (as classic few-shot Omniglot)
         # is ~5x cheaper than 64x64, and large batches give NT-Xent/InfoNCE enough negatives.
         pretraining={"image_size": (28, 28), "batch_size": 256},
-        # BYOL has no negatives to gain from a large batch: in 180 s, batch 256 43.75%, 128 47.75%,
-        # 64 49.25% 20-way one-shot (seed 0; seed 1 gave 43.25% at 64), 16 epochs each with the
-        # per-image views: more steps for the momentum target to follow. With the batched views,
-        # batch 64, seeds 0/1/2 (19 epochs, ~1,400 steps): tau 0.99 50.50/45.25/49.00%, 0.98
-        # 55.00/47.50/52.00%, 0.96 59.25/51.00/56.00%, 0.92 60.75/56.00/57.75%: over so few steps
-        # a target that follows faster (still rising to 1 by the cosine schedule) learns more.
+        # BYOL has no negatives to gain from a large batch: a smaller one gives more steps, and over
+        # so few steps a target that follows faster (still rising to 1 by the cosine schedule)
+        # learns more.
         method_pretraining={"byol": {"batch_size": 64, "momentum": 0.92}},
     ),
 }
