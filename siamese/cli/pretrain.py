@@ -78,7 +78,15 @@ def pretrain_command(
     lr: Annotated[float | None, _opt("Peak learning rate (1e-3).", RUN)] = None,
     weight_decay: Annotated[float | None, _opt("AdamW weight decay (1e-4).", RUN)] = None,
     max_minutes: Annotated[
-        float | None, _opt("Stop after the epoch that would overrun this budget.", RUN)
+        float | None, _opt("Time cap: stop after the epoch that would overrun it (see --minutes).", RUN)
+    ] = None,
+    minutes: Annotated[
+        float | None,
+        _opt(
+            "Pretrain for this many minutes: the first epoch's pace fixes the epochs (instead of "
+            "--epochs), the learning-rate and momentum schedules span them, the run ends on time.",
+            RUN,
+        ),
     ] = None,
     out: Annotated[Path | None, _opt("Run directory (default runs/<time>-<method>).", RUN)] = None,
     save_every: Annotated[int | None, _opt("Also save a resumable state every N steps.", RUN)] = None,

@@ -21,16 +21,15 @@ from siamese.training.trainer import Callback, Trainer
 class RichProgress(Callback):
     """One bar per epoch with the running loss, and one summary line per finished epoch."""
 
-    def __init__(self, console: Console, epochs: int) -> None:
+    def __init__(self, console: Console) -> None:
         self.console = console
-        self.epochs = epochs
         self.progress: Progress | None = None
         self.task: Any = None
         self.running = 0.0
 
     def on_epoch_start(self, trainer: Trainer, epoch: int, num_steps: int) -> None:
         self.progress = Progress(
-            TextColumn(f"epoch {epoch + 1}/{self.epochs}"),
+            TextColumn(f"epoch {epoch + 1}/{trainer.epochs}"),
             BarColumn(),
             MofNCompleteColumn(),
             TextColumn("loss {task.fields[loss]:.4f}"),
@@ -61,9 +60,8 @@ class RichProgress(Callback):
 class EpochLine(Callback):
     """Prints one line per epoch after validation ran."""
 
-    def __init__(self, console: Console, epochs: int) -> None:
+    def __init__(self, console: Console) -> None:
         self.console = console
-        self.epochs = epochs
 
     SHOWN = (
         ("val_loss", "val loss", ".4f"),
@@ -74,7 +72,7 @@ class EpochLine(Callback):
     """The metrics an epoch line shows when the epoch measured them: (key, label, format)."""
 
     def on_epoch_end(self, trainer: Trainer, epoch: int, metrics: dict[str, float]) -> None:
-        parts = [f"epoch {epoch + 1}/{self.epochs}", f"train loss {metrics['train_loss']:.4f}"]
+        parts = [f"epoch {epoch + 1}/{trainer.epochs}", f"train loss {metrics['train_loss']:.4f}"]
         for key, label, spec in self.SHOWN:
             value = metrics.get(key)
             if value is not None and value == value:  # measured this epoch (not NaN)
@@ -121,8 +119,7 @@ def run_with_progress(run: Any, config: Any, resume: bool) -> dict:
     from siamese.cli.common import console
     from siamese.training.run import TrainingInterrupted
 
-    epochs = config.optim.epochs
-    callbacks = [RichProgress(console, epochs), EpochLine(console, epochs), StopOnSigint(console)]
+    callbacks = [RichProgress(console), EpochLine(console), StopOnSigint(console)]
     try:
         return run(config, callbacks=callbacks, resume=resume)
     except TrainingInterrupted as exc:

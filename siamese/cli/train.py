@@ -307,7 +307,18 @@ def train_command(
     max_minutes: Annotated[
         float | None,
         typer.Option(
-            help="Training time budget: stop after the epoch that would overrun it.", rich_help_panel=OPTIM
+            help="Training time cap: stop after the epoch that would overrun it (cuts the schedules; "
+            "see --minutes).",
+            rich_help_panel=OPTIM,
+        ),
+    ] = None,
+    minutes: Annotated[
+        float | None,
+        typer.Option(
+            help="Train for this many minutes: the first epoch's pace fixes the epochs (instead of "
+            "--epochs), the learning-rate schedule spans them, the run ends on time; recorded in the "
+            "run's config.json (validation included; data loading and the final test are not).",
+            rich_help_panel=OPTIM,
         ),
     ] = None,
     save_every: Annotated[

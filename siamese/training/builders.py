@@ -6,7 +6,6 @@ import logging
 from pathlib import Path
 from typing import Any, TypeVar
 
-import numpy as np
 import torch
 from torch import nn
 
@@ -16,9 +15,11 @@ from siamese.errors import CheckpointError, ConfigError
 from siamese.losses import get_loss, get_miner, loss_needs_classes
 from siamese.models import Encoder, get_encoder
 from siamese.models.checkpoint import load_checkpoint
-from siamese.training.callbacks import CheckpointCallback, CSVLogger, TimeBudget
+from siamese.training.budget import time_budgets
+from siamese.training.callbacks import CheckpointCallback, CSVLogger
 from siamese.training.config import TrainConfig
 from siamese.training.methods import METHODS, Method, SupervisedMethod
+from siamese.training.schedules import WarmupCosine
 from siamese.training.trainer import Callback, Trainer
 
 logger = logging.getLogger(__name__)
@@ -112,15 +113,7 @@ def build_optimizer(
         )
     else:
         opt = torch.optim.AdamW(groups, lr=o.lr, weight_decay=o.weight_decay)
-    total = max(o.epochs * steps_per_epoch, 1)
-    warmup = min(int(o.warmup_epochs * steps_per_epoch), total - 1)
-
-    def factor(step: int) -> float:
-        if step < warmup:
-            return (step + 1) / warmup
-        progress = (step - warmup) / max(total - warmup, 1)
-        return 0.5 * (1 + np.cos(np.pi * min(progress, 1.0)))
-
+    factor = WarmupCosine(int(o.warmup_epochs * steps_per_epoch), o.epochs * steps_per_epoch)
     return opt, torch.optim.lr_scheduler.LambdaLR(opt, factor)
 
 
@@ -164,7 +157,7 @@ def build_trainer(
     checkpoints = CheckpointCallback(
         run_dir, checkpoint_metadata(config, data), save_every=config.save_every, select=select
     )
-    budget = [TimeBudget(config.max_minutes * 60)] if config.max_minutes else []
+    budget = time_budgets(config, run_dir)
     trainer = Trainer(
         method,
         optimizer,

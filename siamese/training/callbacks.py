@@ -127,7 +127,9 @@ class CheckpointCallback(Callback):
 
 
 class TimeBudget(Callback):
-    """Ends training normally once another epoch would exceed `seconds` of wall-clock time.
+    """Ends training normally once another epoch would exceed `seconds` of wall-clock time: a hard
+    cap (`--max-minutes`) that cuts the schedules where it binds (a warning says so);
+    `siamese.training.budget.PlannedBudget` plans the epochs to fit instead (`--minutes`).
 
     Args:
         seconds: budget for the fit, validation included.
@@ -144,5 +146,12 @@ class TimeBudget(Callback):
     def on_epoch_end(self, trainer: Trainer, epoch: int, metrics: dict[str, float]) -> None:
         self.epochs += 1
         elapsed = time.perf_counter() - self.start
-        if elapsed * (self.epochs + 1) / self.epochs > self.seconds:
+        if elapsed * (self.epochs + 1) / self.epochs > self.seconds and epoch + 1 < trainer.epochs:
             trainer.finish_requested = True
+            logger.warning(
+                "time cap of %.1f min: stopping after epoch %d of %d, which cuts the learning-rate "
+                "schedule (--minutes plans the epochs to fit the time instead)",
+                self.seconds / 60,
+                epoch + 1,
+                trainer.epochs,
+            )

@@ -324,7 +324,16 @@ class TrainConfig:
         target_far: FAR target of the "far" threshold rule.
         save_every: also save a resumable training state every this many steps (0 = per epoch only).
         skip_nonfinite: skip batches with a NaN/inf loss instead of stopping the run.
-        max_minutes: stop after the epoch at which another would exceed this training time.
+        max_minutes: a hard cap on the training time: stop after the epoch at which another would
+            exceed it (this cuts the learning-rate and momentum schedules; see `minutes`).
+        minutes: plan the run for this many minutes of training (each epoch's evaluation and
+            checkpoints included; reading the data before and the final test after are not):
+            the pace of the first epoch fixes the number of epochs, the learning-rate and momentum
+            schedules span them, and the run stops on time (`siamese.training.budget`). Replaces
+            `optim.epochs`, which then only sizes the schedules until the plan; with `max_minutes`
+            the plan is for the smaller of the two.
+        planned_epochs: the epochs `minutes` allows, recorded by the run once measured (None
+            before); a resumed run keeps this plan instead of measuring again.
         select: which epoch's weights the run keeps as its model (`checkpoints/best.*`, used for
             the test and by inference): "best" = lowest validation EER, "last" = the final epoch
             (better when the validation identities are too few for a reliable per-epoch EER).
@@ -348,6 +357,8 @@ class TrainConfig:
     save_every: int = 0
     skip_nonfinite: bool = False
     max_minutes: float | None = None
+    minutes: float | None = None
+    planned_epochs: int | None = None
     select: str = "best"
     tta: str = "none"
 
@@ -360,6 +371,10 @@ class TrainConfig:
         _positive(self.save_every, "save every", allow_zero=True)
         if self.max_minutes is not None:
             _positive(self.max_minutes, "max minutes")
+        if self.minutes is not None:
+            _positive(self.minutes, "minutes")
+        if self.planned_epochs is not None and (self.minutes is None or self.planned_epochs < 1):
+            raise ConfigError(f"planned epochs must be >= 1 and come with minutes, got {self.planned_epochs}")
         if not 0 < self.target_far < 1:
             raise ConfigError(f"target FAR must be in (0, 1), got {self.target_far}")
         sampler, allowed = self.sampler, self.samplers
@@ -483,6 +498,10 @@ def build_train_config(preset: str | None = None, **options: Any) -> TrainConfig
         preset = "face" if options.get("root") is not None else "digits" if ssl else "glyphs"
     check_choice(preset, names.PRESETS, "preset")
     given = {k: v for k, v in options.items() if v is not None}
+    if "minutes" in given and "epochs" in given:
+        raise ConfigError(
+            "--minutes plans the epochs from the measured pace: give --epochs or --minutes, not both"
+        )
     defaults = dict(PRESETS[preset].training)
     if given.get("method", "supervised") in names.SSL_METHODS:
         defaults.update(PRESETS[preset].pretraining_for(given["method"]))

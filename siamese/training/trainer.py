@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import itertools
 import logging
 import math
 from collections.abc import Iterable, Sequence
@@ -104,6 +105,7 @@ class Trainer:
         self.epoch = 0
         self.step_in_epoch = 0
         self.global_step = 0
+        self.epochs = 0  # set by `fit`; a time budget may re-plan it (`siamese.training.budget`)
         self.total_steps = 0  # set by `fit`: epochs x batches, for the methods' schedules
         self.skipped_steps = 0
         self.epoch_loss = (0.0, 0)  # running (sum, count) of this epoch's training loss
@@ -188,15 +190,18 @@ class Trainer:
 
         Args:
             train_loader: a DataLoader; its dataset and batch sampler get `set_epoch` when they have it.
-            epochs: total number of epochs.
+            epochs: total number of epochs; a callback may re-plan `self.epochs` and
+                `self.total_steps` (a time budget: `siamese.training.budget.PlannedBudget`).
             start_epoch: first epoch to run (when resuming).
             start_step: batches of `start_epoch` already done (when resuming mid-epoch); needs a
                 batch sampler with a `skip` attribute (`siamese.data.ResumableBatchSampler`).
         """
-        self.total_steps = epochs * len(train_loader)
+        self.epochs, self.total_steps = epochs, epochs * len(train_loader)
         for cb in self.callbacks:
             cb.on_fit_start(self)
-        for epoch in range(start_epoch, epochs):
+        for epoch in itertools.count(start_epoch):
+            if epoch >= self.epochs:
+                break
             self.epoch = epoch
             self.step_in_epoch = start_step if epoch == start_epoch else 0
             for obj in (train_loader.dataset, getattr(train_loader, "batch_sampler", None)):
