@@ -16,7 +16,14 @@ from siamese.data.datasets import ImageDataset
 from siamese.data.digits import default_cache_dir, materialize_digits
 from siamese.data.folder import ImageIndex, ImageRecord, list_images, rotated_classes, scan_folder
 from siamese.data.glyphs import materialize_embedded, materialize_glyphs
-from siamese.data.images import IMAGE_EXTENSIONS, ImageLoader, is_image_file, open_image, to_mode
+from siamese.data.images import (
+    IMAGE_EXTENSIONS,
+    ImageLoader,
+    decode_image,
+    is_image_file,
+    open_image,
+    to_mode,
+)
 from siamese.data.inputs import EmbeddingInput, list_inputs
 from siamese.data.oneshot_runs import OneShotRun, list_oneshot_runs, read_oneshot_run
 from siamese.data.pair_files import generate_pairs, read_pairs, write_pairs_csv
@@ -79,6 +86,7 @@ __all__ = [
     "multicrop_transform",
     "multiview_collate",
     "open_image",
+    "decode_image",
     "pair_collate",
     "preprocessing_spec",
     "read_oneshot_run",

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import io
 import logging
 import os
 import warnings
@@ -100,25 +101,47 @@ def open_image(path: str | os.PathLike, channels: int) -> Image.Image:
         raise ImageError(f"cannot read image {path}: not a file")
     if size == 0:
         raise ImageError(f"cannot read image {path}: empty file (0 bytes)")
+    return _decode(path, str(path), channels)
+
+
+def decode_image(data: bytes, channels: int, name: str = "upload") -> Image.Image:
+    """Decode an encoded image held in memory (an upload, a database blob) like `open_image`.
+
+    Args:
+        data: the encoded bytes (PNG, JPEG, ...).
+        channels: 1 for grayscale "L", 3 for "RGB".
+        name: what messages call the image.
+
+    Raises:
+        ImageError: empty, truncated, corrupt, oversized or non-image bytes (message names `name`).
+    """
+    _check_channels(channels)
+    if not data:
+        raise ImageError(f"cannot read image {name}: empty (0 bytes)")
+    return _decode(io.BytesIO(data), name, channels)
+
+
+def _decode(source: Path | io.BytesIO, name: str, channels: int) -> Image.Image:
+    """Decode completely, apply the EXIF orientation and convert; every failure an `ImageError`."""
     try:
         with warnings.catch_warnings():
             warnings.simplefilter("error", Image.DecompressionBombWarning)
-            with Image.open(path) as img:
+            with Image.open(source) as img:
                 img.load()
                 ImageOps.exif_transpose(img, in_place=True)
     except (Image.DecompressionBombError, Image.DecompressionBombWarning) as exc:
-        raise ImageError(f"cannot read image {path}: too large (decompression-bomb guard): {exc}") from exc
+        raise ImageError(f"cannot read image {name}: too large (decompression-bomb guard): {exc}") from exc
     except UnidentifiedImageError as exc:
-        raise ImageError(f"cannot read image {path}: not a recognised image format") from exc
+        raise ImageError(f"cannot read image {name}: not a recognised image format") from exc
     except MemoryError:
         raise
     except Exception as exc:  # Pillow's decoders raise many types (OSError, SyntaxError, struct.error...)
         reason = f"{type(exc).__name__}: {exc}"
-        raise ImageError(f"cannot read image {path}: corrupt or truncated ({reason})") from exc
+        raise ImageError(f"cannot read image {name}: corrupt or truncated ({reason})") from exc
     try:
         return to_mode(img, channels)
     except (OSError, ValueError) as exc:
-        raise ImageError(f"cannot read image {path}: unsupported image mode {img.mode!r} ({exc})") from exc
+        raise ImageError(f"cannot read image {name}: unsupported image mode {img.mode!r} ({exc})") from exc
 
 
 class ImageLoader:

@@ -5,7 +5,15 @@ or matplotlib (so `siamese verify` stays fast); pyarrow, onnx and onnxruntime ar
 the functions that need them.
 """
 
-from siamese.inference.embedding import EmbeddingBatch, EmbedOptions, embed_all, embed_files, embed_images
+from siamese.devices import resolve_device
+from siamese.inference.embedding import (
+    EmbeddingBatch,
+    EmbedOptions,
+    ImageSource,
+    embed_all,
+    embed_files,
+    embed_images,
+)
 from siamese.inference.export import EXPORT_FORMATS, export_metadata, export_model, metadata_path
 from siamese.inference.gallery import (
     ClaimResult,
@@ -14,7 +22,8 @@ from siamese.inference.gallery import (
     verify_against_references,
     verify_claim,
 )
-from siamese.inference.verifier import VerificationResult, Verifier, latest_run, resolve_device
+from siamese.inference.model import EmbeddingModel
+from siamese.inference.verifier import VerificationResult, Verifier
 from siamese.inference.writers import (
     FORMATS,
     CsvWriter,
@@ -27,6 +36,7 @@ from siamese.inference.writers import (
     output_files,
     write_embeddings,
 )
+from siamese.runs import latest_run
 
 __all__ = [
     "ClaimResult",
@@ -39,6 +49,8 @@ __all__ = [
     "CsvWriter",
     "EmbedSummary",
     "EmbedOptions",
+    "EmbeddingModel",
+    "ImageSource",
     "EmbeddingBatch",
     "EmbeddingWriter",
     "NpyWriter",

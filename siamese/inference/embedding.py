@@ -1,5 +1,5 @@
-"""Batched, streaming embedding of image files: the one code path of `embed`, `verify`, `evaluate`
-and the benchmarks.
+"""Batched, streaming embedding of images (files, encoded bytes or Pillow images): the one code path
+under `siamese.inference.EmbeddingModel`, and so of `embed`, `verify`, `evaluate` and the benchmarks.
 
 `embed_images` streams batches (unreadable files reported, not raised), `embed_all` collects them
 into one array, and `embed_files` does the same but refuses unreadable files.
@@ -8,6 +8,7 @@ into one array, and `embed_files` does the same but refuses unreadable files.
 from __future__ import annotations
 
 import logging
+import os
 from collections.abc import Callable, Iterator, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
@@ -15,9 +16,10 @@ from typing import TYPE_CHECKING, TypedDict
 
 import numpy as np
 import torch
+from PIL import Image
 from torch.utils.data import DataLoader, Dataset
 
-from siamese.data.images import open_image
+from siamese.data.images import decode_image, open_image, to_mode
 from siamese.errors import ImageError
 from siamese.models.tta import tta_embed
 from siamese.names import TTAS, check_choice
@@ -40,20 +42,45 @@ class EmbedOptions(TypedDict, total=False):
     tta: str
 
 
-class _PathDataset(Dataset):
-    """Decodes one file per item; unreadable files become `None` so the batch can skip them."""
+ImageSource = str | os.PathLike | bytes | Image.Image
+"""An image to embed: a file path, its encoded bytes (an upload) or a decoded Pillow image."""
 
-    def __init__(self, paths: Sequence[str], channels: int, transform: Callable) -> None:
-        self.paths = paths
+
+def load_image(image: ImageSource, channels: int, position: int = 0) -> Image.Image:
+    """Decode any `ImageSource` into an 8-bit "L"/"RGB" image.
+
+    Args:
+        image: a path, encoded bytes or a Pillow image.
+        channels: 1 or 3.
+        position: the image's place in its input list, naming in-memory images in messages.
+
+    Raises:
+        ImageError: an unreadable file, undecodable bytes or an unsupported image mode.
+    """
+    if isinstance(image, (bytes, bytearray, memoryview)):
+        return decode_image(bytes(image), channels, name=f"#{position + 1} (in memory)")
+    if isinstance(image, Image.Image):
+        try:
+            return to_mode(image, channels)
+        except (OSError, ValueError) as exc:
+            raise ImageError(f"cannot use image #{position + 1}: mode {image.mode!r} ({exc})") from exc
+    return open_image(image, channels)
+
+
+class _ImageDataset(Dataset):
+    """Decodes one image per item; unreadable ones become `None` so the batch can skip them."""
+
+    def __init__(self, images: Sequence[ImageSource], channels: int, transform: Callable) -> None:
+        self.images = images
         self.channels = channels
         self.transform = transform
 
     def __len__(self) -> int:
-        return len(self.paths)
+        return len(self.images)
 
     def __getitem__(self, i: int) -> tuple[int, torch.Tensor | None, str]:
         try:
-            return i, self.transform(open_image(self.paths[i], self.channels)), ""
+            return i, self.transform(load_image(self.images[i], self.channels, i)), ""
         except ImageError as exc:
             return i, None, str(exc)
 
@@ -77,7 +104,7 @@ class EmbeddingBatch:
 @torch.no_grad()
 def embed_images(
     encoder: torch.nn.Module,
-    paths: Sequence[str],
+    paths: Sequence[ImageSource],
     transform: Callable,
     channels: int,
     batch_size: int = 64,
@@ -89,7 +116,7 @@ def embed_images(
 
     Args:
         encoder: maps `(B, C, H, W)` to `(B, D)` (an `Encoder`, `TwinNetwork.embed` or a scripted module).
-        paths: image files.
+        paths: images: files, encoded bytes or Pillow images.
         transform: the model's deterministic preprocessing (PIL -> `(C, H, W)` tensor).
         channels: 1 or 3, what `open_image` converts to.
         batch_size: images per forward pass.
@@ -108,7 +135,7 @@ def embed_images(
         ConfigError: unknown `tta`.
     """
     check_choice(tta, TTAS, "test-time augmentation")
-    dataset = _PathDataset(paths, channels, transform)
+    dataset = _ImageDataset(paths, channels, transform)
     if workers > 0:
         batches: Iterator = iter(
             DataLoader(dataset, batch_size=batch_size, num_workers=workers, collate_fn=_collate)
@@ -123,7 +150,7 @@ def embed_images(
         yield EmbeddingBatch(positions, emb, failed)
 
 
-def _prefetched(dataset: _PathDataset, batch_size: int) -> Iterator[tuple]:
+def _prefetched(dataset: _ImageDataset, batch_size: int) -> Iterator[tuple]:
     """Collated batches of `dataset`, each decoded in a worker thread while the previous one is used."""
     starts = range(0, len(dataset), batch_size)
 
@@ -143,7 +170,7 @@ def _prefetched(dataset: _PathDataset, batch_size: int) -> Iterator[tuple]:
 
 def embed_all(
     encoder: torch.nn.Module,
-    paths: Sequence[str],
+    paths: Sequence[ImageSource],
     transform: Callable,
     channels: int,
     on_batch: Callable[[int], None] | None = None,
@@ -176,7 +203,7 @@ def embed_all(
 
 def embed_files(
     encoder: torch.nn.Module,
-    paths: Sequence[str],
+    paths: Sequence[ImageSource],
     transform: Callable,
     channels: int,
     on_progress: ProgressCallback | None = None,

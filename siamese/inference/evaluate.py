@@ -16,7 +16,7 @@ import json
 import logging
 import math
 import os
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
@@ -31,7 +31,6 @@ from siamese.data import (
     read_oneshot_run,
     read_pairs,
 )
-from siamese.devices import resolve_device
 from siamese.errors import ConfigError
 from siamese.evaluation import (
     as_scores,
@@ -43,11 +42,9 @@ from siamese.evaluation import (
     plot_score_histograms,
     retrieval_metrics,
 )
-from siamese.inference.embedding import ProgressCallback, embed_files
+from siamese.inference.embedding import ProgressCallback
+from siamese.inference.model import Embed, EmbeddingModel
 from siamese.inference.references import evaluate_references
-from siamese.models import TwinNetwork
-from siamese.models.checkpoint import CHECKPOINT_DIR, Preprocessing, load_checkpoint, resolve_checkpoint
-from siamese.models.tta import check_tta
 from siamese.names import check_choice
 
 logger = logging.getLogger(__name__)
@@ -61,16 +58,6 @@ PLOT_FILES = {"roc": "roc.png", "det": "det.png", "distances": "distances.png"}
 Pair = tuple[str, str, bool]
 
 
-def run_dir_of(model_path: str | os.PathLike) -> Path:
-    """Run directory of a model path: `<run>/checkpoints/best` (or the run itself) -> `<run>`.
-
-    Raises:
-        CheckpointError: nothing loadable at `model_path`.
-    """
-    stem = resolve_checkpoint(model_path)
-    return stem.parent.parent if stem.parent.name == CHECKPOINT_DIR else stem.parent
-
-
 def index_pairs(pairs: Sequence[Pair]) -> tuple[list[str], np.ndarray, np.ndarray, np.ndarray]:
     """Unique image paths (first-seen order) and, per pair, the positions of its images in them.
 
@@ -82,13 +69,6 @@ def index_pairs(pairs: Sequence[Pair]) -> tuple[list[str], np.ndarray, np.ndarra
     second = [position.setdefault(b, len(position)) for _, b, _ in pairs]
     is_same = np.array([bool(s) for _, _, s in pairs], dtype=bool)
     return list(position), np.array(first, dtype=np.int64), np.array(second, dtype=np.int64), is_same
-
-
-@torch.no_grad()
-def pair_distances(model: TwinNetwork, emb: np.ndarray, first: np.ndarray, second: np.ndarray) -> np.ndarray:
-    """The model's distance between `emb[first[k]]` and `emb[second[k]]`, as a (P,) float64 array."""
-    e1, e2 = torch.from_numpy(emb[first]), torch.from_numpy(emb[second])  # (P, D) each
-    return model.pair_distance(e1, e2).double().numpy()  # (P,)
 
 
 def retrieval_report(
@@ -139,7 +119,7 @@ def _pair_source(
 
 
 def _write_plots(
-    out_dir: Path, distances: np.ndarray, is_same: np.ndarray, meta: dict[str, Any]
+    out_dir: Path, distances: np.ndarray, is_same: np.ndarray, model: EmbeddingModel
 ) -> dict[str, str]:
     scores = as_scores(distances)  # higher = more likely the same
     roc = plot_roc(scores, is_same, out_dir / PLOT_FILES["roc"], title="ROC", negated_distance=True)
@@ -147,15 +127,15 @@ def _write_plots(
     hist = plot_score_histograms(
         distances,
         is_same,
-        meta.get("threshold"),
+        model.info.threshold,
         out_dir / PLOT_FILES["distances"],
-        xlabel=f"{meta['distance']} distance",
+        xlabel=f"{model.distance} distance",
     )
     return {"roc": str(roc), "det": str(det), "distances": str(hist)}
 
 
 def _oneshot_report(
-    embed: Callable[[Sequence[str]], np.ndarray], data_root: str | os.PathLike, distance: str
+    embed: Embed, data_root: str | os.PathLike, distance: str
 ) -> dict:
     runs = [read_oneshot_run(path) for path in list_oneshot_runs(data_root)]
     position: dict[str, int] = {}
@@ -191,14 +171,12 @@ def _oneshot_report(
 
 
 def _verification_protocol(
-    model: TwinNetwork,
-    meta: dict[str, Any],
-    embed: Callable[[Sequence[str]], np.ndarray],
+    model: EmbeddingModel,
+    embed: Embed,
     pairs: Sequence[Pair],
     labels: dict[str, str],
     protocol: str,
     folds: int,
-    device: torch.device,
 ) -> tuple[dict[str, Any], np.ndarray, np.ndarray]:
     """Embed each unique image once, score the pairs, and build the verification (+ k-fold, retrieval) part.
 
@@ -207,16 +185,16 @@ def _verification_protocol(
     """
     paths, first, second, is_same = index_pairs(pairs)
     emb = embed(paths)  # (N, D)
-    distances = pair_distances(model, emb, first, second)  # (P,)
+    distances = model.pair_distance(emb[first], emb[second])  # (P,)
     part: dict[str, Any] = {
         "n_images": len(paths),
-        "verification": distance_report(distances, is_same, meta.get("threshold"), fars=REPORT_FARS),
+        "verification": distance_report(distances, is_same, model.info.threshold, fars=REPORT_FARS),
     }
     if protocol == "kfold":
         part["kfold"] = kfold_distance_report(distances, is_same, folds=folds, fars=KFOLD_FARS)
     keep = [i for i, p in enumerate(paths) if p in labels]  # embedded genuine images
     part["retrieval"] = (
-        retrieval_report(emb[keep], [labels[paths[i]] for i in keep], meta["distance"], str(device))
+        retrieval_report(emb[keep], [labels[paths[i]] for i in keep], model.distance, str(model.device))
         if keep
         else None
     )
@@ -325,55 +303,36 @@ def evaluate(
     _check_options(protocol, pairs_file, forgeries, folds, batch_size, workers)
     if references and (protocol != "pairs" or pairs_file is not None):
         raise ConfigError("references are enrolled from the split's identities: no pairs file, no kfold")
-    dev = resolve_device(str(device))
-    run_dir = run_dir_of(model_path)
-    stem = resolve_checkpoint(model_path)
-    model, meta = load_checkpoint(stem, device=dev)
-    pre = Preprocessing.from_metadata(meta, stem)
-    transform = pre.transform()
-    tta = check_tta(tta or meta.get("tta") or "none", pre.preset)
-
-    def embed(paths: Sequence[str]) -> np.ndarray:  # (N, D)
-        return embed_files(
-            model.encoder,
-            paths,
-            transform,
-            pre.channels,
-            on_progress,
-            batch_size=batch_size,
-            device=dev,
-            workers=workers,
-            tta=tta,
-        )
+    model = EmbeddingModel.from_checkpoint(model_path, device=device, tta=tta)
+    run_dir = model.run.path
+    embed = model.embedder(batch_size, workers, on_progress)
 
     report: dict[str, Any] = {
         "protocol": protocol,
-        "model": str(stem.absolute()),
+        "model": str(Path(model.source).absolute()),
         "run_dir": str(run_dir.absolute()),
         "data": str(Path(data_root).absolute()),
-        "distance": meta["distance"],
-        "threshold": meta.get("threshold"),
-        "threshold_rule": meta.get("threshold_rule"),
-        "tta": tta,
+        "distance": model.distance,
+        "threshold": model.info.threshold,
+        "threshold_rule": model.info.threshold_rule,
+        "tta": model.tta,
     }
     out = Path(out_dir).absolute() if out_dir is not None else None
     if protocol == "oneshot":
-        report.update(_oneshot_report(embed, data_root, meta["distance"]))
+        report.update(_oneshot_report(embed, data_root, model.distance))
     elif references:
         index = load_split_index(data_root, forgeries, run_dir, split)
         report["split"] = split
-        part = evaluate_references(embed, index, run_dir, meta, references, fusions, seed, calibration)
+        part = evaluate_references(embed, index, model, references, fusions, seed, calibration)
         report.update(part)
     else:
         pairs, labels, info = _pair_source(
             data_root, run_dir, pairs_file, forgeries, split, num_pairs, seed, forgery_fraction
         )
-        part, distances, is_same = _verification_protocol(
-            model, meta, embed, pairs, labels, protocol, folds, dev
-        )
+        part, distances, is_same = _verification_protocol(model, embed, pairs, labels, protocol, folds)
         report.update(pairs=info, **part)
         if out is not None:
-            report["files"] = _write_plots(out, distances, is_same, meta)
+            report["files"] = _write_plots(out, distances, is_same, model)
     report = _json_safe(report)
     if out is not None:
         report.setdefault("files", {})["report"] = str(out / REPORT_FILE)

@@ -16,6 +16,7 @@ import json
 import logging
 import os
 import warnings
+from collections.abc import Mapping
 from pathlib import Path
 from typing import Any, cast
 
@@ -23,7 +24,8 @@ import numpy as np
 import torch
 
 from siamese.errors import ConfigError, SiameseError
-from siamese.models.checkpoint import Preprocessing, load_checkpoint, resolve_checkpoint
+from siamese.inference.model import EmbeddingModel
+from siamese.models.checkpoint import CheckpointMetadata, Preprocessing
 from siamese.names import check_choice
 
 logger = logging.getLogger(__name__)
@@ -93,30 +95,33 @@ def _export_torchscript(encoder: torch.nn.Module, example: torch.Tensor, out: Pa
     return run
 
 
-def export_metadata(meta: dict[str, Any], fmt: str, source: Path) -> dict[str, Any]:
+def export_metadata(meta: Mapping[str, Any], fmt: str, source: str | os.PathLike) -> dict[str, Any]:
     """The JSON written beside an export: how to feed the model and how to read its output.
+
+    Args:
+        meta: the checkpoint metadata; source: its stem.
 
     Raises:
         CheckpointError: the metadata does not record a usable preprocessing.
     """
-    pre = Preprocessing.from_metadata(meta, source)
+    pre, info = Preprocessing.from_metadata(meta, source), CheckpointMetadata.from_dict(meta)
     return {
         "format": "siamese-export",
         "version": 1,
         "model_format": fmt,
         "source_checkpoint": str(source),
         "input": {"name": INPUT_NAME, "shape": ["batch", pre.channels, *pre.size], "dtype": "float32"},
-        "output": {"name": OUTPUT_NAME, "shape": ["batch", meta["embedding_dim"]], "dtype": "float32"},
-        "encoder": meta["encoder"],
-        "embedding_dim": meta["embedding_dim"],
+        "output": {"name": OUTPUT_NAME, "shape": ["batch", info.embedding_dim], "dtype": "float32"},
+        "encoder": dict(info.encoder),
+        "embedding_dim": info.embedding_dim,
         "preprocessing": {**pre.to_dict(), "order": PREPROCESSING_ORDER},
-        "distance": meta["distance"],
-        "threshold": meta.get("threshold"),
+        "distance": info.distance,
+        "threshold": info.threshold,
         "decision": "same identity when distance(embedding_a, embedding_b) <= threshold",
-        "calibration": meta.get("calibration"),
+        "calibration": info.calibration,
         # "flip": the threshold was chosen on the mean of each image's and its mirror's embeddings
         # (re-normalised when the encoder normalises); apply the same to match it.
-        "tta": meta.get("tta", "none"),
+        "tta": info.tta,
     }
 
 
@@ -153,14 +158,13 @@ def export_model(
         raise ConfigError(f"batch_size must be >= 2 to check the dynamic batch dimension, got {batch_size}")
     if fmt == "onnx":
         _require_onnx()
-    stem = resolve_checkpoint(checkpoint_path)
-    model, meta = load_checkpoint(stem, device="cpu")
-    encoder = model.encoder.eval()
+    model = EmbeddingModel.from_checkpoint(checkpoint_path, device="cpu")
+    stem, encoder = model.source, model.encoder.eval()
     out = Path(out)
     out.parent.mkdir(parents=True, exist_ok=True)
     meta_out = metadata_path(out)
     gen = torch.Generator().manual_seed(seed)
-    info = export_metadata(meta, fmt, stem)  # raises before exporting when the preprocessing is unusable
+    info = export_metadata(model.metadata, fmt, stem)
     _, _, height, width = info["input"]["shape"]  # ["batch", C, H, W]
     shape = (cast(int, encoder.in_channels), height, width)  # (C, H, W)
     example = torch.randn(batch_size - 1, *shape, generator=gen)  # (B-1, C, H, W), traced

@@ -350,7 +350,7 @@ def verify_claim(
     count = len(gallery.references[gallery.position(claim)])
     rule = gallery.check_fusion(fusion or gallery.default_fusion(count))
     used, entry = gallery.calibrated(rule, count)
-    emb = verifier.embed_paths([query], batch_size=1)  # (1, D)
+    emb = verifier.embed([query], batch_size=1)  # (1, D)
     dist = float(gallery.distances(emb, claim, rule)[0])
     thr = float(entry["threshold"]) if threshold is None else float(threshold)
     cal = entry.get("calibration")
@@ -407,7 +407,7 @@ def verify_against_references(
     thr = verifier.threshold if threshold is None else float(threshold)
     if thr is None:
         raise CheckpointError(f"{verifier.source}.json has no decision threshold; pass one explicitly")
-    emb = verifier.embed_paths([query, *references])  # (1 + R, D)
+    emb = verifier.embed([query, *references])  # (1 + R, D)
     dist = float(fused_distances(emb[:1], emb[1:], fusion, verifier.distance)[0])
     return ClaimResult(
         same=dist <= thr,

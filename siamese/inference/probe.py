@@ -23,8 +23,7 @@ from siamese.errors import DataError
 from siamese.evaluation.knn import KNN_K, KNN_TEMPERATURE, embedding_spread, knn_accuracy
 from siamese.evaluation.oneshot import n_way_one_shot_accuracy
 from siamese.evaluation.probe import linear_probe_accuracy, stratified_split
-from siamese.inference.embedding import embed_all
-from siamese.inference.verifier import Verifier
+from siamese.inference.model import EmbeddingModel
 
 logger = logging.getLogger(__name__)
 
@@ -91,23 +90,14 @@ def labelled_images(data: str | os.PathLike) -> tuple[list[str], np.ndarray]:
 
 
 def _probe_folder(
-    verifier: Verifier,
+    model: EmbeddingModel,
     data: str | os.PathLike,
     options: ProbeOptions,
     report: ProbeReport,
     on_batch: Callable[[int], None] | None,
 ) -> None:
     paths, labels = labelled_images(data)
-    emb, failed = embed_all(
-        verifier.encoder,
-        paths,
-        verifier.transform,
-        verifier.channels,
-        on_batch=on_batch,
-        batch_size=options.batch_size,
-        device=verifier.device,
-        tta=verifier.tta,
-    )
+    emb, failed = model.embed_all(paths, options.batch_size, on_batch=on_batch)
     keep = np.setdiff1d(np.arange(len(paths)), [i for i, _ in failed])
     if failed:
         logger.warning("skipped %d unreadable images; first: %s", len(failed), failed[0][1])
@@ -130,7 +120,7 @@ def one_shot_runs(
     """N-way one-shot accuracy of each run folder (1-NN with `distance`).
 
     Args:
-        features: image paths -> `(N, D)` embeddings, e.g. `Verifier.embed_paths`.
+        features: image paths -> `(N, D)` embeddings, e.g. `EmbeddingModel.embed`.
         run_dirs: run folders (`runNN/class_labels.txt`), e.g. from `list_oneshot_runs`.
         distance: "euclidean" or "cosine".
     """
@@ -170,13 +160,13 @@ def probe(
         raise DataError("give a labelled DATA folder, --oneshot-runs, or both")
     options = options or ProbeOptions()
     start = time.perf_counter()
-    verifier = Verifier.from_checkpoint(model, device=device)
-    report = ProbeReport(model=verifier.source, options=asdict(options))
+    loaded = EmbeddingModel.from_checkpoint(model, device=device)
+    report = ProbeReport(model=loaded.source, options=asdict(options))
     if data is not None:
-        _probe_folder(verifier, data, options, report, on_batch)
+        _probe_folder(loaded, data, options, report, on_batch)
     if oneshot is not None:
         runs = list_oneshot_runs(oneshot)
-        report.one_shot_runs = one_shot_runs(verifier.embed_paths, runs, verifier.distance)
+        report.one_shot_runs = one_shot_runs(loaded.embed, runs, loaded.distance)
         report.one_shot_accuracy = float(np.mean([r["accuracy"] for r in report.one_shot_runs]))
     report.seconds = time.perf_counter() - start
     return report

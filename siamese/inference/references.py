@@ -9,10 +9,9 @@ forgeries), else a folder given as `calibration`.
 
 from __future__ import annotations
 
-import json
 import logging
 import os
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -20,7 +19,6 @@ from typing import Any
 import numpy as np
 
 from siamese.data import ImageIndex, load_split_index, materialize_embedded, scan_folder
-from siamese.devices import resolve_device
 from siamese.errors import ConfigError, DataError
 from siamese.evaluation.fusion import fit_identity_svms
 from siamese.evaluation.references import (
@@ -30,16 +28,12 @@ from siamese.evaluation.references import (
     reference_metrics,
     reference_order,
 )
-from siamese.inference.embedding import EmbedOptions, ProgressCallback, embed_files
+from siamese.inference.embedding import ProgressCallback
 from siamese.inference.gallery import Gallery, model_fingerprint
-from siamese.models.checkpoint import Preprocessing, load_checkpoint, resolve_checkpoint
-from siamese.models.tta import check_tta
+from siamese.inference.model import Embed, EmbeddingModel
+from siamese.runs import RunDir, validation_split_of
 
 logger = logging.getLogger(__name__)
-
-Embed = Callable[[Sequence[str]], np.ndarray]
-"""Embeds image files into `(N, D)` rows."""
-
 
 @dataclass(frozen=True)
 class EmbeddedSet:
@@ -64,23 +58,23 @@ class EmbeddedSet:
 
 
 def embed_indexes(embed: Embed, *indexes: ImageIndex) -> list[EmbeddedSet]:
-    """Embed the images of several indexes in ONE call (one progress bar), each image once."""
-    position: dict[str, int] = {}
-    for index in indexes:
-        for r in index.records:
-            position.setdefault(r.path, len(position))
-    emb = embed(list(position))  # (N, D)
+    """Embed the images of each index on their own, in the index's order.
+
+    An index's embeddings never depend on the other indexes (which images share a batch with
+    them), so a calibration set embeds to the same bits whatever is enrolled or evaluated beside it.
+    """
     out = []
     for index in indexes:
         real = [r for r in index.records if not r.forgery]
         fake = [r for r in index.records if r.forgery]
+        emb = embed([r.path for r in real + fake])  # (N + F, D)
         out.append(
             EmbeddedSet(
                 paths=[r.path for r in real],
-                embeddings=emb[[position[r.path] for r in real]],
+                embeddings=emb[: len(real)],
                 labels=np.array([r.identity for r in real], dtype=str),
                 forgery_paths=[r.path for r in fake],
-                forgery_embeddings=emb[[position[r.path] for r in fake]],
+                forgery_embeddings=emb[len(real) :],
                 forgery_labels=np.array([r.identity for r in fake], dtype=str),
             )
         )
@@ -103,26 +97,20 @@ def calibration_index(
     if calibration is not None:
         index = scan_folder(calibration)
         return index, {"source": "folder", "data": str(Path(calibration).absolute()), "split": "all"}
-    run = Path(run_dir)
     hint = "pass --calibration DIR (a labelled folder of identities that are neither enrolled nor evaluated)"
-    try:
-        config = json.loads((run / "config.json").read_text(encoding="utf-8"))
-        data = config["data"]
-        root, forgeries = data.get("root"), data.get("forgeries")
-    except (OSError, ValueError, KeyError, TypeError, AttributeError):
-        raise ConfigError(f"{run} records no training data (config.json); {hint}") from None
-    if not (run / "split.json").is_file():
-        raise ConfigError(f"{run} records no identity split (split.json); {hint}")
-    root = str(materialize_embedded(data.get("preset", "digits"))) if root is None else root
+    run = RunDir(run_dir)
+    trained_on = validation_split_of(run, hint)
+    root, forgeries = trained_on.root, trained_on.forgeries
+    root = str(materialize_embedded(trained_on.preset)) if root is None else root
     if not Path(root).is_dir():
-        raise ConfigError(f"the run's data folder {root} (in {run}/config.json) is not available; {hint}")
+        raise ConfigError(f"the run's data folder {root} (in {run.config_file}) is not available; {hint}")
     if forgeries is not None and not Path(forgeries).is_dir():
         logger.warning(
             "the run's forgeries %s are not available; calibrating on genuine images only", forgeries
         )
         forgeries = None
     try:
-        index = load_split_index(root, forgeries, run, "val")
+        index = load_split_index(root, forgeries, run.path, "val")
     except DataError as exc:
         raise ConfigError(f"cannot use the run's validation identities: {exc}; {hint}") from None
     info = {
@@ -137,11 +125,6 @@ def calibration_index(
 def _shared_images(a: ImageIndex, b: ImageIndex) -> int:
     real = {os.path.realpath(r.path) for r in a.records}
     return sum(os.path.realpath(r.path) in real for r in b.records)
-
-
-def _threshold_rule(meta: dict[str, Any]) -> tuple[str, float]:
-    rule = meta.get("threshold_rule") or "eer"
-    return str(rule), float(meta.get("target_far") or 1e-3)
 
 
 def check_counts(counts: Sequence[int]) -> list[int]:
@@ -159,8 +142,7 @@ def check_counts(counts: Sequence[int]) -> list[int]:
 def evaluate_references(
     embed: Embed,
     index: ImageIndex,
-    run_dir: Path,
-    meta: dict[str, Any],
+    model: EmbeddingModel,
     counts: Sequence[int],
     fusions: Sequence[str] | None = None,
     seed: int = 0,
@@ -173,9 +155,9 @@ def evaluate_references(
     metrics are reported without a threshold and `calibration` says why.
     """
     counts, chosen = check_counts(counts), check_fusions(fusions)
-    rule, target_far = _threshold_rule(meta)
+    rule, target_far = model.info.threshold_rule, model.info.target_far
     try:
-        cal_index, cal_info = calibration_index(run_dir, calibration)
+        cal_index, cal_info = calibration_index(model.run.path, calibration)
     except ConfigError as exc:
         cal_index, cal_info = None, {"error": str(exc)}
     if cal_index is not None and _shared_images(index, cal_index):
@@ -196,7 +178,7 @@ def evaluate_references(
             cal.labels,
             reachable,
             chosen,
-            meta["distance"],
+            model.distance,
             rule,
             target_far,
             seed,
@@ -208,7 +190,7 @@ def evaluate_references(
         evaluated.labels,
         counts,
         chosen,
-        meta["distance"],
+        model.distance,
         seed,
         evaluated.forgeries,
         thresholds,
@@ -231,27 +213,6 @@ def _gallery_references(data: EmbeddedSet, cap: int | None, seed: int) -> list[n
         take = len(own) if cap is None else min(cap, len(own))
         rows.append(np.sort(own[reference_order(len(own), name, seed)[:take]]))
     return rows
-
-
-def _embedder(
-    stem: Path, device: str, batch_size: int, workers: int, on_progress: ProgressCallback | None
-) -> tuple[Embed, dict[str, Any]]:
-    """The checkpoint's `embed_files` as a function of the paths, and its metadata.
-
-    Embeddings use the model's default test-time augmentation, as `Verifier` (and so
-    `verify --gallery`) does.
-    """
-    dev = resolve_device(device)
-    model, meta = load_checkpoint(stem, device=dev)
-    pre = Preprocessing.from_metadata(meta, stem)
-    transform = pre.transform()
-    tta = check_tta(meta.get("tta") or "none", pre.preset)
-
-    def embed(paths: Sequence[str]) -> np.ndarray:  # (N, D)
-        options = EmbedOptions(batch_size=batch_size, device=dev, workers=workers, tta=tta)
-        return embed_files(model.encoder, paths, transform, pre.channels, on_progress, **options)
-
-    return embed, meta
 
 
 def enroll(
@@ -287,12 +248,10 @@ def enroll(
     if references is not None and (isinstance(references, bool) or references < 1):
         raise ConfigError(f"--references must be an integer >= 1, got {references!r}")
     chosen = check_fusions(fusions)
-    stem = resolve_checkpoint(model_path)
-    embed, meta = _embedder(stem, device, batch_size, workers, on_progress)
+    model = EmbeddingModel.from_checkpoint(model_path, device=device)
+    embed = model.embedder(batch_size, workers, on_progress)
     index = scan_folder(data_root)
-    from siamese.inference.evaluate import run_dir_of  # evaluate imports this module
-
-    cal_index, cal_info = calibration_index(run_dir_of(stem), calibration)
+    cal_index, cal_info = calibration_index(model.run.path, calibration)
     shared = _shared_images(index, cal_index)
     if shared:
         logger.warning(
@@ -307,14 +266,15 @@ def enroll(
     if reachable < 1:
         raise DataError("the calibration set needs at least two identities with two or more images")
     counts = sorted({min(len(r), reachable) for r in rows})
-    rule, target_far = _threshold_rule(meta)
+    rule, target_far = model.info.threshold_rule, model.info.target_far
     thresholds = calibrate_references(
-        cal.embeddings, cal.labels, counts, chosen, meta["distance"], rule, target_far, seed, cal.forgeries
+        cal.embeddings, cal.labels, counts, chosen, model.distance, rule, target_far, seed, cal.forgeries
     )
+    stem = Path(model.source)
     gallery = Gallery(
         model=str(stem.absolute()),
-        fingerprint=model_fingerprint(stem, meta),
-        distance=meta["distance"],
+        fingerprint=model_fingerprint(stem, model.metadata),
+        distance=model.distance,
         identities=tuple(sorted(set(data.labels.tolist()))),
         files=tuple(tuple(data.paths[i] for i in r) for r in rows),
         references=tuple(np.asarray(r, dtype=np.float32) for r in refs),

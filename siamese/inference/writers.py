@@ -29,7 +29,7 @@ from siamese.data.inputs import EmbeddingInput
 from siamese.errors import ConfigError, ImageError, SiameseError
 
 if TYPE_CHECKING:
-    from siamese.inference.verifier import Verifier
+    from siamese.inference.model import EmbeddingModel
 
 logger = logging.getLogger(__name__)
 
@@ -274,7 +274,7 @@ class EmbedSummary:
 
 
 def write_embeddings(
-    verifier: Verifier,
+    model: EmbeddingModel,
     inputs: Sequence[EmbeddingInput],
     out: str | os.PathLike,
     batch_size: int = 64,
@@ -282,10 +282,10 @@ def write_embeddings(
     on_batch: Callable[[int], None] | None = None,
     strict: bool = False,
 ) -> EmbedSummary:
-    """Embed `inputs` with a `Verifier`'s encoder and stream the rows into `out`.
+    """Embed `inputs` with a loaded model and stream the rows into `out`.
 
     Args:
-        verifier: a `siamese.inference.Verifier` (encoder, preprocessing, device).
+        model: the loaded model (`siamese.inference.EmbeddingModel`, or a `Verifier`).
         inputs: images and identities, e.g. from `list_inputs`.
         out: `.npy`, `.csv` or `.parquet` file.
         batch_size: images per forward pass.
@@ -300,24 +300,12 @@ def write_embeddings(
         ConfigError: unknown output extension or a bad batch size / worker count.
         SiameseError: `.parquet` without pyarrow.
     """
-    from siamese.inference.embedding import embed_images
-
     if batch_size < 1 or workers < 0:
         raise ConfigError(f"batch size must be >= 1 and workers >= 0, got {batch_size} and {workers}")
     paths = [item.path for item in inputs]
     skipped: list[tuple[str, str]] = []
-    with open_writer(out, len(inputs), verifier.embedding_dim) as writer:
-        batches = embed_images(
-            verifier.encoder,
-            paths,
-            verifier.transform,
-            verifier.channels,
-            batch_size=batch_size,
-            device=verifier.device,
-            workers=workers,
-            tta=verifier.tta,
-        )
-        for batch in batches:
+    with open_writer(out, len(inputs), model.embedding_dim) as writer:
+        for batch in model.embed_batches(paths, batch_size, workers):
             skipped += [(paths[i], reason) for i, reason in batch.failed]
             if strict and skipped:
                 raise ImageError(f"{skipped[0][1]} (--strict)")
@@ -327,4 +315,4 @@ def write_embeddings(
             if on_batch is not None:
                 on_batch(len(batch.positions) + len(batch.failed))
         files = writer.close()
-    return EmbedSummary(written=writer.rows, dim=verifier.embedding_dim, files=files, skipped=skipped)
+    return EmbedSummary(written=writer.rows, dim=model.embedding_dim, files=files, skipped=skipped)

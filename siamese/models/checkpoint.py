@@ -16,7 +16,7 @@ import logging
 import os
 import tempfile
 from collections.abc import Callable, Mapping
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -28,12 +28,15 @@ from siamese import names
 from siamese.errors import CheckpointError, ConfigError
 from siamese.models.registry import get_encoder
 from siamese.models.twin import TwinNetwork
+from siamese.runs import CHECKPOINT_DIR, RunDir, run_of_checkpoint
 
 logger = logging.getLogger(__name__)
 
 FORMAT = "siamese-checkpoint"
 VERSION = 1
-CHECKPOINT_DIR = "checkpoints"
+DEFAULT_TTA = "none"  # checkpoints from before `siamese train --tta` record none
+DEFAULT_THRESHOLD_RULE = "eer"
+DEFAULT_TARGET_FAR = 1e-3
 
 
 def atomic_write(path: Path, write: Any) -> None:
@@ -101,6 +104,15 @@ def resolve_checkpoint(path: str | os.PathLike, which: str = "best") -> Path:
     return p
 
 
+def run_of(model_path: str | os.PathLike) -> RunDir:
+    """The run directory of a model path: `<run>/checkpoints/best` (or the run itself) -> `<run>`.
+
+    Raises:
+        CheckpointError: nothing loadable at `model_path`.
+    """
+    return run_of_checkpoint(resolve_checkpoint(model_path))
+
+
 def load_weights(path: Path) -> dict[str, torch.Tensor]:
     """Read a state dict without executing code: safetensors, or `torch.load(weights_only=True)`.
 
@@ -136,7 +148,7 @@ def read_metadata(stem: Path) -> dict[str, Any]:
     if not isinstance(enc.get("in_channels"), int) or enc["in_channels"] not in (1, 3):
         raise CheckpointError(f"{stem}.json has an invalid channel count: {enc.get('in_channels')!r}")
     _known(stem, meta.get("distance"), names.DISTANCES, "distance")
-    _known(stem, meta.get("tta", "none"), names.TTAS, "test-time augmentation")  # absent before --tta
+    _known(stem, meta.get("tta") or DEFAULT_TTA, names.TTAS, "test-time augmentation")
     threshold = meta.get("threshold")
     if threshold is not None and not isinstance(threshold, (int, float)):
         raise CheckpointError(f"{stem}.json has a non-numeric threshold: {threshold!r}")
@@ -190,6 +202,71 @@ def load_checkpoint(
     model = TwinNetwork(encoder, distance=meta["distance"]).to(device)
     model.eval()
     return model, meta
+
+
+@dataclass(frozen=True)
+class CheckpointMetadata:
+    """What a checkpoint's JSON says about its model, typed, with every default in one place.
+
+    Attributes:
+        encoder: the encoder spec (`Encoder.spec`: name, channels, options).
+        distance: the pair distance, "euclidean" or "cosine".
+        embedding_dim: D.
+        threshold: the decision threshold on distances (same when `distance <= threshold`), or None
+            for a model without one (self-supervised pretraining).
+        val_eer: the validation EER of the kept epoch, if any.
+        epoch: the kept epoch (1-based), if recorded.
+        tta: the model's default test-time augmentation.
+        threshold_rule: how the threshold was chosen ("eer", "accuracy", "far").
+        target_far: the "far" rule's FAR target.
+        calibration: the distance -> confidence calibration (`fit_confidence`), or None.
+        preset: the data preset the model was trained with, if recorded.
+        loss: the supervised loss, or None.
+        method: the training method ("supervised" or a self-supervised one).
+        raw: the JSON object itself, for the fields no reader needs typed.
+    """
+
+    encoder: Mapping[str, Any]
+    distance: str
+    embedding_dim: int | None
+    threshold: float | None = None
+    val_eer: float | None = None
+    epoch: int | None = None
+    tta: str = DEFAULT_TTA
+    threshold_rule: str = DEFAULT_THRESHOLD_RULE
+    target_far: float = DEFAULT_TARGET_FAR
+    calibration: dict[str, float] | None = None
+    preset: str | None = None
+    loss: str | None = None
+    method: str = "supervised"
+    raw: Mapping[str, Any] = field(default_factory=dict, repr=False, compare=False)
+
+    @classmethod
+    def from_dict(cls, meta: Mapping[str, Any]) -> CheckpointMetadata:
+        """Read metadata as `read_metadata` returns it; absent or null fields take the defaults."""
+
+        def given(key: str, default: Any = None) -> Any:
+            value = meta.get(key)
+            return default if value is None else value
+
+        calibration = meta.get("calibration")
+        usable = isinstance(calibration, Mapping) and {"coef", "intercept"} <= calibration.keys()
+        return cls(
+            encoder=dict(given("encoder", {})),
+            distance=str(meta["distance"]),
+            embedding_dim=given("embedding_dim"),
+            threshold=None if meta.get("threshold") is None else float(meta["threshold"]),
+            val_eer=given("val_eer"),
+            epoch=given("epoch"),
+            tta=str(given("tta", DEFAULT_TTA)),
+            threshold_rule=str(given("threshold_rule", DEFAULT_THRESHOLD_RULE)),
+            target_far=float(given("target_far", DEFAULT_TARGET_FAR)),
+            calibration=dict(calibration) if usable and calibration is not None else None,
+            preset=given("preset", (given("preprocessing", {}) or {}).get("preset")),
+            loss=given("loss"),
+            method=str(given("method", "supervised")),
+            raw=dict(meta),
+        )
 
 
 @dataclass(frozen=True)

@@ -37,7 +37,7 @@ def test_embed_npy_with_sidecar(tiny_run, verifier, tmp_path):
     rows = _read_csv(tmp_path / "emb.npy.csv")
     assert rows[0] == ["path", "identity"] and len(rows) == 41
     assert all(path.split("/")[-2] == identity for path, identity in rows[1:])
-    np.testing.assert_allclose(np.load(out), verifier.embed_paths([r[0] for r in rows[1:]]), atol=1e-5)
+    np.testing.assert_allclose(np.load(out), verifier.embed([r[0] for r in rows[1:]]), atol=1e-5)
 
 
 def test_embed_csv_skips_corrupt_files_and_lists_them(tiny_run, verifier, tmp_path):
@@ -52,7 +52,7 @@ def test_embed_csv_skips_corrupt_files_and_lists_them(tiny_run, verifier, tmp_pa
     assert rows[0] == ["path", "identity", *(f"e{j}" for j in range(8))] and len(rows) == 41
     assert all("zz_broken" not in r[0] for r in rows[1:])
     values = np.array([[float(v) for v in r[2:]] for r in rows[1:]])
-    np.testing.assert_allclose(values, verifier.embed_paths([r[0] for r in rows[1:]]), atol=1e-5)
+    np.testing.assert_allclose(values, verifier.embed([r[0] for r in rows[1:]]), atol=1e-5)
 
 
 def test_embed_from_list_file(tiny_run, tmp_path):

@@ -16,6 +16,7 @@ from PIL import Image
 from sklearn.metrics import roc_auc_score, roc_curve
 
 import siamese.inference.evaluate as ev
+import siamese.inference.model as loaded_model
 from siamese.data import Split, generate_pairs, get_transform, open_image, scan_folder, write_pairs_csv
 from siamese.errors import ConfigError, DataError, ImageError
 from siamese.evaluation import eer, kfold_verification
@@ -60,15 +61,15 @@ def sklearn_eer(d: np.ndarray, is_same: np.ndarray) -> tuple[float, float]:
 
 @pytest.fixture
 def count_embedded(monkeypatch: pytest.MonkeyPatch) -> list[list[str]]:
-    """Record the path list of every `embed_files` call made by the pipeline."""
+    """Record the path list of every `embed_files` call made by the pipeline (through its model)."""
     calls: list[list[str]] = []
-    real = ev.embed_files
+    real = loaded_model.embed_files
 
     def spy(encoder, paths, *args, **kwargs):  # noqa: ANN001, ANN002, ANN003, ANN202
         calls.append(list(paths))
         return real(encoder, paths, *args, **kwargs)
 
-    monkeypatch.setattr(ev, "embed_files", spy)
+    monkeypatch.setattr(loaded_model, "embed_files", spy)
     return calls
 
 

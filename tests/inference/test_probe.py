@@ -19,7 +19,7 @@ def test_probe_scores_equal_a_recomputation_from_the_embeddings(tiny_run, tmp_pa
     report = probe(run, data, options=options, device="cpu")
     paths = sorted(str(p) for p in data.rglob("*.png"))
     labels = np.array([int(p.split("/")[-2][2:]) for p in paths])
-    emb = Verifier.from_checkpoint(run).embed_paths(paths)
+    emb = Verifier.from_checkpoint(run).embed(paths)
     train, test = stratified_split(labels, 0.5, seed=2)
     assert report.identities == 5 and report.images == 30 and (report.memory, report.queries) == (15, 15)
     assert report.knn_accuracy == pytest.approx(
@@ -44,9 +44,9 @@ def test_probe_one_shot_runs_average_the_per_run_accuracy(tiny_run, tmp_path):
         queries = [str(tmp_path / "runs" / q) for q, _ in lines]
         truth = [s.split("/")[-1][:-4] for _, s in lines]
         expected = n_way_one_shot_accuracy(
-            verifier.embed_paths(support),
+            verifier.embed(support),
             [p.split("/")[-1][:-4] for p in support],
-            verifier.embed_paths(queries),
+            verifier.embed(queries),
             truth,
             verifier.distance,
         )

@@ -33,8 +33,8 @@ def _manual_embeddings(verifier, paths):
         )
 
 
-def test_embed_paths_matches_one_image_at_a_time(verifier, images):
-    emb = verifier.embed_paths(images[:7], batch_size=3)
+def test_embed_matches_one_image_at_a_time(verifier, images):
+    emb = verifier.embed(images[:7], batch_size=3)
     assert emb.shape == (7, verifier.embedding_dim) == (7, 8)
     np.testing.assert_allclose(emb, _manual_embeddings(verifier, images[:7]), atol=1e-5)
 
@@ -139,7 +139,7 @@ def test_checkpoint_without_preprocessing_block_uses_top_level_fields(tiny_run, 
     run = _copy_run(tiny_run[0], tmp_path / "run", preprocessing=None)  # as older checkpoints were
     legacy = Verifier.from_checkpoint(run)
     assert legacy.preprocessing == verifier.preprocessing
-    np.testing.assert_allclose(legacy.embed_paths(images[:3]), verifier.embed_paths(images[:3]), atol=1e-6)
+    np.testing.assert_allclose(legacy.embed(images[:3]), verifier.embed(images[:3]), atol=1e-6)
 
 
 def test_checkpoint_without_preprocessing_is_a_checkpoint_error(tiny_run, tmp_path):
@@ -152,4 +152,4 @@ def test_several_unreadable_images_are_counted(verifier, images, tmp_path):
     for name in ("a.png", "b.png"):
         (tmp_path / name).write_bytes(b"")
     with pytest.raises(ImageError, match=r"2 of 3 images could not be read; first: .*a\.png"):
-        verifier.embed_paths([tmp_path / "a.png", images[0], tmp_path / "b.png"])
+        verifier.embed([tmp_path / "a.png", images[0], tmp_path / "b.png"])

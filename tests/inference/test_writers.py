@@ -118,4 +118,4 @@ def test_write_embeddings_skips_bad_files_and_streams(tiny_run, tmp_path, monkey
     assert summary.skipped[0][0] == str(bad) and "bad.png" in summary.skipped[0][1]
     assert sizes == [4, 3, 2] and progress == [4, 4, 2]
     good = [i.path for i in items if i.path != str(bad)]
-    np.testing.assert_allclose(np.load(tmp_path / "e.npy"), verifier.embed_paths(good), atol=1e-5)
+    np.testing.assert_allclose(np.load(tmp_path / "e.npy"), verifier.embed(good), atol=1e-5)
