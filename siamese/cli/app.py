@@ -2,12 +2,13 @@
 
 from __future__ import annotations
 
-from typing import Annotated
+from collections.abc import Callable
+from typing import Annotated, Any
 
 import typer
 
 from siamese import __version__
-from siamese.cli.common import CLIState, setup_logging
+from siamese.cli.common import CLIState, Command, setup_logging
 from siamese.cli.embed import embed_command
 from siamese.cli.enroll import enroll_command
 from siamese.cli.evaluate import evaluate_command
@@ -18,9 +19,21 @@ from siamese.cli.probe import probe_command
 from siamese.cli.train import train_command
 from siamese.cli.verify import verify_command
 
+COMMANDS: dict[str, Callable[..., Any]] = {
+    "train": train_command,
+    "pretrain": pretrain_command,
+    "evaluate": evaluate_command,
+    "pairs": pairs_command,
+    "verify": verify_command,
+    "enroll": enroll_command,
+    "embed": embed_command,
+    "export": export_command,
+    "probe": probe_command,
+}
+"""Every command, in the order `siamese --help` lists them."""
+
 app = typer.Typer(
     name="siamese",
-    help="Siamese networks for verification: train, pretrain, evaluate, verify, embed, export.",
     no_args_is_help=True,
     add_completion=False,
     pretty_exceptions_enable=False,
@@ -43,21 +56,26 @@ def main_callback(
         bool, typer.Option("--version", callback=_version, is_eager=True, help="Print the version.")
     ] = False,
 ) -> None:
-    """Siamese networks for verification: train, evaluate, verify, embed, export."""
+    """Set the options every command shares (the app's help is `root_help`)."""
     CLIState.debug = debug
     CLIState.verbose = verbose
     setup_logging(verbose)
 
 
-app.command("train")(train_command)
-app.command("pretrain")(pretrain_command)
-app.command("evaluate")(evaluate_command)
-app.command("pairs")(pairs_command)
-app.command("verify")(verify_command)
-app.command("enroll")(enroll_command)
-app.command("embed")(embed_command)
-app.command("export")(export_command)
-app.command("probe")(probe_command)
+for _name, _function in COMMANDS.items():
+    app.command(_name, cls=Command)(_function)
+
+
+def root_help(command_names: list[str]) -> str:
+    """The first line of `siamese --help`, naming every registered command.
+
+    >>> root_help(["train", "verify"])
+    'Siamese networks for verification: train, verify.'
+    """
+    return f"Siamese networks for verification: {', '.join(command_names)}."
+
+
+app.info.help = root_help([info.name or "" for info in app.registered_commands])
 
 
 def main() -> None:

@@ -1,17 +1,21 @@
-"""What every command shares: the console, logging set-up, turning errors into one line, and the
-embedding progress bar. Options shared by several commands are in `siamese.cli.options`."""
+"""What every command shares: the console, logging set-up, turning errors into one line, the
+default model, renamed flags, and the embedding progress bar. Options shared by several commands are
+in `siamese.cli.options`."""
 
 from __future__ import annotations
 
 import contextlib
 import logging
 from collections.abc import Iterator
+from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import typer
 from rich.console import Console
 from rich.logging import RichHandler
+from typer.core import TyperCommand
 
+from siamese.cli.options import RENAMED
 from siamese.errors import SiameseError
 
 if TYPE_CHECKING:
@@ -67,3 +71,58 @@ def embedding_progress(on: Console, **options: Any) -> Progress:
 
     columns = (TextColumn("embedding"), BarColumn(), MofNCompleteColumn(), TimeRemainingColumn())
     return Progress(*columns, console=on, transient=True, **options)
+
+
+def model_or_latest(model: Path | None, quiet: bool = False) -> Path:
+    """`--model`, else the most recent run under ./runs, named on stderr unless `quiet` (--json).
+
+    Raises:
+        CheckpointError: no --model and no trained run under ./runs.
+    """
+    if model is not None:
+        return model
+    from siamese.inference import latest_run  # the run directory's owner, re-exported
+
+    model = latest_run("runs")
+    if not quiet:
+        err_console.print(f"using the most recent run: {model}", highlight=False, markup=False)
+    return model
+
+
+def renamed_flags(command: str, args: list[str]) -> list[str]:
+    """`args` with each renamed flag of `command` (`siamese.cli.options.RENAMED`) in its new
+    spelling, warning once on stderr per old spelling used; everything after `--` is left alone.
+
+    >>> renamed_flags("probe", ["DATA", "--neighbours", "3"])
+    ['DATA', '--neighbours', '3']
+    """
+    renames = RENAMED.get(command, {})
+    out: list[str] = []
+    warned: set[str] = set()
+    for i, arg in enumerate(args):
+        if arg == "--":
+            return out + args[i:]
+        flag, sep, value = arg.partition("=")
+        if flag in renames:
+            if flag not in warned:
+                warned.add(flag)
+                typer.echo(f"warning: {flag} is deprecated, use {renames[flag]}", err=True)
+            arg = renames[flag] + sep + value
+        out.append(arg)
+    return out
+
+
+class Command(TyperCommand):
+    """A `siamese` command: accepts the old spellings of its renamed flags, with a warning."""
+
+    def parse_args(self, ctx: Any, args: list[str]) -> list[str]:
+        return super().parse_args(ctx, renamed_flags(self.name or "", args))
+
+
+def given_flags(ctx: typer.Context) -> set[str]:
+    """The options typed on the command line (not left at their defaults), as `--flag` names."""
+    return {
+        "--" + name.replace("_", "-")
+        for name in ctx.params
+        if getattr(ctx.get_parameter_source(name), "name", "") == "COMMANDLINE"
+    }

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from siamese.cli.common import console, embedding_progress, user_errors
+from siamese.cli.common import console, embedding_progress, model_or_latest, user_errors
 from siamese.cli.options import (
     BatchSizeOpt,
     DeviceOpt,
@@ -19,8 +19,8 @@ _SKIPPED_SHOWN = 5
 
 def embed_command(
     data: EmbedDataArg,
-    model: ModelOpt,
     out: EmbeddingsOutOpt,
+    model: ModelOpt = None,
     batch_size: BatchSizeOpt = 64,
     workers: WorkersOpt = 0,
     device: DeviceOpt = "auto",
@@ -30,16 +30,17 @@ def embed_command(
     """Embed the images of DATA with a trained encoder and write one row per readable image."""
     with user_errors():
         from siamese.data.inputs import list_inputs
-        from siamese.inference.verifier import Verifier
+        from siamese.inference.model import EmbeddingModel
         from siamese.inference.writers import check_output, write_embeddings
 
         check_output(out)  # fail fast on a bad extension or a missing pyarrow
         inputs = list_inputs(data)
-        verifier = Verifier.from_checkpoint(model, device=device, tta=tta)
+        model = model_or_latest(model)
+        loaded = EmbeddingModel.from_checkpoint(model, device=device, tta=tta)
         with embedding_progress(console, disable=not console.is_terminal) as progress:
             task = progress.add_task("embedding", total=len(inputs))
             summary = write_embeddings(
-                verifier,
+                loaded,
                 inputs,
                 out,
                 batch_size=batch_size,

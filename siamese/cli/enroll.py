@@ -8,19 +8,19 @@ from typing import TYPE_CHECKING, Any
 import typer
 from rich.table import Table
 
-from siamese.cli.common import console, user_errors
+from siamese.cli.common import console, model_or_latest, user_errors
 from siamese.cli.evaluate import EmbeddingBar
 from siamese.cli.options import (
     BatchSizeOpt,
     CalibrationOpt,
     DeviceOpt,
     EnrollDataArg,
-    EnrollJsonOpt,
-    EnrollSeedOpt,
     FusionsOpt,
     GalleryOutOpt,
+    JsonOpt,
     MaxReferencesOpt,
     ModelOpt,
+    SeedOpt,
     WorkersOpt,
 )
 
@@ -67,13 +67,13 @@ def _print_table(summary: dict[str, Any]) -> None:
 
 def enroll_command(
     data: EnrollDataArg,
-    model: ModelOpt,
     out: GalleryOutOpt,
+    model: ModelOpt = None,
     references: MaxReferencesOpt = None,
     fusion: FusionsOpt = None,
     calibration: CalibrationOpt = None,
-    seed: EnrollSeedOpt = 0,
-    json_output: EnrollJsonOpt = False,
+    seed: SeedOpt = 0,
+    json_output: JsonOpt = False,
     device: DeviceOpt = "auto",
     batch_size: BatchSizeOpt = 64,
     workers: WorkersOpt = 0,
@@ -83,6 +83,7 @@ def enroll_command(
     with user_errors():
         from siamese.inference.references import enroll
 
+        model = model_or_latest(model, json_output)
         with EmbeddingBar() as bar:
             gallery = enroll(
                 model,

@@ -9,26 +9,26 @@ from typing import Any
 import typer
 from rich.table import Table
 
-from siamese.cli.common import console, embedding_progress, err_console, user_errors
+from siamese.cli.common import console, embedding_progress, err_console, given_flags, user_errors
 from siamese.cli.options import (
+    BatchSizeOpt,
     CalibrationOpt,
-    EvalBatchSizeOpt,
+    DeviceOpt,
     EvalDataArg,
-    EvalForgeriesOpt,
-    EvalModelOpt,
-    EvalNumPairsOpt,
-    EvalSeedOpt,
-    EvalSplitOpt,
-    EvalWorkersOpt,
     FoldsOpt,
+    ForgeriesOpt,
     FusionsOpt,
+    JsonOpt,
+    ModelOpt,
+    NumPairsOpt,
     PairsFileOpt,
     ProtocolOpt,
     ReferenceCountsOpt,
     ReportDirOpt,
-    ReportJsonOpt,
-    RunDeviceOpt,
+    SeedOpt,
+    SplitOpt,
     TtaOpt,
+    WorkersOpt,
 )
 from siamese.cli.references import reference_rows, references_table
 from siamese.errors import ConfigError
@@ -54,15 +54,15 @@ class EmbeddingBar:
         self.progress.stop()
 
 
-def _check_flags(protocol: str, pairs: Path | None, given: dict[str, object]) -> None:
-    """Refuse flags the chosen protocol would ignore."""
-    if given["--references"] is None:
-        unused = [flag for flag in ("--fusion", "--calibration") if given[flag] is not None]
+def _check_flags(protocol: str, pairs: Path | None, given: set[str]) -> None:
+    """Refuse flags (`given` on the command line) that the chosen protocol would ignore."""
+    if "--references" not in given:
+        unused = [flag for flag in ("--fusion", "--calibration") if flag in given]
         if unused:
             raise ConfigError(f"{', '.join(unused)} only apply with --references")
-    elif protocol != "pairs" or pairs is not None or given["--num-pairs"] is not None:
+    elif protocol != "pairs" or pairs is not None or "--num-pairs" in given:
         raise ConfigError("--references enrols the split's images: no --pairs, --num-pairs or other protocol")
-    if protocol != "kfold" and given["--folds"] is not None:
+    if protocol != "kfold" and "--folds" in given:
         raise ConfigError("--folds is only used with --protocol kfold")
     if protocol == "oneshot":
         flags = ["--pairs", "--forgeries", "--split", "--num-pairs", "--seed"]
@@ -72,7 +72,7 @@ def _check_flags(protocol: str, pairs: Path | None, given: dict[str, object]) ->
         reason = "with --pairs (the file fixes the pairs)"
     else:
         return
-    bad = [flag for flag in flags if given[flag] is not None]
+    bad = [flag for flag in flags if flag in given]
     if bad:
         raise ConfigError(f"{', '.join(bad)} cannot be used {reason}")
 
@@ -166,32 +166,32 @@ def _print_table(report: dict[str, Any]) -> None:
 
 
 def evaluate_command(
+    ctx: typer.Context,
     data: EvalDataArg,
-    model: EvalModelOpt = None,
+    model: ModelOpt = None,
     pairs: PairsFileOpt = None,
-    forgeries: EvalForgeriesOpt = None,
+    forgeries: ForgeriesOpt = None,
     protocol: ProtocolOpt = "pairs",
-    split: EvalSplitOpt = None,
-    num_pairs: EvalNumPairsOpt = None,
-    folds: FoldsOpt = None,
-    seed: EvalSeedOpt = None,
+    split: SplitOpt = None,
+    num_pairs: NumPairsOpt = 2000,
+    folds: FoldsOpt = 10,
+    seed: SeedOpt = 0,
     references: ReferenceCountsOpt = None,
     fusion: FusionsOpt = None,
     calibration: CalibrationOpt = None,
     out: ReportDirOpt = None,
-    json_output: ReportJsonOpt = False,
-    device: RunDeviceOpt = "auto",
-    batch_size: EvalBatchSizeOpt = 64,
-    workers: EvalWorkersOpt = 0,
+    json_output: JsonOpt = False,
+    device: DeviceOpt = "auto",
+    batch_size: BatchSizeOpt = 64,
+    workers: WorkersOpt = 0,
     tta: TtaOpt = None,
 ) -> None:
     """Evaluate a trained model on DATA: EER, AUC, TAR@FAR, accuracy at its threshold, plots."""
     with user_errors():
-        given = {"--pairs": pairs, "--forgeries": forgeries, "--split": split, "--references": references}
-        given.update({"--fusion": fusion, "--calibration": calibration})
-        _check_flags(protocol, pairs, {**given, "--num-pairs": num_pairs, "--seed": seed, "--folds": folds})
-        from siamese.inference.evaluate import evaluate, run_dir_of
-        from siamese.inference.verifier import latest_run
+        _check_flags(protocol, pairs, given_flags(ctx))
+        from siamese.inference.evaluate import evaluate
+        from siamese.models.checkpoint import run_of
+        from siamese.runs import latest_run
 
         if model is None:
             model = latest_run()
@@ -199,7 +199,7 @@ def evaluate_command(
         split = split or "test"
         counts = reference_counts(references) if references is not None else []
         name = _out_name(protocol, pairs, split) + ("-references" if counts else "")
-        out = out or run_dir_of(model) / name
+        out = out or run_of(model).path / name
         with EmbeddingBar() as bar:
             report = evaluate(
                 model,
@@ -208,9 +208,9 @@ def evaluate_command(
                 forgeries=forgeries,
                 protocol=protocol,
                 split=split,
-                num_pairs=2000 if num_pairs is None else num_pairs,
-                seed=0 if seed is None else seed,
-                folds=10 if folds is None else folds,
+                num_pairs=num_pairs,
+                seed=seed,
+                folds=folds,
                 references=counts,
                 fusions=fusion,
                 calibration=calibration,

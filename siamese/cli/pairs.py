@@ -4,14 +4,14 @@ from __future__ import annotations
 
 from siamese.cli.common import console, user_errors
 from siamese.cli.options import (
+    ForgeriesOpt,
     ForgeryFractionOpt,
+    NumPairsOpt,
     PairsDataArg,
-    PairsForgeriesOpt,
-    PairsNumPairsOpt,
     PairsOutOpt,
-    PairsSeedOpt,
-    PairsSplitOpt,
+    SeedOpt,
     SplitFromOpt,
+    SplitOpt,
 )
 from siamese.errors import ConfigError
 
@@ -19,12 +19,12 @@ from siamese.errors import ConfigError
 def pairs_command(
     data: PairsDataArg,
     out: PairsOutOpt,
-    num_pairs: PairsNumPairsOpt = 2000,
-    forgeries: PairsForgeriesOpt = None,
+    num_pairs: NumPairsOpt = 2000,
+    forgeries: ForgeriesOpt = None,
     forgery_fraction: ForgeryFractionOpt = None,
-    seed: PairsSeedOpt = 0,
+    seed: SeedOpt = 0,
     split_from: SplitFromOpt = None,
-    split: PairsSplitOpt = None,
+    split: SplitOpt = None,
 ) -> None:
     """Generate a deterministic, balanced pair list from DATA and write it as CSV."""
     with user_errors():

@@ -9,10 +9,32 @@ import typer
 
 from siamese import names
 from siamese.cli.common import console, user_errors
-from siamese.cli.train import PRECISION_HELP, command_config, resumed_config
+from siamese.cli.options import (
+    DATA_PANEL,
+    METHOD_PANEL,
+    RUN_PANEL,
+    ChannelsOpt,
+    DeviceOpt,
+    EmbeddingDimOpt,
+    EncoderArgOpt,
+    EncoderOpt,
+    EpochsOpt,
+    ImageSizeOpt,
+    LrOpt,
+    PrecisionOpt,
+    PresetOpt,
+    ResumeOpt,
+    RunOutOpt,
+    SaveEveryOpt,
+    SeedOpt,
+    TrainBatchSizeOpt,
+    WeightDecayOpt,
+    WorkersOpt,
+)
+from siamese.cli.train import command_config, resumed_config
 
-METHOD = "Method"
-RUN = "Run"
+METHOD = METHOD_PANEL
+RUN = RUN_PANEL
 
 
 def _opt(help_text: str, panel: str = METHOD) -> typer.models.OptionInfo:
@@ -65,18 +87,16 @@ def pretrain_command(
             show_default=False,
         ),
     ] = None,
-    preset: Annotated[
-        names.PresetName | None, _opt("Image preset (default: digits without DATA, else face).", RUN)
-    ] = None,
-    image_size: Annotated[str | None, _opt("Input size HxW, overrides the preset.", RUN)] = None,
-    channels: Annotated[int | None, _opt("1 or 3, overrides the preset.", RUN)] = None,
-    encoder: Annotated[names.EncoderName | None, _opt("Encoder (default smallcnn).", RUN)] = None,
-    embedding_dim: Annotated[int | None, _opt("Encoder embedding size (0 = pooled features).", RUN)] = None,
-    encoder_arg: Annotated[list[str] | None, _opt("Extra encoder option KEY=VALUE, repeatable.", RUN)] = None,
-    epochs: Annotated[int | None, _opt("Epochs (default: the preset's).", RUN)] = None,
-    batch_size: Annotated[int | None, _opt("Images per step (each seen in every view).", RUN)] = None,
-    lr: Annotated[float | None, _opt("Peak learning rate (1e-3).", RUN)] = None,
-    weight_decay: Annotated[float | None, _opt("AdamW weight decay (1e-4).", RUN)] = None,
+    preset: PresetOpt = None,
+    image_size: ImageSizeOpt = None,
+    channels: ChannelsOpt = None,
+    encoder: EncoderOpt = None,
+    embedding_dim: EmbeddingDimOpt = None,
+    encoder_arg: EncoderArgOpt = None,
+    epochs: EpochsOpt = None,
+    batch_size: TrainBatchSizeOpt = None,
+    lr: LrOpt = None,
+    weight_decay: WeightDecayOpt = None,
     max_minutes: Annotated[
         float | None, _opt("Time cap: stop after the epoch that would overrun it (see --minutes).", RUN)
     ] = None,
@@ -88,22 +108,22 @@ def pretrain_command(
             RUN,
         ),
     ] = None,
-    out: Annotated[Path | None, _opt("Run directory (default runs/<time>-<method>).", RUN)] = None,
-    save_every: Annotated[int | None, _opt("Also save a resumable state every N steps.", RUN)] = None,
-    seed: Annotated[int | None, _opt("Seed of weights and views (0).", RUN)] = None,
-    device: Annotated[names.DeviceName | None, _opt("auto (default) = CUDA when available.", RUN)] = None,
-    precision: Annotated[names.PrecisionName | None, _opt(PRECISION_HELP, RUN)] = None,
-    workers: Annotated[int | None, _opt("DataLoader worker processes (0).", RUN)] = None,
+    out: RunOutOpt = None,
+    save_every: SaveEveryOpt = None,
+    seed: SeedOpt = 0,
+    device: DeviceOpt = "auto",
+    precision: PrecisionOpt = None,
+    workers: WorkersOpt = 0,
     batched_views: Annotated[
         bool | None,
         typer.Option(
             "--batched-views/--per-image-views",
             help="Augment the views a batch at a time in torch (default), or per image in Pillow.",
-            rich_help_panel=RUN,
+            rich_help_panel=DATA_PANEL,
             show_default=False,
         ),
     ] = None,
-    resume: Annotated[Path | None, _opt("Continue an interrupted pretraining run exactly.", RUN)] = None,
+    resume: ResumeOpt = None,
 ) -> None:
     """Pretrain the encoder without labels; labels, if any, only monitor it.
 

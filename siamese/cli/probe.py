@@ -3,46 +3,45 @@
 from __future__ import annotations
 
 import json
-from pathlib import Path
-from typing import Annotated, Any
 
 import typer
 
-from siamese.cli.common import console, embedding_progress, user_errors
-from siamese.cli.options import BatchSizeOpt, DeviceOpt, ModelOpt, ReportJsonOpt
-
-PROBE_PANEL = "Probe"
-
-
-def _opt(help_text: str, **kwargs: Any) -> Any:
-    return typer.Option(help=help_text, rich_help_panel=PROBE_PANEL, **kwargs)
+from siamese.cli.common import console, embedding_progress, model_or_latest, user_errors
+from siamese.cli.options import (
+    BatchSizeOpt,
+    DeviceOpt,
+    JsonOpt,
+    KnnTemperatureOpt,
+    LinearCOpt,
+    ModelOpt,
+    NeighboursOpt,
+    OneshotRunsOpt,
+    ProbeDataArg,
+    ProbeOutOpt,
+    QueryFractionOpt,
+    SeedOpt,
+)
 
 
 def probe_command(
-    model: ModelOpt,
-    data: Annotated[
-        Path | None,
-        typer.Argument(help="Labelled folder, one sub-folder per identity (searched recursively)."),
-    ] = None,
-    oneshot_runs: Annotated[
-        Path | None, _opt("Folder of N-way one-shot runs (Omniglot runNN/class_labels.txt).")
-    ] = None,
-    k: Annotated[int, _opt("Neighbours of the k-NN vote.", min=1)] = 20,
-    knn_temperature: Annotated[float, _opt("k-NN vote weight exp(cos/T).", min=1e-6)] = 0.07,
-    test_fraction: Annotated[
-        float, _opt("Share of each identity's images held out as queries.", min=0.01, max=0.99)
-    ] = 0.5,
-    c: Annotated[float, _opt("Inverse L2 strength of the logistic-regression probe.", min=1e-8)] = 1.0,
-    seed: Annotated[int, _opt("Seed of the per-identity split.")] = 0,
-    batch_size: BatchSizeOpt = 128,
+    data: ProbeDataArg = None,
+    model: ModelOpt = None,
+    oneshot_runs: OneshotRunsOpt = None,
+    k: NeighboursOpt = 20,
+    knn_temperature: KnnTemperatureOpt = 0.07,
+    test_fraction: QueryFractionOpt = 0.5,
+    c: LinearCOpt = 1.0,
+    seed: SeedOpt = 0,
+    batch_size: BatchSizeOpt = 128,  # the probe's own default (ProbeOptions)
     device: DeviceOpt = "auto",
-    out: Annotated[Path | None, typer.Option(help="Also write the report to this JSON file.")] = None,
-    json_output: ReportJsonOpt = False,
+    out: ProbeOutOpt = None,
+    json_output: JsonOpt = False,
 ) -> None:
     """Probe any run (train or pretrain) without fine-tuning it: k-NN, linear probe, one-shot."""
     with user_errors():
         from siamese.inference.probe import ProbeOptions, probe
 
+        model = model_or_latest(model, json_output)
         options = ProbeOptions(k, knn_temperature, test_fraction, c, seed, batch_size)
         with embedding_progress(console, disable=json_output or not console.is_terminal) as bar:
             task = bar.add_task("embedding", total=None)

@@ -9,17 +9,41 @@ import typer
 
 from siamese import names
 from siamese.cli.common import console, user_errors
+from siamese.cli.options import (
+    DATA_PANEL,
+    LOSS_PANEL,
+    MODEL_PANEL,
+    OPTIMISATION_PANEL,
+    RUN_PANEL,
+    ChannelsOpt,
+    DeviceOpt,
+    EmbeddingDimOpt,
+    EncoderArgOpt,
+    EncoderOpt,
+    EpochsOpt,
+    ForgeriesOpt,
+    ForgeryFractionOpt,
+    ImageSizeOpt,
+    LrOpt,
+    PrecisionOpt,
+    PresetOpt,
+    ResumeOpt,
+    RunOutOpt,
+    SaveEveryOpt,
+    SeedOpt,
+    StrictOpt,
+    TrainBatchSizeOpt,
+    TtaOpt,
+    WeightDecayOpt,
+    WorkersOpt,
+)
 from siamese.errors import ConfigError
 
-DATA = "Data"
-MODEL = "Model"
-LOSS = "Loss"
-OPTIM = "Optimisation"
-RUN = "Run"
-PRECISION_HELP = (
-    "Encoder arithmetic in training: auto (default) = bfloat16 autocast where the device computes it "
-    "natively (AVX512-BF16/AMX CPUs, recent GPUs), else fp32; heads, losses and evaluation stay fp32."
-)
+DATA = DATA_PANEL
+MODEL = MODEL_PANEL
+LOSS = LOSS_PANEL
+OPTIM = OPTIMISATION_PANEL
+RUN = RUN_PANEL
 
 
 def parse_size(value: str | None) -> tuple[int, int] | None:
@@ -73,25 +97,10 @@ def train_command(
             rich_help_panel=LOSS,
         ),
     ] = None,
-    forgeries: Annotated[
-        Path | None,
-        typer.Option(
-            help="Skilled forgeries: FORGERIES/<identity>/ are negatives of <identity>.", rich_help_panel=DATA
-        ),
-    ] = None,
-    preset: Annotated[
-        names.PresetName | None,
-        typer.Option(
-            help="Transforms + training defaults (default: glyphs without DATA, else face).",
-            rich_help_panel=DATA,
-        ),
-    ] = None,
-    image_size: Annotated[
-        str | None, typer.Option(help="Input size HxW, overrides the preset.", rich_help_panel=DATA)
-    ] = None,
-    channels: Annotated[
-        int | None, typer.Option(help="1 (grayscale) or 3 (RGB), overrides the preset.", rich_help_panel=DATA)
-    ] = None,
+    forgeries: ForgeriesOpt = None,
+    preset: PresetOpt = None,
+    image_size: ImageSizeOpt = None,
+    channels: ChannelsOpt = None,
     sampler: Annotated[
         names.SamplerName | None,
         typer.Option(
@@ -106,10 +115,7 @@ def train_command(
             help="Pairs/triplets/images per epoch (default: 2 × training images).", rich_help_panel=DATA
         ),
     ] = None,
-    forgery_fraction: Annotated[
-        float | None,
-        typer.Option(help="Share of impostors that are skilled forgeries.", rich_help_panel=DATA),
-    ] = None,
+    forgery_fraction: ForgeryFractionOpt = None,
     m_per_class: Annotated[
         int | None, typer.Option(help="Images per identity in a mperclass batch.", rich_help_panel=DATA)
     ] = None,
@@ -145,26 +151,10 @@ def train_command(
     eval_pairs: Annotated[
         int | None, typer.Option(help="Validation/test pairs scored.", rich_help_panel=DATA)
     ] = None,
-    strict: Annotated[
-        bool | None,
-        typer.Option(
-            "--strict", help="Stop on an unreadable image instead of skipping it.", rich_help_panel=DATA
-        ),
-    ] = None,
-    workers: Annotated[
-        int | None, typer.Option(help="DataLoader worker processes.", rich_help_panel=DATA)
-    ] = None,
-    encoder: Annotated[
-        names.EncoderName | None,
-        typer.Option(help="Shared encoder (default: smallcnn).", rich_help_panel=MODEL),
-    ] = None,
-    embedding_dim: Annotated[
-        int | None,
-        typer.Option(
-            help="Embedding size (0 = no projection head: the pooled encoder features).",
-            rich_help_panel=MODEL,
-        ),
-    ] = None,
+    strict: StrictOpt = False,
+    workers: WorkersOpt = 0,
+    encoder: EncoderOpt = None,
+    embedding_dim: EmbeddingDimOpt = None,
     distance: Annotated[
         names.DistanceName | None,
         typer.Option(
@@ -196,13 +186,7 @@ def train_command(
             rich_help_panel=MODEL,
         ),
     ] = None,
-    encoder_arg: Annotated[
-        list[str] | None,
-        typer.Option(
-            help="Extra encoder option KEY=VALUE, repeatable (smallcnn: width=32, stem_stride=2).",
-            rich_help_panel=MODEL,
-        ),
-    ] = None,
+    encoder_arg: EncoderArgOpt = None,
     margin: Annotated[
         float | None,
         typer.Option(
@@ -245,19 +229,13 @@ def train_command(
         names.MinerName | None,
         typer.Option(help="Hard-negative miner for mperclass batches.", rich_help_panel=LOSS),
     ] = None,
-    epochs: Annotated[
-        int | None, typer.Option(help="Epochs (default: from preset).", rich_help_panel=OPTIM)
-    ] = None,
-    batch_size: Annotated[
-        int | None, typer.Option(help="Pairs/triplets/images per step.", rich_help_panel=OPTIM)
-    ] = None,
+    epochs: EpochsOpt = None,
+    batch_size: TrainBatchSizeOpt = None,
     optimizer: Annotated[
         names.OptimizerName | None, typer.Option(help="(default: adamw)", rich_help_panel=OPTIM)
     ] = None,
-    lr: Annotated[
-        float | None, typer.Option(help="Peak learning rate (default: 1e-3).", rich_help_panel=OPTIM)
-    ] = None,
-    weight_decay: Annotated[float | None, typer.Option(help="(default: 1e-4)", rich_help_panel=OPTIM)] = None,
+    lr: LrOpt = None,
+    weight_decay: WeightDecayOpt = None,
     warmup_epochs: Annotated[
         float | None,
         typer.Option(help="Linear warm-up before cosine decay (default: 1).", rich_help_panel=OPTIM),
@@ -274,16 +252,7 @@ def train_command(
         float | None,
         typer.Option(help="FAR target of --threshold-rule far (default 1e-3).", rich_help_panel=RUN),
     ] = None,
-    tta: Annotated[
-        names.TtaName | None,
-        typer.Option(
-            help="Test-time augmentation of the validation/test embeddings, stored as the model's default "
-            "for embed/verify/evaluate: flip = average each image's embedding with its mirror's (presets "
-            "that train with flips: face) \\[default: none].",
-            show_default=False,
-            rich_help_panel=RUN,
-        ),
-    ] = None,
+    tta: TtaOpt = None,
     select: Annotated[
         Literal["best", "last"] | None,
         typer.Option(
@@ -293,17 +262,8 @@ def train_command(
             rich_help_panel=RUN,
         ),
     ] = None,
-    out: Annotated[
-        Path | None, typer.Option(help="Run directory (default: runs/<time>-<loss>).", rich_help_panel=RUN)
-    ] = None,
-    resume: Annotated[
-        Path | None,
-        typer.Option(
-            help="Continue an interrupted run directory exactly where it stopped (uses its saved config; "
-            "no other training options allowed).",
-            rich_help_panel=RUN,
-        ),
-    ] = None,
+    out: RunOutOpt = None,
+    resume: ResumeOpt = None,
     max_minutes: Annotated[
         float | None,
         typer.Option(
@@ -321,13 +281,7 @@ def train_command(
             rich_help_panel=OPTIM,
         ),
     ] = None,
-    save_every: Annotated[
-        int | None,
-        typer.Option(
-            help="Also save a resumable state every N steps (default: every epoch only).",
-            rich_help_panel=RUN,
-        ),
-    ] = None,
+    save_every: SaveEveryOpt = None,
     skip_nonfinite: Annotated[
         bool | None,
         typer.Option(
@@ -336,18 +290,9 @@ def train_command(
             rich_help_panel=RUN,
         ),
     ] = None,
-    seed: Annotated[
-        int | None,
-        typer.Option(help="Seed of weights, sampling and augmentation (default 0).", rich_help_panel=RUN),
-    ] = None,
-    device: Annotated[
-        names.DeviceName | None,
-        typer.Option(help="auto (default) = CUDA when available.", rich_help_panel=RUN),
-    ] = None,
-    precision: Annotated[
-        names.PrecisionName | None,
-        typer.Option(help=PRECISION_HELP, rich_help_panel=RUN),
-    ] = None,
+    seed: SeedOpt = 0,
+    device: DeviceOpt = "auto",
+    precision: PrecisionOpt = None,
 ) -> None:
     """Train a Siamese verification model on DATA (or on the embedded characters) and test it."""
     with user_errors():

@@ -9,19 +9,19 @@ from typing import TYPE_CHECKING
 
 import typer
 
-from siamese.cli.common import console, err_console, user_errors
+from siamese.cli.common import console, model_or_latest, user_errors
 from siamese.cli.options import (
     ClaimOpt,
     ClaimReferencesOpt,
+    DeviceOpt,
     GalleryOpt,
     ImageAArg,
     ImageBArg,
+    JsonOpt,
+    ModelOpt,
     ThresholdOpt,
     TtaOpt,
-    VerdictJsonOpt,
-    VerifyDeviceOpt,
     VerifyFusionOpt,
-    VerifyModelOpt,
 )
 from siamese.errors import ConfigError, DataError
 
@@ -33,10 +33,10 @@ if TYPE_CHECKING:
 def verify_command(
     image_a: ImageAArg,
     image_b: ImageBArg = None,
-    model: VerifyModelOpt = None,
+    model: ModelOpt = None,
     threshold: ThresholdOpt = None,
-    json_output: VerdictJsonOpt = False,
-    device: VerifyDeviceOpt = "cpu",
+    json_output: JsonOpt = False,
+    device: DeviceOpt = "cpu",  # not auto: starting CUDA takes longer than one pair on the CPU
     claim: ClaimOpt = None,
     gallery: GalleryOpt = None,
     claim_references: ClaimReferencesOpt = None,
@@ -47,6 +47,7 @@ def verify_command(
     or whether A is the identity --claim of --gallery (or of the images in --claim-references).
 
     Starts in about the time of `import torch` with smallcnn models (resnet/mobilenet: +2 s for torchvision).
+    --json prints one object: same, distance, threshold, confidence, model, seconds.
     """
     if claim is not None or gallery is not None or claim_references is not None or fusion is not None:
         with user_errors():
@@ -60,21 +61,9 @@ def verify_command(
             raise ConfigError("give a second image, or --gallery G --claim ID, or --claim-references DIR")
         from siamese.inference.verifier import Verifier
 
-        verifier = Verifier.from_checkpoint(_model_or_latest(model, json_output), device=device, tta=tta)
+        verifier = Verifier.from_checkpoint(model_or_latest(model, json_output), device=device, tta=tta)
         result = verifier.verify(image_a, image_b, threshold=threshold)
     _print_result(result, json_output)
-
-
-def _model_or_latest(model: Path | None, json_output: bool) -> Path:
-    """`model`, else the most recent run under ./runs (named on stderr unless --json)."""
-    if model is not None:
-        return model
-    from siamese.inference.verifier import latest_run
-
-    model = latest_run("runs")
-    if not json_output:
-        err_console.print(f"using the most recent run: {model}", highlight=False, markup=False)
-    return model
 
 
 def _print_result(result: VerificationResult | ClaimResult, json_output: bool, suffix: str = "") -> None:
@@ -123,7 +112,7 @@ def _verify_claim(
             if not claim_references.is_dir():
                 raise DataError(f"--claim-references must be a folder of images, got {claim_references}")
             files = [str(claim_references / name) for name in list_images(claim_references)]
-            verifier = Verifier.from_checkpoint(_model_or_latest(model, json_output), device=device)
+            verifier = Verifier.from_checkpoint(model_or_latest(model, json_output), device=device)
             name = claim if claim is not None else claim_references.name
             result = verify_against_references(verifier, query, files, fusion or "mean", threshold, name)
     suffix = f"  claim {result.claim}: {result.fusion} of {result.references} references"

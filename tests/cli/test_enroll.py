@@ -56,7 +56,7 @@ def test_enroll_table_and_files(enrolled) -> None:
 
 def test_enroll_json_caps_references_and_fusions(tiny_run, tmp_path: Path) -> None:
     run, data = tiny_run
-    args = ["enroll", str(data), "--model", str(run), "--out", str(tmp_path / "g"), "--references", "2"]
+    args = ["enroll", str(data), "--model", str(run), "--out", str(tmp_path / "g"), "--max-references", "2"]
     result = _ok(
         runner.invoke(app, [*args, "--fusion", "min", "--fusion", "template", "--json", "--seed", "1"])
     )

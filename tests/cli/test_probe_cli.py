@@ -13,12 +13,13 @@ runner = CliRunner(env={"COLUMNS": "250"})
 def test_probe_prints_its_table_and_writes_json(tiny_run, tmp_path):
     run, data = tiny_run
     out = tmp_path / "probe.json"
-    result = runner.invoke(app, ["probe", str(data), "--model", str(run), "--k", "3", "--out", str(out)])
+    args = ["probe", str(data), "--model", str(run), "--neighbours", "3"]
+    result = runner.invoke(app, [*args, "--out", str(out)])
     assert result.exit_code == 0, result.output
     assert "k-NN accuracy (k=3)" in result.output and "linear-probe accuracy" in result.output
     report = json.loads(out.read_text())
     assert report["identities"] == 8 and report["images"] == 40 and report["options"]["k"] == 3
-    as_json = runner.invoke(app, ["probe", str(data), "--model", str(run), "--k", "3", "--json"])
+    as_json = runner.invoke(app, [*args, "--json"])
     assert json.loads(as_json.stdout)["knn_accuracy"] == report["knn_accuracy"]
 
 
