@@ -26,13 +26,29 @@ def test_standard_error_by_hand() -> None:
     assert eer_standard_error(1.0, 1000) == 0.0
 
 
+def test_standard_error_of_few_identities_by_hand() -> None:
+    # 48 identities: genuine draws min(500, 48) = 48, impostor draws min(500, 48 * 47 / 2) = 500
+    expected = 0.5 * math.sqrt(0.04 * 0.96 * (1 / 48 + 1 / 500))
+    assert eer_standard_error(0.04, 1000, identities=48) == pytest.approx(expected)
+    # 6 identities: 6 genuine and 15 impostor draws, however many pairs are scored
+    expected = 0.5 * math.sqrt(0.04 * 0.96 * (1 / 6 + 1 / 15))
+    assert eer_standard_error(0.04, 1000, identities=6) == pytest.approx(expected)
+    assert eer_standard_error(0.04, 100_000, identities=6) == pytest.approx(expected)
+
+
+def test_many_identities_are_independent_pairs() -> None:
+    assert eer_standard_error(0.04, 1000, identities=2000) == pytest.approx(eer_standard_error(0.04, 1000))
+
+
 def test_standard_error_shrinks_with_pairs() -> None:
     assert eer_standard_error(0.04, 100_000) == pytest.approx(eer_standard_error(0.04, 1000) / 10)
 
 
-def test_standard_error_needs_pairs() -> None:
+def test_standard_error_needs_pairs_and_identities() -> None:
     with pytest.raises(ValueError, match="n_pairs"):
-        eer_standard_error(0.1, 0)
+        eer_standard_error(0.1, 1)
+    with pytest.raises(ValueError, match="identities"):
+        eer_standard_error(0.1, 1000, identities=1)
 
 
 def test_noise_only_dips_keep_the_last_epoch() -> None:
@@ -53,12 +69,23 @@ def test_the_same_gap_counts_with_more_pairs() -> None:
     assert select_epoch(history, 100_000) == 0  # se = 0.00062 < 0.004
 
 
+def test_few_validation_identities_keep_the_last_epoch() -> None:
+    # an ORL run (6 validation people): the validation EER dips to 1% mid-run and settles at 3.2%
+    # while the test EER keeps improving; 2.2 points is ~7 standard errors of independent pairs
+    # but half of one of 6 identities
+    history = [0.15, 0.088, 0.042, 0.028, 0.010, 0.014, 0.030, 0.010, 0.034, 0.030, 0.032, 0.032]
+    assert select_epoch(history, 1000) == 4
+    assert select_epoch(history, 1000, identities=6) == 11
+
+
 def test_margin_in_standard_errors() -> None:
     # last 0.5 on 100 pairs: one standard error is 0.05
     assert select_epoch([0.44, 0.5], 100) == 0  # 0.06 > 0.05
     assert select_epoch([0.46, 0.5], 100) == 1  # 0.04 < 0.05
     assert select_epoch([0.44, 0.5], 100, margin=2.0) == 1  # 0.06 < 0.10
     assert select_epoch([0.46, 0.5], 100, margin=0.0) == 0  # any improvement
+    # 0.5 on 4 identities: 4 genuine and 6 impostor draws, one standard error ~0.16
+    assert select_epoch([0.40, 0.5], 100, identities=4) == 1
 
 
 def test_ties() -> None:
