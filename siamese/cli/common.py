@@ -13,9 +13,9 @@ from typing import TYPE_CHECKING, Any
 import typer
 from rich.console import Console
 from rich.logging import RichHandler
-from typer.core import TyperCommand
+from typer.core import TyperArgument, TyperCommand
 
-from siamese.cli.options import RENAMED
+from siamese.cli.options import PANELS, RENAMED
 from siamese.errors import SiameseError
 
 if TYPE_CHECKING:
@@ -113,10 +113,22 @@ def renamed_flags(command: str, args: list[str]) -> list[str]:
 
 
 class Command(TyperCommand):
-    """A `siamese` command: accepts the old spellings of its renamed flags, with a warning."""
+    """A `siamese` command: accepts the old spellings of its renamed flags, with a warning, and
+    lists its options panel by panel in the order of `PANELS`, whatever its signature's order."""
 
     def parse_args(self, ctx: Any, args: list[str]) -> list[str]:
         return super().parse_args(ctx, renamed_flags(self.name or "", args))
+
+    def get_params(self, ctx: Any) -> list[Any]:
+        return sorted(super().get_params(ctx), key=_panel_rank)  # stable: arguments keep their order
+
+
+def _panel_rank(param: Any) -> int:
+    """Arguments first, then options by their panel's place in `PANELS` (others last)."""
+    if isinstance(param, TyperArgument):
+        return 0
+    panel = getattr(param, "rich_help_panel", None)
+    return 1 + (PANELS.index(panel) if panel in PANELS else len(PANELS))
 
 
 def given_flags(ctx: typer.Context) -> set[str]:
