@@ -9,7 +9,14 @@ from typing import Any
 import typer
 from rich.table import Table
 
-from siamese.cli.common import console, embedding_progress, err_console, given_flags, user_errors
+from siamese.cli.common import (
+    console,
+    embedding_progress,
+    err_console,
+    given_flags,
+    model_or_latest,
+    user_errors,
+)
 from siamese.cli.options import (
     BatchSizeOpt,
     CalibrationOpt,
@@ -191,11 +198,8 @@ def evaluate_command(
         _check_flags(protocol, pairs, given_flags(ctx))
         from siamese.inference.evaluate import evaluate
         from siamese.models.checkpoint import run_of
-        from siamese.runs import latest_run
 
-        if model is None:
-            model = latest_run()
-            err_console.print(f"using the most recent run: {model}", highlight=False)
+        model = model_or_latest(model, json_output)
         split = split or "test"
         counts = reference_counts(references) if references is not None else []
         name = _out_name(protocol, pairs, split) + ("-references" if counts else "")
