@@ -219,15 +219,16 @@ def rules(h: dict[str, Any]) -> dict[str, int]:
     """Each candidate rule's kept epoch (0-based) for one history."""
     own = [e["val_eer"] for e in h["epochs"]]
     many = [e["val_eer_many"] for e in h["epochs"]]
-    n, n_many = h["val_pairs"], h["val_pairs_many_effective"]
+    n, n_many, k = h["val_pairs"], h["val_pairs_many_effective"], h["split_sizes"]["val"]
     return {
         "last": len(own) - 1,
         "best": select_epoch(own, n, "best"),
-        "stable (1 SE)": select_epoch(own, n, "stable", 1.0),
-        "stable (2 SE)": select_epoch(own, n, "stable", 2.0),
+        "stable, independent pairs (1 SE)": select_epoch(own, n, "stable"),
+        "stable (1 SE)": select_epoch(own, n, "stable", identities=k),
+        "stable (2 SE)": select_epoch(own, n, "stable", identities=k, margin=2.0),
         "smoothed best (3 epochs)": smoothed_best(own),
         "best, many pairs": select_epoch(many, n_many, "best"),
-        "stable (1 SE), many pairs": select_epoch(many, n_many, "stable", 1.0),
+        "stable (1 SE), many pairs": select_epoch(many, n_many, "stable", identities=k),
         "oracle (best downstream)": oracle(h),
     }
 
