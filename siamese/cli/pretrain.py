@@ -9,6 +9,14 @@ import typer
 
 from siamese import names
 from siamese.cli.common import console, user_errors
+from siamese.cli.components import (
+    DeprecatedFloat,
+    DeprecatedInt,
+    DistanceOpt,
+    ListMethodArgsOpt,
+    LossArgOpt,
+    MethodArgOpt,
+)
 from siamese.cli.options import (
     DATA_PANEL,
     METHOD_PANEL,
@@ -48,36 +56,30 @@ def pretrain_command(
         typer.Argument(help="Any folder of images, searched recursively (omit for the embedded digits)."),
     ] = None,
     method: Annotated[names.SslMethodName, _opt("Self-supervised method.")] = "simclr",
-    temperature: Annotated[
-        float | None, _opt("NT-Xent/InfoNCE/SwAV temperature (simclr 0.1, moco 0.2, swav 0.1).")
-    ] = None,
-    projection_dim: Annotated[
-        int | None, _opt("Projection head output size (128; byol, simsiam 256; barlow, vicreg 1024).")
-    ] = None,
-    hidden_dim: Annotated[
-        int | None,
-        _opt("Projection/prediction head hidden size (512; byol 1024; simsiam 256; barlow, vicreg 1024)."),
-    ] = None,
-    predictor_dim: Annotated[
-        int | None, _opt("simsiam predictor bottleneck width (projection dim / 4).")
-    ] = None,
-    momentum: Annotated[float | None, _opt("EMA coefficient of the target (moco, byol: 0.99).")] = None,
-    momentum_end: Annotated[
-        float | None, _opt("Final EMA coefficient, cosine schedule (moco 0.99, byol 1.0).")
-    ] = None,
-    queue_size: Annotated[int | None, _opt("moco negative keys (4096) / swav queued features (0).")] = None,
-    prototypes: Annotated[int | None, _opt("swav prototypes (300).")] = None,
-    freeze_prototypes: Annotated[int | None, _opt("swav: steps with fixed prototypes (300).")] = None,
+    method_arg: MethodArgOpt = None,
+    loss_arg: LossArgOpt = None,
+    list_method_args: ListMethodArgsOpt = None,
     small_crops: Annotated[
-        int | None, _opt("swav multi-crop: small crops per image besides the 2 global (0).")
+        int | None,
+        _opt("Small crops per image besides the 2 global views, for the methods that train on them (swav)."),
     ] = None,
-    barlow_lambda: Annotated[float | None, _opt("barlow off-diagonal (redundancy) weight (5e-3).")] = None,
-    vicreg_invariance: Annotated[float | None, _opt("vicreg invariance (MSE) weight (25).")] = None,
-    vicreg_variance: Annotated[float | None, _opt("vicreg variance (std hinge) weight (25).")] = None,
-    vicreg_covariance: Annotated[float | None, _opt("vicreg covariance weight (1).")] = None,
+    distance: DistanceOpt = None,
     collapse_threshold: Annotated[
-        float | None, _opt("Embedding spread below which the run warns (0.1; healthy is about 1).")
+        float | None, _opt("Embedding spread below which the run warns (healthy is about 1).")
     ] = None,
+    temperature: DeprecatedFloat = None,
+    projection_dim: DeprecatedInt = None,
+    hidden_dim: DeprecatedInt = None,
+    predictor_dim: DeprecatedInt = None,
+    momentum: DeprecatedFloat = None,
+    momentum_end: DeprecatedFloat = None,
+    queue_size: DeprecatedInt = None,
+    prototypes: DeprecatedInt = None,
+    freeze_prototypes: DeprecatedInt = None,
+    barlow_lambda: DeprecatedFloat = None,
+    vicreg_invariance: DeprecatedFloat = None,
+    vicreg_variance: DeprecatedFloat = None,
+    vicreg_covariance: DeprecatedFloat = None,
     stop_on_collapse: Annotated[
         bool | None,
         typer.Option(
@@ -127,7 +129,8 @@ def pretrain_command(
 ) -> None:
     """Pretrain the encoder without labels; labels, if any, only monitor it.
 
-    Methods: SimCLR, MoCo v2, BYOL, SwAV, SimSiam, Barlow Twins, VICReg (see --method).
+    Methods: SimCLR, MoCo v2, BYOL, SwAV, SimSiam, Barlow Twins, VICReg (see --method); each one's
+    options and defaults: --list-method-args METHOD.
     """
     with user_errors():
         if resume is not None:

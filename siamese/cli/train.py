@@ -9,6 +9,14 @@ import typer
 
 from siamese import names
 from siamese.cli.common import console, user_errors
+from siamese.cli.components import (
+    DeprecatedFloat,
+    DeprecatedInt,
+    DistanceOpt,
+    ListLossArgsOpt,
+    LossArgOpt,
+    component_options,
+)
 from siamese.cli.options import (
     DATA_PANEL,
     LOSS_PANEL,
@@ -155,15 +163,7 @@ def train_command(
     workers: WorkersOpt = 0,
     encoder: EncoderOpt = None,
     embedding_dim: EmbeddingDimOpt = None,
-    distance: Annotated[
-        names.DistanceName | None,
-        typer.Option(
-            help="Distance of verification and of every loss that measures one (default: euclidean for "
-            "verification, each loss's own for training: cosine for supcon; cosine for both with "
-            "arcface, cosface and subcenter, which refuse euclidean).",
-            rich_help_panel=MODEL,
-        ),
-    ] = None,
+    distance: DistanceOpt = None,
     normalize: Annotated[
         bool | None,
         typer.Option(
@@ -187,44 +187,14 @@ def train_command(
         ),
     ] = None,
     encoder_arg: EncoderArgOpt = None,
-    margin: Annotated[
-        float | None,
-        typer.Option(
-            help="Margin of margin (default 1.0) and triplet (0.2) losses; arcface/subcenter angular "
-            "margin in RADIANS (0.5 ≈ 28.6°); cosface cosine margin (0.35).",
-            rich_help_panel=LOSS,
-        ),
-    ] = None,
-    temperature: Annotated[
-        float | None,
-        typer.Option(
-            help="SupCon temperature (default 0.1); warned about for other losses.", rich_help_panel=LOSS
-        ),
-    ] = None,
-    beta: Annotated[
-        float | None,
-        typer.Option(help="SupCon hard-negative concentration; 0 = plain.", rich_help_panel=LOSS),
-    ] = None,
-    scale: Annotated[
-        float | None,
-        typer.Option(
-            help="Logit scale s of arcface, cosface, subcenter (default 16; the papers' 64 is for "
-            "face sets of 10^4+ identities).",
-            rich_help_panel=LOSS,
-        ),
-    ] = None,
-    sub_centers: Annotated[
-        int | None,
-        typer.Option(help="Sub-centres per identity of subcenter (default 3).", rich_help_panel=LOSS),
-    ] = None,
-    loss_lr_multiplier: Annotated[
-        float | None,
-        typer.Option(
-            help="Learning rate of the arcface/cosface/subcenter class weights as a multiple of --lr "
-            "(default 10).",
-            rich_help_panel=LOSS,
-        ),
-    ] = None,
+    loss_arg: LossArgOpt = None,
+    list_loss_args: ListLossArgsOpt = None,
+    margin: DeprecatedFloat = None,
+    temperature: DeprecatedFloat = None,
+    beta: DeprecatedFloat = None,
+    scale: DeprecatedFloat = None,
+    sub_centers: DeprecatedInt = None,
+    loss_lr_multiplier: DeprecatedFloat = None,
     miner: Annotated[
         names.MinerName | None,
         typer.Option(help="Hard-negative miner for mperclass batches.", rich_help_panel=LOSS),
@@ -307,8 +277,10 @@ def command_config(ctx: typer.Context) -> Any:
 
     Every parameter is the `build_train_config` option of the same name, except: `DATA` is the
     `root`, `--preset` its first argument, `--image-size` and `--encoder-arg` are parsed (the latter
-    into `encoder_kwargs`), `--loss-lr-multiplier` is the loss's `lr_multiplier`, paths become
-    strings and `--resume` is not an option (see `resumed_config`).
+    into `encoder_kwargs`), `--loss-arg` and `--method-arg` into `loss_options` and
+    `method_options` (the deprecated per-option flags into the bare option names,
+    `siamese.cli.components.component_options`), paths become strings and `--resume` is not an
+    option (see `resumed_config`).
 
     Raises:
         ConfigError: an invalid value (from the parsers or `build_train_config`).
@@ -320,8 +292,7 @@ def command_config(ctx: typer.Context) -> Any:
     params.pop("resume", None)
     params["image_size"] = parse_size(params["image_size"])
     params["encoder_kwargs"] = parse_encoder_args(params.pop("encoder_arg"))
-    if "loss_lr_multiplier" in params:
-        params["lr_multiplier"] = params.pop("loss_lr_multiplier")
+    params.update(component_options(params))
     options = {k: str(v) if isinstance(v, Path) else v for k, v in params.items()}
     return build_train_config(preset, root=str(data) if data is not None else None, **options)
 

@@ -130,8 +130,8 @@ class Preset:
         std: normalisation standard deviation, same for every channel.
         view_augment: the self-supervised view augmentation (`siamese.data.views.ssl_transform`).
         training: training options this preset brings, keyed by `siamese.training.build_train_config`'s
-            flat option names (`epochs`, `loss`, `encoder_kwargs`, ...); an option the user passes
-            always wins.
+            flat option names (`epochs`, `loss`, `encoder_kwargs`, ...; a loss's or a method's own
+            options under `loss_options`/`method_options`); an option the user passes always wins.
         pretraining: options that replace `training`'s for self-supervised pretraining
             (`siamese pretrain`), e.g. a smaller input and a larger batch; the user's still win.
         method_pretraining: per self-supervised method, options over `pretraining`'s for that
@@ -328,7 +328,7 @@ PRESETS: dict[str, Preset] = {
         # BYOL has no negatives to gain from a large batch: a smaller one gives more steps, and over
         # so few steps a target that follows faster (still rising to 1 by the cosine schedule)
         # learns more.
-        method_pretraining={"byol": {"batch_size": 64, "momentum": 0.92}},
+        method_pretraining={"byol": {"batch_size": 64, "method_options": {"momentum": 0.92}}},
     ),
 }
 

@@ -25,7 +25,12 @@ LOSSES: dict[str, type[nn.Module]] = {
 }
 
 
-def _loss_class(name: str) -> type[nn.Module]:
+def loss_class(name: str) -> type[nn.Module]:
+    """The class of loss `name`.
+
+    Raises:
+        ConfigError: unknown loss.
+    """
     if not isinstance(name, str) or name not in LOSSES:
         raise ConfigError(f"unknown loss {name!r}; choose one of: {', '.join(LOSSES)}")
     return LOSSES[name]
@@ -37,7 +42,7 @@ def loss_options(name: str) -> list[str]:
     Raises:
         ConfigError: unknown loss.
     """
-    return option_names(_loss_class(name))
+    return option_names(loss_class(name))
 
 
 def loss_samplers(name: str) -> tuple[str, ...]:
@@ -46,7 +51,7 @@ def loss_samplers(name: str) -> tuple[str, ...]:
     >>> loss_samplers("triplet")
     ('triplets', 'mperclass')
     """
-    return tuple(getattr(_loss_class(name), "samplers", ("pairs", "triplets", "mperclass")))
+    return tuple(getattr(loss_class(name), "samplers", ("pairs", "triplets", "mperclass")))
 
 
 def loss_needs_classes(name: str) -> bool:
@@ -56,7 +61,7 @@ def loss_needs_classes(name: str) -> bool:
     >>> loss_needs_classes("arcface"), loss_needs_classes("supcon")
     (True, False)
     """
-    return bool(getattr(_loss_class(name), "needs_classes", False))
+    return bool(getattr(loss_class(name), "needs_classes", False))
 
 
 def loss_distances(name: str) -> tuple[str, ...]:
@@ -65,7 +70,7 @@ def loss_distances(name: str) -> tuple[str, ...]:
     >>> loss_distances("margin"), loss_distances("cosface")
     (('euclidean', 'cosine'), ('cosine',))
     """
-    return tuple(getattr(_loss_class(name), "distances", DISTANCES))
+    return tuple(getattr(loss_class(name), "distances", DISTANCES))
 
 
 def check_loss_options(name: str, **options: Any) -> None:
@@ -86,7 +91,7 @@ def split_loss_options(name: str, options: dict[str, Any]) -> tuple[dict[str, An
     >>> split_loss_options("margin", {"margin": 0.5, "temperature": 0.2, "beta": None})
     ({'margin': 0.5}, ['temperature'])
     """
-    return split_options(_loss_class(name), options)
+    return split_options(loss_class(name), options)
 
 
 def get_loss(name: str | nn.Module, **kwargs: Any) -> nn.Module:
@@ -109,7 +114,7 @@ def get_loss(name: str | nn.Module, **kwargs: Any) -> nn.Module:
         if kwargs:
             raise ConfigError(f"options {sorted(kwargs)} cannot be applied to a loss instance")
         return name
-    loss_cls = _loss_class(name)
+    loss_cls = loss_class(name)
     valid = option_names(loss_cls)
     unknown = sorted(set(kwargs) - set(valid))
     if unknown:

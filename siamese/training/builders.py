@@ -12,13 +12,14 @@ from torch import nn
 from siamese.data import preprocessing_spec
 from siamese.devices import native_bf16, resolve_precision
 from siamese.errors import CheckpointError, ConfigError
-from siamese.losses import get_loss, get_miner, loss_needs_classes
+from siamese.losses import get_miner
 from siamese.models import Encoder, get_encoder
 from siamese.models.checkpoint import load_checkpoint
+from siamese.names import option_names
 from siamese.training.budget import time_budgets
 from siamese.training.callbacks import CheckpointCallback, CSVLogger
 from siamese.training.config import TrainConfig
-from siamese.training.methods import METHODS, Method, SupervisedMethod
+from siamese.training.methods import Method
 from siamese.training.schedules import WarmupCosine
 from siamese.training.trainer import Callback, Trainer
 
@@ -54,9 +55,24 @@ def build_encoder(config: TrainConfig, channels: int) -> Encoder:
     return encoder
 
 
+def build_loss(config: TrainConfig, embedding_size: int, num_classes: int | None = None) -> nn.Module:
+    """The loss the run trains with (`TrainConfig.loss_class`) and its options: the given ones
+    (`--loss-arg`), the distance (`--distance`) when it measures one, and for a loss with class
+    weights the number of training classes and the encoder's embedding size.
+
+    Raises:
+        ConfigError: a loss with class weights and no `num_classes`.
+    """
+    kwargs = config.loss_build_kwargs()
+    if getattr(config.loss_class, "needs_classes", False):
+        if num_classes is None:
+            raise ConfigError(f"--loss {config.loss.name} needs the number of training identities")
+        kwargs = {**kwargs, "num_classes": num_classes, "embedding_size": embedding_size}
+    return config.loss_class(**kwargs)
+
+
 def build_method(config: TrainConfig, channels: int, num_classes: int | None = None) -> Method:
-    """The configured method around a new encoder: a self-supervised method with the options it
-    takes, or the supervised one with its loss (and the options that loss takes) and miner.
+    """The configured method around a new encoder, with its loss (`build_loss`) and its options.
 
     Args:
         config: the run's configuration.
@@ -64,25 +80,25 @@ def build_method(config: TrainConfig, channels: int, num_classes: int | None = N
         num_classes: training identities (rotated copies included); the margin-softmax losses
             hold one class weight each (their embedding size is the encoder's).
 
-    Options that have no effect are logged as warnings (`TrainConfig.ignored_options`).
+    The run supplies what a method's constructor asks for besides its options: the encoder, the
+    loss, the verification distance, and where taken, the miner (m-per-class batches, a loss
+    without class weights) and the test-time augmentation. Options that have no effect are
+    logged as warnings (`TrainConfig.ignored_options`).
 
     Raises:
         ConfigError: a loss with class weights and no `num_classes`.
     """
     for note in config.ignored_options():
         logger.warning(note)
-    kwargs, _ = config.objective_options()
     encoder = build_encoder(config, channels)
-    if config.method.self_supervised:
-        return METHODS[config.method.name](encoder, **kwargs)
-    if loss_needs_classes(config.loss.name):
-        if num_classes is None:
-            raise ConfigError(f"--loss {config.loss.name} needs the number of training identities")
-        kwargs = {**kwargs, "num_classes": num_classes, "embedding_size": int(encoder.embedding_dim)}
-    mines = config.sampler == "mperclass" and not loss_needs_classes(config.loss.name)
-    miner = get_miner(config.loss.miner) if mines else None
-    loss = get_loss(config.loss.name, **kwargs)
-    return SupervisedMethod(encoder, loss, miner, config.verification_distance, tta=config.tta)
+    loss = build_loss(config, int(encoder.embedding_dim), num_classes)
+    mines = config.sampler == "mperclass" and not getattr(config.loss_class, "needs_classes", False)
+    supplied = {"miner": get_miner(config.loss.miner) if mines else None, "tta": config.tta}
+    takes = option_names(config.method_class)
+    supplied = {k: v for k, v in supplied.items() if k in takes}
+    return config.method_class(
+        encoder, loss=loss, distance=config.verification_distance, **supplied, **config.method_kwargs()
+    )
 
 
 def place_method(method: ModuleT, config: TrainConfig, device: torch.device) -> ModuleT:

@@ -8,25 +8,24 @@ to `config.json` in the run directory.
 from __future__ import annotations
 
 import dataclasses
+import functools
 import json
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
+
+from torch import nn
 
 from siamese import names
 from siamese.data.presets import PRESETS
 from siamese.errors import ConfigError
 from siamese.evaluation.distances import THRESHOLD_RULES
-from siamese.losses.registry import (
-    check_loss_options,
-    loss_distances,
-    loss_needs_classes,
-    loss_samplers,
-    split_loss_options,
-)
+from siamese.losses.registry import LOSSES, loss_class, loss_distances, loss_needs_classes, loss_samplers
 from siamese.models.tta import check_tta
-from siamese.names import check_choice, split_options
-from siamese.training.methods.registry import METHODS
+from siamese.names import check_choice, option_names
+from siamese.training.methods.base import Method
+from siamese.training.methods.registry import METHODS, check_method_options, method_class
+from siamese.training.options import Option, declared_options, unknown_option
 
 SELECT_RULES = ("best", "last")
 
@@ -148,129 +147,62 @@ class ModelConfig:
 
 @dataclass(frozen=True)
 class LossConfig:
-    """The training objective. Options left None take the loss's own default.
+    """The training objective: a loss by name and the options its constructor declares.
 
     Attributes:
-        name: a registered loss (`siamese.losses.LOSSES`): "margin" (Hadsell 2006), "supcon"
-            (Khosla 2020), "triplet", or the margin-softmax losses "arcface" (Deng 2019),
-            "cosface" (Wang 2018) and "subcenter" (sub-center ArcFace, Deng 2020).
-        margin: margin of the margin (default 1.0) and triplet (default 0.2) losses; the angular
-            margin of arcface and subcenter in radians (default 0.5); the cosine margin of
-            cosface (default 0.35).
-        temperature: SupCon temperature (default 0.1).
-        beta: SupCon hard-negative concentration (Robinson 2021); 0 (the default) = plain SupCon.
-        scale: logit scale s of the margin-softmax losses (default 16).
-        sub_centers: sub-centres per class of subcenter (default 3).
-        lr_multiplier: learning rate of the margin-softmax class weights relative to `OptimConfig.lr`
-            (default 10).
+        name: a registered loss (`siamese.losses.LOSSES`) for the supervised method: "margin"
+            (Hadsell 2006), "supcon" (Khosla 2020), "triplet", or the margin-softmax losses
+            "arcface" (Deng 2019), "cosface" (Wang 2018) and "subcenter" (Deng 2020). A
+            self-supervised method trains with its own loss (`Method.loss_class`) instead.
+        options: keyword options of the loss in use (`--loss-arg KEY=VALUE`), e.g.
+            `{"margin": 0.5}`; what is not given takes the loss's own default. Its distance, class
+            count and embedding size come from the run (`--distance`, the data, the encoder).
         miner: pytorch-metric-learning miner applied to "mperclass" batches.
     """
 
     name: str = "margin"
-    margin: float | None = None
-    temperature: float | None = None
-    beta: float | None = None
-    scale: float | None = None
-    sub_centers: int | None = None
-    lr_multiplier: float | None = None
+    options: dict[str, Any] = field(default_factory=dict)
     miner: str = "none"
 
     def __post_init__(self) -> None:
         check_choice(self.name, names.LOSSES, "loss")
         check_choice(self.miner, names.MINERS, "miner")
-        if self.margin is not None:
-            _positive(self.margin, "margin")
-        if self.temperature is not None:
-            _positive(self.temperature, "temperature")
-        if self.beta is not None:
-            _positive(self.beta, "beta", allow_zero=True)
-        for what in ("scale", "sub_centers", "lr_multiplier"):
-            value = getattr(self, what)
-            if value is not None:
-                _positive(value, what.replace("_", " "))
-
-    def options(self, distance: str | None) -> dict[str, Any]:
-        """Every loss option as configured (None = not given), the model's distance included."""
-        skip = {"name", "miner"}
-        named = {f.name: getattr(self, f.name) for f in dataclasses.fields(self) if f.name not in skip}
-        return {**named, "distance": distance}
 
 
 @dataclass(frozen=True)
 class MethodConfig:
-    """The training method (`siamese.training.METHODS`) and its options; None = the method's default.
+    """The training method (`siamese.training.METHODS`) and the options its constructor declares.
 
     "supervised" trains the loss of `LossConfig` on labels; the self-supervised methods ignore
-    labels and take their temperature from `LossConfig.temperature`.
+    labels and train with their own loss, configured by `LossConfig.options`.
 
     Attributes:
         name: "supervised", "simclr", "moco", "byol", "swav", "simsiam", "barlow" or "vicreg".
-        projection_dim: output size of the projection head (training only).
-        hidden_dim: hidden size of the projection (and BYOL prediction) head.
-        predictor_dim: SimSiam's predictor bottleneck width (default projection_dim / 4).
-        momentum: EMA coefficient of the momentum target (MoCo 0.99, BYOL 0.99 rising to 1).
-        momentum_end: final EMA coefficient of the cosine schedule.
-        queue_size: MoCo negative keys / SwAV queued features.
-        prototypes: SwAV prototypes K.
-        freeze_prototypes: optimiser steps during which SwAV's prototypes stay fixed.
-        epsilon: SwAV Sinkhorn regularisation.
-        sinkhorn_iterations: SwAV Sinkhorn-Knopp iterations.
-        barlow_lambda: Barlow Twins' off-diagonal (redundancy) weight lambda.
-        vicreg_invariance: VICReg's invariance (mean squared error) weight lambda.
-        vicreg_variance: VICReg's variance (std hinge) weight mu.
-        vicreg_covariance: VICReg's covariance weight nu.
-        small_crops: extra small (local) crops per image, multi-crop (SwAV); 0 = two views only.
+        options: keyword options of the method (`--method-arg KEY=VALUE`), e.g.
+            `{"queue_size": 1024}`; what is not given takes the method's own default
+            (`siamese pretrain --list-method-args NAME` lists them).
+        small_crops: extra small (local) crops per image, multi-crop; only methods that train on
+            them (`Method.multi_crop`: swav) get them, for the others it is reported and ignored.
         collapse_threshold: embedding spread (`siamese.evaluation.embedding_spread`, about 1 when
             healthy, 0 when collapsed) below which a run warns.
         stop_on_collapse: end the run with an error instead of warning.
     """
 
     name: str = "supervised"
-    projection_dim: int | None = None
-    hidden_dim: int | None = None
-    predictor_dim: int | None = None
-    momentum: float | None = None
-    momentum_end: float | None = None
-    queue_size: int | None = None
-    prototypes: int | None = None
-    freeze_prototypes: int | None = None
-    epsilon: float | None = None
-    sinkhorn_iterations: int | None = None
-    barlow_lambda: float | None = None
-    vicreg_invariance: float | None = None
-    vicreg_variance: float | None = None
-    vicreg_covariance: float | None = None
+    options: dict[str, Any] = field(default_factory=dict)
     small_crops: int = 0
     collapse_threshold: float = 0.1
     stop_on_collapse: bool = False
 
     def __post_init__(self) -> None:
         check_choice(self.name, names.METHODS, "method")
-        sizes = ("projection_dim", "hidden_dim", "predictor_dim", "prototypes", "sinkhorn_iterations")
-        for what in (*sizes, "epsilon"):
-            value = getattr(self, what)
-            if value is not None:
-                _positive(value, what.replace("_", " "))
-        weights = ("barlow_lambda", "vicreg_invariance", "vicreg_variance", "vicreg_covariance")
-        for what in ("queue_size", "freeze_prototypes", "small_crops", "collapse_threshold", *weights):
-            value = getattr(self, what)
-            if value is not None:
-                _positive(value, what.replace("_", " "), allow_zero=True)
-        for what in ("momentum", "momentum_end"):
-            value = getattr(self, what)
-            if value is not None and not 0 <= value <= 1:
-                raise ConfigError(f"{what.replace('_', ' ')} must be in [0, 1], got {value}")
+        _positive(self.small_crops, "small crops", allow_zero=True)
+        _positive(self.collapse_threshold, "collapse threshold", allow_zero=True)
 
     @property
     def self_supervised(self) -> bool:
         """Whether the method learns without labels."""
-        return self.name != "supervised"
-
-    def options(self, temperature: float | None) -> dict[str, Any]:
-        """The method's options as configured (None = not given), the loss temperature included."""
-        skip = {"name", "small_crops", "collapse_threshold", "stop_on_collapse"}
-        named = {f.name: getattr(self, f.name) for f in dataclasses.fields(self) if f.name not in skip}
-        return {**named, "temperature": temperature}
+        return not METHODS[self.name].uses_labels
 
 
 @dataclass(frozen=True)
@@ -392,16 +324,36 @@ class TrainConfig:
                 f"--loss {self.loss.name} trains with the {' or '.join(loss_distances(self.loss.name))} "
                 f"distance only; --distance {distance} cannot be used with it"
             )
-        if not self.method.self_supervised:
-            check_loss_options(self.loss.name, **self.objective_options()[0])  # e.g. a margin's range
+        method_kwargs, loss_kwargs = self.method_kwargs(), self.loss_kwargs()  # names and types checked
+        object.__setattr__(
+            self, "method", replace(self.method, options={**self.method.options, **method_kwargs})
+        )
+        object.__setattr__(self, "loss", replace(self.loss, options={**self.loss.options, **loss_kwargs}))
+        check_method_options(self.method.name, self.loss_class, method_kwargs, self.loss_build_kwargs())
+
+    @property
+    def method_class(self) -> type[Method]:
+        """The class of the configured method."""
+        return METHODS[self.method.name]
+
+    @property
+    def loss_class(self) -> type[nn.Module]:
+        """The class of the loss the run trains with: the method's own, else the named one."""
+        return self.method_class.loss_class or loss_class(self.loss.name)
+
+    @property
+    def objective(self) -> str:
+        """How the objective is chosen, as flags: `--loss margin` or `--method simclr`."""
+        return f"--method {self.method.name}" if self.method.self_supervised else f"--loss {self.loss.name}"
 
     @property
     def verification_distance(self) -> str:
-        """The pair distance of verification: the model's `distance`, else the loss's first
-        (cosine for the margin-softmax losses, Euclidean for the others and for self-supervision)."""
+        """The pair distance of verification: the model's `distance`, else the method's default
+        (`Method.default_distance`: cosine for the self-supervised methods), else the loss's first
+        (cosine for the margin-softmax losses, Euclidean for the others)."""
         if self.model.distance is not None:
             return self.model.distance
-        return "euclidean" if self.method.self_supervised else loss_distances(self.loss.name)[0]
+        return self.method_class.default_distance or loss_distances(self.loss.name)[0]
 
     @property
     def samplers(self) -> tuple[str, ...]:
@@ -413,23 +365,55 @@ class TrainConfig:
         """The sampler actually used (explicit choice, else the objective's natural one)."""
         return self.data.sampler or self.samplers[0]
 
-    def objective_options(self) -> tuple[dict[str, Any], list[str]]:
-        """The options the objective takes (a self-supervised method's, else the loss's), and the
-        names of the given ones it does not take."""
-        if self.method.self_supervised:
-            options = self.method.options(self.loss.temperature)
-            kwargs, unused = split_options(METHODS[self.method.name], options, skip=("encoder",))
-            return kwargs, unused + [k for k in ("margin", "beta") if getattr(self.loss, k) is not None]
-        return split_loss_options(self.loss.name, self.loss.options(self.model.distance))
+    @property
+    def small_crops(self) -> int:
+        """The small crops the views are made with: `method.small_crops` for a method that trains
+        on them (`Method.multi_crop`), else 0."""
+        return self.method.small_crops if self.method_class.multi_crop else 0
+
+    def method_kwargs(self) -> dict[str, Any]:
+        """The given method options the method takes, typed (`--method-arg`).
+
+        Raises:
+            ConfigError: an option no method declares (a typo), or a value of the wrong type.
+        """
+        declared = declared_options(self.method_class, skip=METHOD_SUPPLIED)
+        return _taken(self.method.options, declared, "--method-arg", f"--method {self.method.name}")
+
+    def loss_kwargs(self) -> dict[str, Any]:
+        """The given loss options the loss in use takes, typed (`--loss-arg`).
+
+        Raises:
+            ConfigError: an option no loss declares (a typo), or a value of the wrong type.
+        """
+        declared = declared_options(self.loss_class, skip=LOSS_SUPPLIED)
+        return _taken(self.loss.options, declared, "--loss-arg", self.objective)
+
+    def loss_build_kwargs(self) -> dict[str, Any]:
+        """`loss_kwargs` plus the distance, when the loss measures one and `--distance` is given."""
+        kwargs = self.loss_kwargs()
+        if self.model.distance is not None and "distance" in option_names(self.loss_class):
+            kwargs["distance"] = self.model.distance
+        return kwargs
 
     def ignored_options(self) -> list[str]:
         """Options that were set but have no effect with this configuration, as one line each."""
-        _, unused = self.objective_options()
+        notes = [
+            f"--method-arg {k} has no effect with --method {self.method.name}"
+            for k in sorted(set(self.method.options) - set(self.method_kwargs()))
+        ]
+        notes += [
+            f"--loss-arg {k} has no effect with {self.objective}"
+            for k in sorted(set(self.loss.options) - set(self.loss_kwargs()))
+        ]
+        if self.method.small_crops and not self.small_crops:
+            crops = [n for n, c in METHODS.items() if c.multi_crop]
+            notes.append(
+                f"--small-crops has no effect with --method {self.method.name} (only {', '.join(crops)} "
+                "trains on small crops): the views are the two global ones"
+            )
         if self.method.self_supervised:
-            return [f"--{n.replace('_', '-')} has no effect with --method {self.method.name}" for n in unused]
-        notes = [f"{_flag(name)} has no effect with --loss {self.loss.name}" for name in unused]
-        given = {**self.method.options(None), "small_crops": self.method.small_crops or None}
-        notes += [f"--{n.replace('_', '-')} has no effect without --method" for n, v in given.items() if v]
+            return notes
         if self.loss.miner != "none" and loss_needs_classes(self.loss.name):
             notes.append(f"--miner {self.loss.miner} has no effect with --loss {self.loss.name}")
         elif self.loss.miner != "none" and self.sampler != "mperclass":
@@ -454,20 +438,113 @@ class TrainConfig:
 
     @classmethod
     def from_dict(cls, d: dict[str, Any]) -> TrainConfig:
-        """Rebuild a config written by `save`/`to_dict`."""
+        """Rebuild a config written by `save`/`to_dict`, also by earlier versions: their loss and
+        method options were fields of `LossConfig` and `MethodConfig` (`"margin": 0.5`,
+        `"barlow_lambda": null`) and become `options` (the given ones, renamed where the
+        component calls them otherwise)."""
         data = {"batched_views": False, **d["data"]}  # runs from before BatchViews: per-image views
         if data.get("image_size") is not None:
             data["image_size"] = tuple(data["image_size"])
         sections = {"method": {}, **d, "data": data}  # runs from before methods existed: supervised
+        sections["method"], sections["loss"] = _with_legacy_options(sections["method"], sections["loss"])
         return cls(
             **{name: section(**sections[name]) for name, section in _SECTIONS.items()},
             **{k: v for k, v in d.items() if k not in _SECTIONS},
         )
 
 
-def _flag(option: str) -> str:
-    """The `siamese train` flag of a loss option: `--sub-centers`, `--loss-lr-multiplier`."""
-    return "--" + {"lr_multiplier": "loss_lr_multiplier"}.get(option, option).replace("_", "-")
+METHOD_SUPPLIED = ("encoder", "loss", "distance", "miner", "tta")
+LOSS_SUPPLIED = ("distance", "num_classes", "embedding_size")
+_SUPPLIED_BY = {
+    "encoder": "the encoder is --encoder's",
+    "loss": "the loss is set by --loss (supervised) or the method, its options by --loss-arg",
+    "distance": "set by --distance",
+    "miner": "set by --miner",
+    "tta": "set by --tta",
+    "num_classes": "the training identities, counted from the data",
+    "embedding_size": "the encoder's embedding size (--embedding-dim)",
+}
+LEGACY_NAMES = {
+    "barlow_lambda": "redundancy_weight",
+    "vicreg_invariance": "invariance_weight",
+    "vicreg_variance": "variance_weight",
+    "vicreg_covariance": "covariance_weight",
+}
+"""Option names of earlier versions (and their `siamese pretrain` flags) -> the loss's own names."""
+
+
+@functools.cache
+def declared_anywhere(kind: str) -> frozenset[str]:
+    """Every option some method (`kind` "method") or some loss (`kind` "loss") declares."""
+    if kind == "method":
+        return frozenset(o for c in METHODS.values() for o in declared_options(c, skip=METHOD_SUPPLIED))
+    classes = [*LOSSES.values(), *(c.loss_class for c in METHODS.values() if c.loss_class is not None)]
+    return frozenset(o for c in classes for o in declared_options(c, skip=LOSS_SUPPLIED))
+
+
+def _taken(given: dict[str, Any], declared: dict[str, Option], flag: str, owner: str) -> dict[str, Any]:
+    """The `given` options that `declared` holds, typed; those some other component declares are
+    left out (reported by `TrainConfig.ignored_options`), any other is an error."""
+    kind = "method" if flag == "--method-arg" else "loss"
+    other, other_flag = ("loss", "--loss-arg") if kind == "method" else ("method", "--method-arg")
+    taken = {}
+    for key, value in given.items():
+        if key in declared:
+            taken[key] = declared[key].coerce(value, flag)
+        elif key in _SUPPLIED_BY:
+            raise ConfigError(f"{flag} {key}: not an option, {_SUPPLIED_BY[key]}")
+        elif key not in declared_anywhere(kind):
+            elsewhere = (
+                f"; {key} is a {other} option: {other_flag} {key}=..."
+                if key in declared_anywhere(other)
+                else ""
+            )
+            raise unknown_option(flag, key, owner, declared, elsewhere)
+    return taken
+
+
+def route_options(method: str, loss: str, flat: dict[str, Any]) -> tuple[dict[str, Any], dict[str, Any]]:
+    """Split options given by bare name (`temperature=0.2`, `queue_size=16`) into the method's and
+    its loss's: the method's own first, then its loss's; an option of neither goes where another
+    method or loss declares it (so it is reported as having no effect). Names of earlier
+    versions are renamed (`LEGACY_NAMES`).
+
+    >>> route_options("moco", "margin", {"queue_size": 16, "temperature": 0.3, "barlow_lambda": 0.1})
+    ({'queue_size': 16}, {'temperature': 0.3, 'redundancy_weight': 0.1})
+    """
+    cls = method_class(method)
+    own = declared_options(cls, skip=METHOD_SUPPLIED)
+    loss_own = declared_options(cls.loss_class or loss_class(loss), skip=LOSS_SUPPLIED)
+    to_method, to_loss = {}, {}
+    for key, value in flat.items():
+        key = LEGACY_NAMES.get(key, key)
+        if key in own or (key not in loss_own and key not in declared_anywhere("loss")):
+            to_method[key] = value
+        else:
+            to_loss[key] = value
+    return to_method, to_loss
+
+
+def _with_legacy_options(
+    method: dict[str, Any], loss: dict[str, Any]
+) -> tuple[dict[str, Any], dict[str, Any]]:
+    """A saved method and loss section with the flat option fields of earlier versions moved into
+    `options` (fields that were None, i.e. not given, dropped)."""
+    fields = {c: {f.name for f in dataclasses.fields(c)} for c in (MethodConfig, LossConfig)}
+    legacy = {
+        k: v
+        for section, c in ((method, MethodConfig), (loss, LossConfig))
+        for k, v in section.items()
+        if k not in fields[c] and v is not None
+    }
+    method = {k: v for k, v in method.items() if k in fields[MethodConfig]}
+    loss = {k: v for k, v in loss.items() if k in fields[LossConfig]}
+    if legacy:
+        names_ = (method.get("name", MethodConfig.name), loss.get("name", LossConfig.name))
+        to_method, to_loss = route_options(*names_, legacy)
+        method["options"] = {**to_method, **method.get("options", {})}
+        loss["options"] = {**to_loss, **loss.get("options", {})}
+    return method, loss
 
 
 _SECTIONS = {
@@ -482,9 +559,12 @@ _SECTIONS = {
 def build_train_config(preset: str | None = None, **options: Any) -> TrainConfig:
     """Build a `TrainConfig` from flat option names (as the CLI spells them).
 
-    `loss` sets `LossConfig.name`; every other key is a field of exactly one section or of
-    `TrainConfig` itself. Options that are None fall back to the preset's defaults, then to
-    the dataclass defaults.
+    `loss` sets `LossConfig.name` and `method` `MethodConfig.name`; `loss_options` and
+    `method_options` are the options of the loss and the method (`--loss-arg`, `--method-arg`);
+    every other key is a field of exactly one section or of `TrainConfig` itself, or an option of
+    some method or loss by its bare name (`temperature=0.2`, routed by `route_options`). Options
+    that are None fall back to the preset's defaults, then to the dataclass (and the
+    components') defaults; the preset's loss and method options are merged with the given ones.
 
     Args:
         preset: transform/training preset; None = "face" with a root, else the embedded data's:
@@ -505,12 +585,19 @@ def build_train_config(preset: str | None = None, **options: Any) -> TrainConfig
     defaults = dict(PRESETS[preset].training)
     if given.get("method", "supervised") in names.SSL_METHODS:
         defaults.update(PRESETS[preset].pretraining_for(given["method"]))
+    method, loss = (
+        given.get("method", MethodConfig.name),
+        given.get("loss", defaults.get("loss", LossConfig.name)),
+    )
+    check_choice(method, names.METHODS, "method")
+    check_choice(loss, names.LOSSES, "loss")
+    preset_method, preset_loss = _component_options(defaults, method, loss)
+    given_method, given_loss = _component_options(given, method, loss)
     merged = {**defaults, **given, "preset": preset}
     if "encoder_kwargs" not in given and merged.get("encoder", "smallcnn") != "smallcnn":
         merged.pop("encoder_kwargs", None)  # the preset's smallcnn options do not fit other encoders
-    if "loss" in merged:
-        merged["name"] = merged.pop("loss")
-    method = merged.pop("method", None)
+    merged.pop("loss", None)
+    merged.pop("method", None)
     sections: dict[str, dict[str, Any]] = {s: {} for s in _SECTIONS}
     top: dict[str, Any] = {}
     top_fields = {f.name for f in dataclasses.fields(TrainConfig)} - set(_SECTIONS)
@@ -524,6 +611,18 @@ def build_train_config(preset: str | None = None, **options: Any) -> TrainConfig
             top[key] = value
         else:
             raise ConfigError(f"unknown training option {key!r}")
-    if method is not None:
-        sections["method"]["name"] = method
+    sections["method"].update(name=method, options={**preset_method, **given_method})
+    sections["loss"].update(name=loss, options={**preset_loss, **given_loss})
     return TrainConfig(**{s: c(**sections[s]) for s, c in _SECTIONS.items()}, **top)
+
+
+def _component_options(
+    options: dict[str, Any], method: str, loss: str
+) -> tuple[dict[str, Any], dict[str, Any]]:
+    """Pop the method's and the loss's options out of flat `options`: `method_options`,
+    `loss_options`, and options given by their bare name (`route_options`; the explicit dicts win)."""
+    fields = {f.name for c in (*_SECTIONS.values(), TrainConfig) for f in dataclasses.fields(c)}
+    bare = declared_anywhere("method") | declared_anywhere("loss") | set(LEGACY_NAMES)
+    flat = {k: options.pop(k) for k in list(options) if k not in fields and k in bare}
+    to_method, to_loss = route_options(method, loss, flat)
+    return {**to_method, **options.pop("method_options", {})}, {**to_loss, **options.pop("loss_options", {})}

@@ -128,13 +128,14 @@ def mperclass_loader(
 
 
 def view_transform(config: TrainConfig, channels: int, size: tuple[int, int]) -> Any:
-    """The preset's view augmentation: two views, or 2 global + `small_crops` local crops; made a
-    batch at a time (`BatchViews`) with `data.batched_views`, else per image in Pillow."""
-    preset = PRESETS[config.data.preset]
+    """The preset's view augmentation: two views, or 2 global + `small_crops` local crops (for a
+    method that trains on them, `TrainConfig.small_crops`); made a batch at a time (`BatchViews`)
+    with `data.batched_views`, else per image in Pillow."""
+    preset, crops = PRESETS[config.data.preset], config.small_crops
     if config.data.batched_views:
-        return BatchViews(preset, size, channels, n_local=config.method.small_crops)
-    if config.method.small_crops:
-        return multicrop_transform(preset, config.method.small_crops, image_size=size, channels=channels)
+        return BatchViews(preset, size, channels, n_local=crops)
+    if crops:
+        return multicrop_transform(preset, crops, image_size=size, channels=channels)
     return MultiView(ssl_transform(preset, image_size=size, channels=channels), views=2)
 
 

@@ -7,6 +7,7 @@ from safetensors.torch import load_file
 from typer.testing import CliRunner
 
 from siamese.cli.app import app
+from siamese.cli.components import DEPRECATED
 from tests.conftest import write_identity_folder
 
 runner = CliRunner(env={"COLUMNS": "250"})
@@ -17,7 +18,9 @@ TINY = ["--preset", "digits", "--epochs", "1", "--batch-size", "8", "--embedding
 def test_pretrain_writes_an_encoder_only_run_with_its_table(tmp_path, method):
     data = write_identity_folder(tmp_path / "ids", n_identities=4, n_images=4)
     out = tmp_path / "run"
-    extra = ["--queue-size", "16"] if method == "moco" else ["--prototypes", "8"] if method == "swav" else []
+    extra = {"moco": ["--method-arg", "queue_size=16"], "swav": ["--method-arg", "prototypes=8"]}.get(
+        method, []
+    )
     result = runner.invoke(app, ["pretrain", str(data), "--method", method, *TINY, *extra, "--out", str(out)])
     assert result.exit_code == 0, result.output
     assert "k-NN accuracy" in result.output and "embedding spread" in result.output
@@ -36,23 +39,34 @@ def test_pretrain_writes_an_encoder_only_run_with_its_table(tmp_path, method):
     [
         (
             "simsiam",
-            ["--predictor-dim", "4", "--projection-dim", "16"],
-            {"predictor_dim": 4, "projection_dim": 16},
+            ["--method-arg", "predictor_dim=4", "--method-arg", "projection_dim=16"],
+            {"method": {"predictor_dim": 4, "projection_dim": 16}},
         ),
         (
             "barlow",
+            ["--loss-arg", "redundancy_weight=0.01", "--method-arg", "hidden_dim=32"],
+            {"loss": {"redundancy_weight": 0.01}, "method": {"hidden_dim": 32}},
+        ),
+        (
+            "vicreg",
+            ["--loss-arg", "invariance_weight=10", "--loss-arg", "variance_weight=20"]
+            + ["--loss-arg", "covariance_weight=2"],
+            {"loss": {"invariance_weight": 10.0, "variance_weight": 20.0, "covariance_weight": 2.0}},
+        ),
+        (
+            "byol",
+            ["--stop-on-collapse", "--collapse-threshold", "0.05", "--method-arg", "momentum=0.9"],
+            {"top": {"stop_on_collapse": True, "collapse_threshold": 0.05}, "method": {"momentum": 0.9}},
+        ),
+        (  # the flags of earlier versions: the same options, each with a deprecation warning
+            "barlow",
             ["--barlow-lambda", "0.01", "--hidden-dim", "32"],
-            {"barlow_lambda": 0.01, "hidden_dim": 32},
+            {"loss": {"redundancy_weight": 0.01}, "method": {"hidden_dim": 32}},
         ),
         (
             "vicreg",
             ["--vicreg-invariance", "10", "--vicreg-variance", "20", "--vicreg-covariance", "2"],
-            {"vicreg_invariance": 10.0, "vicreg_variance": 20.0, "vicreg_covariance": 2.0},
-        ),
-        (
-            "byol",
-            ["--stop-on-collapse", "--collapse-threshold", "0.05", "--momentum", "0.9"],
-            {"stop_on_collapse": True, "collapse_threshold": 0.05, "momentum": 0.9},
+            {"loss": {"invariance_weight": 10.0, "variance_weight": 20.0, "covariance_weight": 2.0}},
         ),
     ],
 )
@@ -61,21 +75,85 @@ def test_method_flags_reach_the_saved_config_and_the_trained_heads(tmp_path, met
     out = tmp_path / "run"
     result = runner.invoke(app, ["pretrain", str(data), "--method", method, *TINY, *flags, "--out", str(out)])
     assert result.exit_code == 0, result.output
+    old = [f for f in flags if f.startswith("--") and f[2:].replace("-", "_") in DEPRECATED]
+    assert [f for f in old if f"{f} is deprecated: use --" not in result.stderr] == []
+    assert ("is deprecated" in result.stderr) == bool(old)
     config = json.loads((out / "config.json").read_text())["method"]
-    assert {k: config[k] for k in saved} == saved
+    loss = json.loads((out / "config.json").read_text())["loss"]
+    assert {k: config[k] for k in saved.get("top", {})} == saved.get("top", {})
+    assert config["options"] == saved.get("method", {}) and loss["options"] == saved.get("loss", {})
     state = load_file(str(out / "checkpoints" / "state.safetensors"))
-    if "predictor_dim" in saved:  # PredictionHead's first Linear: (bottleneck, projection_dim)
+    if "predictor_dim" in saved.get(
+        "method", {}
+    ):  # PredictionHead's first Linear: (bottleneck, projection_dim)
         assert tuple(state["model.predictor.0.weight"].shape) == (4, 16)
-    if "hidden_dim" in saved:
+    if "hidden_dim" in saved.get("method", {}):
         assert tuple(state["model.projector.0.weight"].shape) == (32, 8)  # (hidden, --embedding-dim)
 
 
-def test_a_flag_of_another_method_warns_that_it_has_no_effect(tmp_path):
+def test_an_option_of_another_method_warns_that_it_has_no_effect(tmp_path):
     data = write_identity_folder(tmp_path / "ids", n_identities=2, n_images=4)
-    args = ["pretrain", str(data), "--method", "barlow", *TINY, "--vicreg-variance", "5"]
+    args = ["pretrain", str(data), "--method", "barlow", *TINY, "--loss-arg", "variance_weight=5"]
+    args += ["--method-arg", "queue_size=8"]
     result = runner.invoke(app, [*args, "--out", str(tmp_path / "run")])
     assert result.exit_code == 0, result.output
-    assert "--vicreg-variance has no effect with --method barlow" in result.stderr
+    assert "--loss-arg variance_weight has no effect with --method barlow" in result.stderr
+    assert "--method-arg queue_size has no effect with --method barlow" in result.stderr
+    result = runner.invoke(app, ["pretrain", str(data), "--method", "moco", "--method-arg", "queue_sise=8"])
+    assert result.exit_code == 1
+    assert result.stderr.strip().splitlines() == [
+        "error: --method-arg queue_sise: no such option of --method moco (did you mean queue_size?); its "
+        "options: projection_dim, hidden_dim, queue_size, momentum, momentum_end, shuffle_groups"
+    ]
+
+
+def test_list_method_args_shows_the_constructors_defaults_and_its_losss():
+    import inspect
+
+    from siamese.training import METHODS
+
+    for name, cls in METHODS.items():
+        result = runner.invoke(app, ["pretrain", "--list-method-args", name])
+        assert result.exit_code == 0, result.output
+        params = dict(inspect.signature(cls).parameters)
+        if cls.loss_class is not None:
+            params.update(inspect.signature(cls.loss_class).parameters)
+        keywords = (inspect.Parameter.POSITIONAL_OR_KEYWORD, inspect.Parameter.KEYWORD_ONLY)
+        supplied = ("encoder", "loss", "distance", "miner", "tta")
+        shown = [p for p in params.values() if p.kind in keywords and p.name not in supplied]
+        for p in shown:
+            assert f"  {p.name} ({p.annotation}, default {p.default!r})" in result.output, (name, p.name)
+    moco = runner.invoke(app, ["pretrain", "--list-method-args", "moco"]).output
+    assert "queue_size (int, default 4096): number of negative keys kept." in moco
+    assert "its loss (InfoNCELoss): --loss-arg KEY=VALUE\n  temperature (float, default 0.2)" in moco
+
+
+def test_distance_takes_effect_in_the_pretrained_model(tmp_path):
+    data = write_identity_folder(tmp_path / "ids", n_identities=2, n_images=4)
+    for distance in (None, "euclidean"):
+        out = tmp_path / f"run-{distance}"
+        flags = [] if distance is None else ["--distance", distance]
+        result = runner.invoke(app, ["pretrain", str(data), *TINY, *flags, "--out", str(out)])
+        assert result.exit_code == 0, result.output
+        meta = json.loads((out / "checkpoints" / "best.json").read_text())
+        assert meta["distance"] == (distance or "cosine")  # the method's default, cosine
+
+
+def test_small_crops_reach_only_a_method_that_trains_on_them(tmp_path):
+    from siamese.training.config import TrainConfig
+    from siamese.training.loaders import input_geometry, view_transform
+
+    data = write_identity_folder(tmp_path / "ids", n_identities=2, n_images=4)
+    for method, crops in (("swav", 2), ("simclr", 0)):
+        out = tmp_path / method
+        args = ["pretrain", str(data), "--method", method, *TINY, "--small-crops", "2", "--out", str(out)]
+        result = runner.invoke(app, [*args, "--method-arg", "prototypes=8"] if method == "swav" else args)
+        assert result.exit_code == 0, result.output
+        warned = "--small-crops has no effect with --method simclr (only swav trains on small crops)"
+        assert (warned in result.stderr) == (method == "simclr")
+        config = TrainConfig.from_dict(json.loads((out / "config.json").read_text()))
+        assert config.method.small_crops == 2 and config.small_crops == crops
+        assert view_transform(config, *input_geometry(config)).n_local == crops
 
 
 def test_train_init_starts_from_the_pretrained_encoder(tmp_path):

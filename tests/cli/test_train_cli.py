@@ -106,12 +106,13 @@ def test_resume_of_a_non_run_directory(tmp_path):
 
 def test_train_warns_about_a_flag_the_loss_ignores(tmp_path):
     data = write_identity_folder(tmp_path / "ids", n_identities=8, n_images=4)
-    args = ["train", str(data), "--preset", "digits", "--loss", "margin", "--temperature", "0.3"]
+    args = ["train", str(data), "--preset", "digits", "--loss", "margin", "--loss-arg", "temperature=0.3"]
     tiny = ["--epochs", "1", "--batch-size", "8", "--samples-per-epoch", "8", "--eval-pairs", "8"]
     result = runner.invoke(app, [*args, *tiny, "--embedding-dim", "8", "--out", str(tmp_path / "run")])
     assert result.exit_code == 0, result.output
-    assert "--temperature has no effect with --loss margin" in result.stderr
-    assert json.loads((tmp_path / "run" / "config.json").read_text())["loss"]["temperature"] == 0.3
+    assert "--loss-arg temperature has no effect with --loss margin" in result.stderr
+    saved = json.loads((tmp_path / "run" / "config.json").read_text())["loss"]
+    assert saved["options"]["temperature"] == 0.3
     result = runner.invoke(app, [*args, *tiny, "--forgery-classes", "--out", str(tmp_path / "run2")])
     assert result.exit_code == 0, result.output
     assert "--forgery-classes has no effect without --forgeries" in result.stderr
@@ -121,18 +122,91 @@ def test_train_warns_about_a_flag_the_loss_ignores(tmp_path):
 def test_train_arcface_on_tiny_images_writes_a_cosine_model(tmp_path):
     data = write_identity_folder(tmp_path / "ids", n_identities=8, n_images=4)
     out = tmp_path / "run"
+    args = ["train", str(data), "--preset", "digits", "--loss", "arcface", "--loss-arg", "scale=8"]
+    args += ["--loss-arg", "margin=0.3"]
+    tiny = ["--epochs", "1", "--batch-size", "8", "--m-per-class", "2", "--samples-per-epoch", "16"]
+    tiny += ["--eval-pairs", "8", "--embedding-dim", "8", "--loss-arg", "lr_multiplier=5", "--out", str(out)]
+    result = runner.invoke(app, [*args, *tiny, "--loss-arg", "temperature=0.2"])
+    assert result.exit_code == 0, result.output
+    assert "test EER" in result.output and "sampler mperclass" in result.output
+    assert "--loss-arg temperature has no effect with --loss arcface" in result.stderr
+    assert (out / "checkpoints" / "best.safetensors").is_file()
+    meta = json.loads((out / "checkpoints" / "best.json").read_text())
+    assert (meta["loss"], meta["distance"]) == ("arcface", "cosine")
+    loss = json.loads((out / "config.json").read_text())["loss"]
+    options = loss["options"]
+    assert (loss["name"], options["scale"], options["margin"], options["lr_multiplier"]) == (
+        "arcface",
+        8.0,
+        0.3,
+        5.0,
+    )
+    assert isinstance(options["scale"], float)  # typed as the loss declares it, though given as "8"
+
+
+def test_the_per_option_flags_of_earlier_versions_still_work_with_a_warning(tmp_path):
+    from siamese.cli.train import command_config
+
+    result = runner.invoke(app, ["train", str(tmp_path), "--loss", "margin", "--margin", "28.6"])
+    assert result.exit_code == 1 and "--margin is deprecated: use --loss-arg margin=28.6" in result.stderr
+    assert command_config  # the same path as --loss-arg: the deprecated flag became a loss option
+    data = write_identity_folder(tmp_path / "ids", n_identities=8, n_images=4)
+    out = tmp_path / "run"
     args = ["train", str(data), "--preset", "digits", "--loss", "arcface", "--scale", "8", "--margin", "0.3"]
     tiny = ["--epochs", "1", "--batch-size", "8", "--m-per-class", "2", "--samples-per-epoch", "16"]
     tiny += ["--eval-pairs", "8", "--embedding-dim", "8", "--loss-lr-multiplier", "5", "--out", str(out)]
     result = runner.invoke(app, [*args, *tiny, "--temperature", "0.2"])
     assert result.exit_code == 0, result.output
-    assert "test EER" in result.output and "sampler mperclass" in result.output
-    assert "--temperature has no effect with --loss arcface" in result.stderr
-    assert (out / "checkpoints" / "best.safetensors").is_file()
-    meta = json.loads((out / "checkpoints" / "best.json").read_text())
-    assert (meta["loss"], meta["distance"]) == ("arcface", "cosine")
-    loss = json.loads((out / "config.json").read_text())["loss"]
-    assert (loss["name"], loss["scale"], loss["margin"], loss["lr_multiplier"]) == ("arcface", 8.0, 0.3, 5.0)
+    for flag, arg in [
+        ("scale", "scale=8"),
+        ("margin", "margin=0.3"),
+        ("loss-lr-multiplier", "lr_multiplier=5"),
+    ]:
+        assert f"--{flag} is deprecated: use --loss-arg {arg}" in result.stderr
+    assert "--loss-arg temperature has no effect with --loss arcface" in result.stderr
+    options = json.loads((out / "config.json").read_text())["loss"]["options"]
+    assert options == {"scale": 8.0, "margin": 0.3, "lr_multiplier": 5.0, "temperature": 0.2}
+
+
+def test_loss_args_are_checked_against_the_loss_before_any_data_is_read(tmp_path):
+    def error(*args):
+        result = runner.invoke(app, ["train", str(tmp_path), *args, "--out", str(tmp_path / "run")])
+        assert result.exit_code == 1 and not (tmp_path / "run").exists()
+        (line,) = result.stderr.strip().splitlines()
+        return line
+
+    line = error("--loss", "margin", "--loss-arg", "margn=0.5")
+    assert line == (
+        "error: --loss-arg margn: no such option of --loss margin (did you mean margin?); its options: margin"
+    )
+    assert "is a method option: --method-arg queue_size=" in error(
+        "--loss", "supcon", "--loss-arg", "queue_size=8"
+    )
+    assert "--loss-arg distance: not an option, set by --distance" in error("--loss-arg", "distance=cosine")
+    assert error("--loss", "arcface", "--loss-arg", "scale=big") == (
+        "error: --loss-arg scale takes float, got 'big'"
+    )
+    assert error("--loss-arg", "nonsense").startswith("error: --loss-arg must look like KEY=VALUE")
+
+
+def test_list_loss_args_shows_each_option_with_the_losss_own_default():
+    import inspect
+
+    from siamese.losses import LOSSES
+
+    for name, cls in LOSSES.items():
+        result = runner.invoke(app, ["train", "--list-loss-args", name])
+        assert result.exit_code == 0, result.output
+        params = inspect.signature(cls).parameters
+        for option in ("margin", "temperature", "beta", "scale", "sub_centers", "lr_multiplier"):
+            if option in params:
+                assert (
+                    f"{option} ({params[option].annotation}, default {params[option].default!r})"
+                    in result.output
+                )
+        assert "distance (" not in result.output  # set by --distance, not a loss option
+    result = runner.invoke(app, ["train", "--list-loss-args", "circle"])
+    assert result.exit_code == 1 and "unknown loss 'circle'" in result.stderr
 
 
 def test_train_margin_softmax_refuses_euclidean_and_degrees(tmp_path):
@@ -143,7 +217,7 @@ def test_train_margin_softmax_refuses_euclidean_and_degrees(tmp_path):
         "--distance euclidean cannot be used with it"
     ]
     data = write_identity_folder(tmp_path / "ids", n_identities=8, n_images=4)
-    args = ["train", str(data), "--preset", "digits", "--loss", "arcface", "--margin", "28.6"]
+    args = ["train", str(data), "--preset", "digits", "--loss", "arcface", "--loss-arg", "margin=28.6"]
     result = runner.invoke(app, [*args, "--out", str(tmp_path / "run")])
     assert result.exit_code == 1 and not (tmp_path / "run").exists()  # refused before any data is read
     (line,) = result.stderr.strip().splitlines()

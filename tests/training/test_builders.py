@@ -17,7 +17,6 @@ FLAGS = {
     "sub_centers": 2,
     "lr_multiplier": 5.0,
 }
-FLAG_NAMES = {"lr_multiplier": "--loss-lr-multiplier", "sub_centers": "--sub-centers"}
 
 
 @pytest.mark.parametrize("loss", sorted(LOSSES))
@@ -26,7 +25,7 @@ def test_each_loss_flag_takes_effect_or_is_reported(loss, flag, caplog):
     cfg = build_train_config("digits", loss=loss, m_per_class=4, **{flag: FLAGS[flag]})
     with caplog.at_level(logging.WARNING, logger="siamese"):
         method = build_method(cfg, channels=1, num_classes=6)
-    cli_flag = FLAG_NAMES.get(flag, f"--{flag}")
+    cli_flag = "--distance" if flag == "distance" else f"--loss-arg {flag}"
     warned = f"{cli_flag} has no effect with --loss {loss}" in caplog.text
     if flag in loss_options(loss):
         assert not warned

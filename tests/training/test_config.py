@@ -1,6 +1,8 @@
 import json
+from pathlib import Path
 
 import pytest
+import torch
 
 from siamese.data import PRESETS
 from siamese.errors import ConfigError
@@ -53,7 +55,7 @@ def test_sampler_follows_loss_unless_given():
     "options, message",
     [
         ({"epochs": -1}, "epochs"),
-        ({"margin": 0.0}, "margin"),
+        ({"loss": "margin", "margin": 0.0}, "margin"),
         ({"temperature": -0.1}, "temperature"),
         ({"loss": "nope"}, "margin, supcon, triplet"),
         ({"encoder": "vgg"}, "smallcnn"),
@@ -111,12 +113,15 @@ def test_pretraining_defaults_replace_the_presets_training_ones_only_for_self_su
     byol = build_train_config("omniglot", root="x", method="byol")  # its own default over pretraining's
     assert byol.optim.batch_size == PRESETS["omniglot"].method_pretraining["byol"]["batch_size"] != 256
     assert byol.data.image_size == ssl.data.image_size
-    assert byol.method.momentum == PRESETS["omniglot"].method_pretraining["byol"]["momentum"] != 0.99
-    assert ssl.method.momentum is None  # simclr has no momentum target: nothing set for it
+    preset_byol = PRESETS["omniglot"].method_pretraining["byol"]["method_options"]
+    assert byol.method.options["momentum"] == preset_byol["momentum"] != 0.99
+    assert "momentum" not in ssl.method.options  # simclr has no momentum target: nothing set for it
     moco = build_train_config("omniglot", root="x", method="moco")
-    assert moco.method.momentum is None  # byol's entry does not reach moco (its default stays 0.99)
-    mine = build_train_config("omniglot", root="x", method="byol", momentum=0.99)
-    assert mine.method.momentum == 0.99
+    assert "momentum" not in moco.method.options  # byol's entry does not reach moco (its default stays 0.99)
+    mine = build_train_config("omniglot", root="x", method="byol", method_options={"momentum": 0.99})
+    assert mine.method.options["momentum"] == 0.99
+    mine = build_train_config("omniglot", root="x", method="byol", momentum=0.99)  # by its bare name
+    assert mine.method.options["momentum"] == 0.99
 
 
 def test_method_pretraining_is_checked_and_read_only():
@@ -137,3 +142,97 @@ def test_a_config_saved_before_batched_views_existed_resumes_with_per_image_view
     assert d["data"]["batched_views"] is True
     del d["data"]["batched_views"]
     assert TrainConfig.from_dict(d).data.batched_views is False
+
+
+OLD_CONFIGS = Path(__file__).with_name("old_configs.json")
+"""`config.json` contents written by the version whose loss and method options were flat fields of
+`LossConfig` and `MethodConfig` (`"barlow_lambda": null`, ...), one per kind of run."""
+
+
+@pytest.mark.parametrize(
+    ("run", "method", "loss", "ignored"),
+    [
+        (
+            "arcface",
+            {},
+            {"margin": 0.3, "scale": 8.0, "lr_multiplier": 5.0, "temperature": 0.2},
+            ["--loss-arg temperature has no effect with --loss arcface"],
+        ),
+        ("byol", {"projection_dim": 64, "momentum": 0.92}, {}, []),
+        ("barlow", {"hidden_dim": 32}, {"redundancy_weight": 0.01}, []),
+        (
+            "vicreg",
+            {},
+            {
+                "invariance_weight": 10.0,
+                "variance_weight": 20.0,
+                "covariance_weight": 2.0,
+                "temperature": 0.5,
+            },
+            ["--loss-arg temperature has no effect with --method vicreg"],
+        ),
+        (
+            "swav",
+            {"queue_size": 16, "prototypes": 8},
+            {"epsilon": 0.1, "sinkhorn_iterations": 5, "temperature": 0.2},
+            [],
+        ),
+    ],
+)
+def test_configs_saved_with_the_flat_option_fields_of_earlier_versions_load(run, method, loss, ignored):
+    from siamese.training import build_method
+
+    saved = json.loads(OLD_CONFIGS.read_text())[run]
+    assert "options" not in saved["method"] and "options" not in saved["loss"]  # the old layout
+    config = TrainConfig.from_dict(saved)
+    assert (config.method.options, config.loss.options, config.ignored_options()) == (method, loss, ignored)
+    assert TrainConfig.from_dict(config.to_dict()) == config  # and it saves in the new layout
+    built = build_method(config, channels=1, num_classes=4)
+    for key, value in loss.items():
+        if key in config.loss_kwargs():
+            assert getattr(built.loss, key) == value
+    linears = [m for m in built.modules() if isinstance(m, torch.nn.Linear)]
+    if run == "byol":
+        assert built.momentum == 0.92 and built.projector(torch.zeros(2, built.embedding_dim())).shape == (2, 64)
+    if run == "barlow":
+        assert linears[1].out_features == 32  # the projector's first layer (after the encoder's head)
+    if run == "swav":
+        assert config.small_crops == 2 and built.queue.size == 16 and built.prototypes.weight.shape[0] == 8
+
+
+def test_a_typo_in_an_option_is_an_error_and_an_option_of_another_component_a_warning():
+    with pytest.raises(
+        ConfigError, match=r"--method-arg momentun: no such option of --method byol \(did you mean momentum"
+    ):
+        build_train_config(method="byol", method_options={"momentun": 0.9})
+    with pytest.raises(ConfigError, match="--loss-arg temprature: no such option of --method simclr"):
+        build_train_config(method="simclr", loss_options={"temprature": 0.2})
+    with pytest.raises(
+        ConfigError, match="--method-arg temperature: .* temperature is a loss option: --loss-arg"
+    ):
+        build_train_config(method="simclr", method_options={"temperature": 0.2})
+    with pytest.raises(ConfigError, match="--method-arg queue_size takes int, got 0.5"):
+        build_train_config(method="moco", method_options={"queue_size": 0.5})
+    with pytest.raises(ConfigError, match="momentum must be in \\[0, 1\\], got 1.5"):
+        build_train_config(method="byol", method_options={"momentum": 1.5})  # checked before any data is read
+    with pytest.raises(ConfigError, match="projection dim must be >= 1, got 0"):
+        build_train_config(method="simclr", method_options={"projection_dim": 0})
+    with pytest.raises(ConfigError, match="NT-Xent temperature must be > 0"):
+        build_train_config(method="simclr", loss_options={"temperature": 0.0})
+    config = build_train_config(
+        method="simclr", method_options={"queue_size": 8}, loss_options={"margin": 1.0}
+    )
+    assert config.ignored_options() == [
+        "--method-arg queue_size has no effect with --method simclr",
+        "--loss-arg margin has no effect with --method simclr",
+    ]
+
+
+def test_self_supervised_verification_uses_the_methods_distance_unless_one_is_given():
+    from siamese.training import build_method
+
+    for method in ("simclr", "byol", "swav"):
+        config = build_train_config(method=method)
+        assert config.verification_distance == "cosine" == build_method(config, channels=1).distance
+        config = build_train_config(method=method, distance="euclidean")
+        assert config.verification_distance == "euclidean" == build_method(config, channels=1).distance

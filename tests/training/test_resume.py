@@ -166,3 +166,47 @@ def test_resume_keeps_the_margin_softmax_class_weights(data, tmp_path):
     assert (weights - interrupted).abs().max() > 0  # trained on after the resume ...
     torch.testing.assert_close(weights, reference, rtol=0, atol=1e-6)  # ... exactly as without the stop
     _assert_same_weights(run, ref)
+
+
+def _in_the_old_layout(config: dict) -> dict:
+    """A `config.json` as the version with flat option fields wrote it: every field of that
+    version's method and loss sections (read from its own output, `old_configs.json`), the given
+    options under their names of then, None for the others."""
+    from siamese.training.config import LEGACY_NAMES
+
+    old = json.loads((Path(__file__).with_name("old_configs.json")).read_text())["swav"]
+    renamed = {new: name for name, new in LEGACY_NAMES.items()}
+    flat = {renamed.get(k, k): v for s in ("method", "loss") for k, v in config[s].pop("options").items()}
+    for section in ("method", "loss"):
+        config[section].update(
+            {key: flat.pop(key, None) for key in old[section] if key not in config[section]}
+        )
+    assert not flat, flat  # every option had a field then
+    return config
+
+
+def test_a_run_saved_with_the_flat_option_fields_of_earlier_versions_resumes_exactly(data, tmp_path):
+    from siamese.training.pretrain import pretrain
+
+    opts = dict(method="swav", epochs=2, batch_size=8, embedding_dim=8, seed=3, small_crops=2)
+    opts.update(method_options={"prototypes": 8, "queue_size": 16}, loss_options={"epsilon": 0.1})
+    ref, run = tmp_path / "ref", tmp_path / "run"
+    pretrain(build_train_config("digits", root=str(data), out=str(ref), **opts))
+    with pytest.raises(TrainingInterrupted):
+        pretrain(build_train_config("digits", root=str(data), out=str(run), **opts), callbacks=[StopAt(3)])
+    saved = json.loads((run / "config.json").read_text())
+    old = _in_the_old_layout(saved)
+    assert (old["method"]["prototypes"], old["method"]["epsilon"], old["method"]["momentum"]) == (
+        8,
+        0.1,
+        None,
+    )
+    (run / "config.json").write_text(json.dumps(old))
+    config = resume_config(run)
+    assert (config.method.options, config.loss.options) == (
+        {"prototypes": 8, "queue_size": 16},
+        {"epsilon": 0.1},
+    )
+    pretrain(config, resume=True)
+    _assert_same_weights(ref, run)
+    assert (ref / "metrics.csv").read_text() == (run / "metrics.csv").read_text()

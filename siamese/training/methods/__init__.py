@@ -1,7 +1,8 @@
 """Training methods, one file each, and their registry.
 
-Adding a method means writing its file (a `Method` subclass taking the encoder, then keyword
-options) and adding one entry to `METHODS` (and its name to `siamese.names.SslMethodName`).
+Adding a method means writing its file, `<name>.py` (a `Method` subclass taking the encoder, the
+loss and the distance, then its keyword options, and naming its `loss_class`), and adding its name
+to `siamese.names.SslMethodName`, the one registry line (`registry.METHODS` finds the class).
 """
 
 from siamese.training.methods.barlow import BarlowTwinsMethod
@@ -9,11 +10,12 @@ from siamese.training.methods.base import Batch, IndicesTuple, Method, StepOutpu
 from siamese.training.methods.byol import BYOLMethod
 from siamese.training.methods.moco import MoCoMethod
 from siamese.training.methods.momentum_method import MomentumMethod
-from siamese.training.methods.registry import METHODS, get_method, method_options
+from siamese.training.methods.registry import METHODS, get_method, method_class, method_options
 from siamese.training.methods.simclr import SimCLRMethod
 from siamese.training.methods.simsiam import SimSiamMethod
 from siamese.training.methods.supervised import SupervisedMethod
 from siamese.training.methods.swav import SwAVMethod
+from siamese.training.methods.two_view import TwoViewMethod
 from siamese.training.methods.vicreg import VICRegMethod
 
 __all__ = [
@@ -30,7 +32,9 @@ __all__ = [
     "StepOutput",
     "SupervisedMethod",
     "SwAVMethod",
+    "TwoViewMethod",
     "VICRegMethod",
     "get_method",
+    "method_class",
     "method_options",
 ]

@@ -9,11 +9,12 @@ exports keep; everything else is training-only.
 
 from __future__ import annotations
 
-from typing import Any, NamedTuple
+from typing import Any, ClassVar, NamedTuple
 
 import torch
 from torch import nn
 
+from siamese.errors import ConfigError
 from siamese.models.twin import TwinNetwork
 from siamese.names import DISTANCES, check_choice
 
@@ -78,21 +79,48 @@ class StepOutput(NamedTuple):
 
 
 class Method(nn.Module):
-    """Base class of training methods.
+    """Base class of training methods: an encoder and a loss, plus whatever else the method trains.
 
     Subclasses implement `training_step` and register their extra modules as attributes;
     `on_before_optimizer_step`/`on_after_optimizer_step` are where gradients are adjusted (e.g.
-    frozen prototypes) and momentum copies, queues or prototype norms are updated.
+    frozen prototypes) and momentum copies, queues or prototype norms are updated. A subclass's
+    own options are the keywords of its constructor after `encoder`, `loss` and `distance`, with
+    their defaults there (`siamese pretrain --list-method-args NAME` prints them).
+
+    Class attributes:
+        loss_class: the loss the method trains with, built with its own options (`--loss-arg`)
+            when no `loss` is given; None: the loss is chosen by name (`--loss`, supervised).
+        default_distance: the pair distance of verification when none is configured; None: the
+            first of the loss's `distances` (supervised: cosine for the margin-softmax losses), else
+            Euclidean.
+        uses_labels: whether training reads the labels (False: self-supervised).
+        multi_crop: whether `training_step` uses views beyond the first two (small crops).
 
     Args:
         encoder: the shared encoder `(B, C, H, W) -> (B, D)` that checkpoints and exports keep.
-        distance: the pair distance used for verification ("euclidean" or "cosine").
+        loss: the training objective, a module (so any parameters it holds are trained and
+            saved with the method); None: a `loss_class` with its defaults.
+        distance: the pair distance used for verification ("euclidean" or "cosine"); None:
+            `default_distance`, else the loss's.
     """
 
-    def __init__(self, encoder: nn.Module, distance: str = "euclidean") -> None:
+    loss_class: ClassVar[type[nn.Module] | None] = None
+    default_distance: ClassVar[str | None] = "cosine"
+    uses_labels: ClassVar[bool] = False
+    multi_crop: ClassVar[bool] = False
+
+    def __init__(
+        self, encoder: nn.Module, loss: nn.Module | None = None, distance: str | None = None
+    ) -> None:
         super().__init__()
+        if loss is None:
+            if self.loss_class is None:
+                raise ConfigError(f"{type(self).__name__} needs a loss")
+            loss = self.loss_class()
+        distance = distance or self.default_distance or getattr(loss, "distances", DISTANCES)[0]
         check_choice(distance, DISTANCES, "distance")
         self.encoder = encoder
+        self.loss = loss
         self.distance = distance
 
     def twin(self) -> TwinNetwork:
@@ -123,8 +151,16 @@ class Method(nn.Module):
         """Called after the optimiser step: EMA targets, queues, prototype normalisation."""
 
     def param_groups(self, lr: float) -> list[dict[str, Any]]:
-        """Optimiser parameter groups; by default every trainable parameter at `lr`."""
-        return [{"params": [p for p in self.parameters() if p.requires_grad], "lr": lr}]
+        """Every trainable parameter at `lr`, except the loss's own parameters, if any (class
+        weights, proxies): a group of their own at `lr * loss.lr_multiplier` (default 1)."""
+        held = list(self.loss.parameters()) if isinstance(self.loss, nn.Module) else []
+        own = [p for p in held if p.requires_grad]
+        ids = {id(p) for p in own}
+        rest = [p for p in self.parameters() if p.requires_grad and id(p) not in ids]
+        groups = [{"params": rest, "lr": lr}]
+        if own:
+            groups.append({"params": own, "lr": lr * float(getattr(self.loss, "lr_multiplier", 1.0))})
+        return groups
 
     def embedding_dim(self) -> int:
         """D, the size of the encoder's embeddings."""
@@ -136,3 +172,13 @@ class Method(nn.Module):
     def training_only(self) -> list[str]:
         """Names of the sub-modules that checkpoints and exports drop."""
         return [name for name, _ in self.named_children() if name != "encoder"]
+
+
+def check_sizes(**sizes: int | None) -> None:
+    """Raise a `ConfigError` for a layer size (or count) below 1; None is not checked.
+
+    >>> check_sizes(projection_dim=8, predictor_dim=None)
+    """
+    for name, value in sizes.items():
+        if value is not None and value < 1:
+            raise ConfigError(f"{name.replace('_', ' ')} must be >= 1, got {value}")

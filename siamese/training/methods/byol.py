@@ -7,7 +7,7 @@ from torch import nn
 
 from siamese.losses.byol import BYOLLoss
 from siamese.models.heads import PredictionHead, ProjectionHead
-from siamese.training.methods.base import Batch, StepOutput
+from siamese.training.methods.base import Batch, StepOutput, check_sizes
 from siamese.training.methods.momentum_method import MomentumMethod
 
 
@@ -19,30 +19,36 @@ class BYOLMethod(MomentumMethod):
 
     Args:
         encoder: the shared (online) encoder that checkpoints keep.
+        loss: the objective; None = `BYOLLoss`.
+        distance: pair distance of verification; None = cosine.
         projection_dim: projector output size (BYOL: 256).
         hidden_dim: hidden size of projector and predictor (BYOL: 4096; smaller suits a CPU).
-        momentum: starting EMA coefficient tau (0.99).
-        momentum_end: final tau (1.0).
+        momentum: starting EMA coefficient tau.
+        momentum_end: final tau.
     """
+
+    loss_class = BYOLLoss
 
     def __init__(
         self,
         encoder: nn.Module,
+        loss: nn.Module | None = None,
+        distance: str | None = None,
         projection_dim: int = 256,
         hidden_dim: int = 1024,
         momentum: float = 0.99,
         momentum_end: float = 1.0,
     ) -> None:
-        super().__init__(encoder, momentum, momentum_end)
+        super().__init__(encoder, loss, distance, momentum, momentum_end)
+        check_sizes(projection_dim=projection_dim, hidden_dim=hidden_dim)
         self.projector = ProjectionHead(self.embedding_dim(), hidden_dim, projection_dim)
         self.init_momentum()
         self.predictor = PredictionHead(projection_dim, hidden_dim)
-        self.loss = BYOLLoss()
 
     def training_step(self, batch: Batch) -> StepOutput:
-        x1, x2 = batch.view_list()[:2]
-        h = self.embed(torch.cat([x1, x2]))  # (2N, D)
-        p1, p2 = self.predictor(self.projector(h)).chunk(2)  # (N, P) each
+        h, z = self.forward_views(batch)  # (2N, D), (2N, P)
+        p1, p2 = self.predictor(z).chunk(2)  # (N, P) each
+        x = torch.cat(batch.view_list()[:2])
         with torch.no_grad():
-            z1, z2 = self.target(torch.cat([x1, x2])).chunk(2)  # (N, P) each
+            z1, z2 = self.target(x).chunk(2)  # (N, P) each
         return StepOutput(self.loss(p1, p2, z1, z2), h)

@@ -6,10 +6,11 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from siamese.errors import ConfigError
 from siamese.losses.infonce import InfoNCELoss
 from siamese.models.heads import ProjectionHead
 from siamese.models.memory_bank import FeatureQueue
-from siamese.training.methods.base import Batch, StepOutput
+from siamese.training.methods.base import Batch, StepOutput, check_sizes
 from siamese.training.methods.momentum_method import MomentumMethod
 
 
@@ -25,31 +26,37 @@ class MoCoMethod(MomentumMethod):
 
     Args:
         encoder: the shared (query) encoder that checkpoints keep.
+        loss: the objective; None = `InfoNCELoss` with its defaults (temperature 0.2, MoCo v2's).
+        distance: pair distance of verification; None = cosine.
         projection_dim: output size of the MLP head (MoCo v2: 2 layers, no BatchNorm).
         hidden_dim: hidden size of the head.
-        temperature: InfoNCE temperature (MoCo v2: 0.2).
         queue_size: number of negative keys kept.
-        momentum: EMA coefficient of the key encoder (0.99; 0.999 in the paper at batch 256).
+        momentum: EMA coefficient of the key encoder (0.999 in the paper at batch 256).
         momentum_end: final EMA coefficient (cosine schedule); equal to `momentum` = constant.
         shuffle_groups: sub-batches of the shuffled-BN key pass (1 = plain BatchNorm).
     """
 
+    loss_class = InfoNCELoss
+
     def __init__(
         self,
         encoder: nn.Module,
+        loss: nn.Module | None = None,
+        distance: str | None = None,
         projection_dim: int = 128,
         hidden_dim: int = 512,
-        temperature: float = 0.2,
         queue_size: int = 4096,
         momentum: float = 0.99,
         momentum_end: float = 0.99,
         shuffle_groups: int = 2,
     ) -> None:
-        super().__init__(encoder, momentum, momentum_end)
+        super().__init__(encoder, loss, distance, momentum, momentum_end)
+        check_sizes(projection_dim=projection_dim, hidden_dim=hidden_dim, shuffle_groups=shuffle_groups)
+        if queue_size < 0:
+            raise ConfigError(f"queue size must be >= 0, got {queue_size}")
         self.projector = ProjectionHead(self.embedding_dim(), hidden_dim, projection_dim, batch_norm=False)
         self.init_momentum()
         self.queue = FeatureQueue(queue_size, projection_dim)
-        self.loss = InfoNCELoss(temperature)
         self.shuffle_groups = int(shuffle_groups)
         self._keys: torch.Tensor | None = None
 

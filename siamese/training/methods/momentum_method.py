@@ -4,28 +4,42 @@ from __future__ import annotations
 
 from torch import nn
 
+from siamese.errors import ConfigError
 from siamese.models.momentum import cosine_schedule, momentum_copy, update_momentum
-from siamese.training.methods.base import Method
+from siamese.training.methods.two_view import TwoViewMethod
 
 
-class MomentumMethod(Method):
+class MomentumMethod(TwoViewMethod):
     """A method with a momentum (EMA) target: `target <- m * target + (1 - m) * online`.
 
     The online network is the encoder followed by `self.projector`; the target is a copy of both.
     `m` follows a cosine schedule from `momentum` to `momentum_end` over the run (BYOL); equal
-    values keep it constant (MoCo's 0.99 by default). Subclasses set `self.projector` and call
-    `init_momentum()`; the target receives no gradient and is saved with the method.
+    values keep it constant (MoCo). Subclasses set `self.projector` and call `init_momentum()`;
+    the target receives no gradient and is saved with the method.
 
     Args:
         encoder: the shared encoder that checkpoints keep.
+        loss: the objective (None: the subclass's `loss_class`).
+        distance: pair distance of verification (None: cosine).
         momentum: EMA coefficient at the first step.
         momentum_end: EMA coefficient at the last step.
+
+    Raises:
+        ConfigError: a coefficient outside [0, 1].
     """
 
-    projector: nn.Module  # set by the subclass before `init_momentum()`
-
-    def __init__(self, encoder: nn.Module, momentum: float, momentum_end: float) -> None:
-        super().__init__(encoder, "cosine")
+    def __init__(
+        self,
+        encoder: nn.Module,
+        loss: nn.Module | None,
+        distance: str | None,
+        momentum: float,
+        momentum_end: float,
+    ) -> None:
+        super().__init__(encoder, loss, distance)
+        for name, value in (("momentum", momentum), ("momentum end", momentum_end)):
+            if not 0 <= value <= 1:
+                raise ConfigError(f"{name} must be in [0, 1], got {value}")
         self.momentum = float(momentum)
         self.momentum_end = float(momentum_end)
 

@@ -22,21 +22,23 @@ class SupervisedMethod(Method):
             holds (class weights, proxies, ...) are trained and saved with the method (in the
             training state, never in checkpoints), at `lr * loss.lr_multiplier` (default 1).
         miner: optional pml miner applied to batches that carry no index tuple.
-        distance: pair distance of verification.
+        distance: pair distance of verification; None = the loss's first (`distances`), else euclidean.
         tta: test-time augmentation of the embeddings that evaluation scores ("none" or "flip",
             `siamese.models.tta`); training never uses it.
     """
+
+    default_distance = None
+    uses_labels = True
 
     def __init__(
         self,
         encoder: nn.Module,
         loss: Any,
         miner: Any = None,
-        distance: str = "euclidean",
+        distance: str | None = None,
         tta: str = "none",
     ) -> None:
-        super().__init__(encoder, distance)
-        self.loss = loss
+        super().__init__(encoder, loss, distance)
         self.miner = miner
         self.tta = check_choice(tta, TTAS, "test-time augmentation")
 
@@ -59,15 +61,3 @@ class SupervisedMethod(Method):
         emb = tta_embed(self.encoder, batch.image_tensor(), self.tta)  # (N, D)
         loss = torch.tensor(float("nan")) if classifies else self.loss(emb, batch.labels, batch.indices)
         return StepOutput(loss, emb, batch.indices)
-
-    def param_groups(self, lr: float) -> list[dict[str, Any]]:
-        """The encoder (and miner) at `lr`; the loss's own parameters, if any, in a group of their
-        own at `lr * loss.lr_multiplier`."""
-        held = list(self.loss.parameters()) if isinstance(self.loss, nn.Module) else []
-        own = [p for p in held if p.requires_grad]
-        ids = {id(p) for p in own}
-        rest = [p for p in self.parameters() if p.requires_grad and id(p) not in ids]
-        groups = [{"params": rest, "lr": lr}]
-        if own:
-            groups.append({"params": own, "lr": lr * float(getattr(self.loss, "lr_multiplier", 1.0))})
-        return groups

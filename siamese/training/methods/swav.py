@@ -6,10 +6,11 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from siamese.errors import ConfigError
 from siamese.losses.swav import SwAVLoss
 from siamese.models.heads import ProjectionHead, Prototypes
 from siamese.models.memory_bank import FeatureQueue
-from siamese.training.methods.base import Batch, Method, StepOutput
+from siamese.training.methods.base import Batch, Method, StepOutput, check_sizes
 
 
 class SwAVMethod(Method):
@@ -23,34 +24,42 @@ class SwAVMethod(Method):
 
     Args:
         encoder: the shared encoder that checkpoints keep.
+        loss: the objective; None = `SwAVLoss` with its defaults (its temperature, Sinkhorn
+            epsilon and iterations are loss options).
+        distance: pair distance of verification; None = cosine.
         projection_dim: projector output size.
         hidden_dim: projector hidden size.
         prototypes: number of prototypes K.
-        temperature: softmax temperature of the swapped prediction (0.1).
-        epsilon: Sinkhorn entropy regularisation (0.05).
-        sinkhorn_iterations: Sinkhorn-Knopp iterations (3).
         freeze_prototypes: optimiser steps during which prototypes are not updated.
         queue_size: queued projections used in the Sinkhorn step (0 = none); helps small batches.
         n_global: global views per image.
     """
 
+    loss_class = SwAVLoss
+    multi_crop = True
+
     def __init__(
         self,
         encoder: nn.Module,
+        loss: nn.Module | None = None,
+        distance: str | None = None,
         projection_dim: int = 128,
         hidden_dim: int = 512,
         prototypes: int = 300,
-        temperature: float = 0.1,
-        epsilon: float = 0.05,
-        sinkhorn_iterations: int = 3,
         freeze_prototypes: int = 300,
         queue_size: int = 0,
         n_global: int = 2,
     ) -> None:
-        super().__init__(encoder, "cosine")
+        super().__init__(encoder, loss, distance)
+        check_sizes(
+            projection_dim=projection_dim, hidden_dim=hidden_dim, prototypes=prototypes, n_global=n_global
+        )
+        if min(queue_size, freeze_prototypes) < 0:
+            raise ConfigError(
+                f"queue size and freeze prototypes must be >= 0, got {queue_size}, {freeze_prototypes}"
+            )
         self.projector = ProjectionHead(self.embedding_dim(), hidden_dim, projection_dim)
         self.prototypes = Prototypes(projection_dim, prototypes)
-        self.loss = SwAVLoss(temperature, epsilon, sinkhorn_iterations)
         self.queue = FeatureQueue(queue_size, projection_dim) if queue_size else None
         self.freeze_prototypes = int(freeze_prototypes)
         self.n_global = int(n_global)

@@ -204,7 +204,14 @@ def test_simsiam_stop_gradient_the_projector_learns_only_through_the_predictor()
 @pytest.mark.parametrize(
     ("name", "options", "loss_class", "weights"),
     [
-        ("barlow", {"barlow_lambda": 0.2}, BarlowTwinsLoss, {"redundancy_weight": 0.2}),
+        ("barlow", {"redundancy_weight": 0.2}, BarlowTwinsLoss, {"redundancy_weight": 0.2}),
+        (
+            "vicreg",
+            {"invariance_weight": 2.0, "variance_weight": 3.0, "covariance_weight": 4.0},
+            VICRegLoss,
+            {"invariance_weight": 2.0, "variance_weight": 3.0, "covariance_weight": 4.0},
+        ),
+        ("barlow", {"barlow_lambda": 0.2}, BarlowTwinsLoss, {"redundancy_weight": 0.2}),  # earlier names
         (
             "vicreg",
             {"vicreg_invariance": 2.0, "vicreg_variance": 3.0, "vicreg_covariance": 4.0},
@@ -214,12 +221,15 @@ def test_simsiam_stop_gradient_the_projector_learns_only_through_the_predictor()
     ],
 )
 def test_options_flow_from_the_config_into_the_loss_the_step_uses(name, options, loss_class, weights):
+    from siamese.training import build_method
     from siamese.training.config import build_train_config
 
     config = build_train_config(method=name, **options, projection_dim=8, hidden_dim=32)
-    kwargs, unused = config.objective_options()
-    method = get_method(name, _encoder(), **kwargs)
-    assert not unused and {k: getattr(method.loss, k) for k in weights} == weights
+    assert config.loss.options == weights and config.method.options == {"projection_dim": 8, "hidden_dim": 32}
+    assert not config.ignored_options()
+    torch.manual_seed(0)
+    method = build_method(config, channels=1)
+    assert {k: getattr(method.loss, k) for k in weights} == weights
     method.eval()
     x = _views()
     expected = loss_class(**weights)(*_projections(method, x))
@@ -231,6 +241,6 @@ def test_temperature_has_no_effect_on_the_non_contrastive_methods():
 
     config = build_train_config(method="vicreg", temperature=0.5, barlow_lambda=0.1)
     assert config.ignored_options() == [
-        "--barlow-lambda has no effect with --method vicreg",
-        "--temperature has no effect with --method vicreg",
+        "--loss-arg redundancy_weight has no effect with --method vicreg",
+        "--loss-arg temperature has no effect with --method vicreg",
     ]
