@@ -28,10 +28,14 @@ logger = logging.getLogger("benchmarks.selfsup_peers")
 
 
 def method_options(config: TrainConfig) -> dict[str, Any]:
-    """Our method's resolved options: its constructor defaults, overridden by the config's."""
-    params = inspect.signature(METHODS[config.method.name]).parameters
-    defaults = {k: p.default for k, p in params.items() if p.default is not inspect.Parameter.empty}
-    return {**defaults, **config.objective_options()[0]}
+    """Our method's and its loss's resolved options: their constructors' defaults, overridden by
+    the config's."""
+    method = METHODS[config.method.name]
+    defaults: dict[str, Any] = {}
+    for cls in (method, method.loss_class):
+        params = inspect.signature(cls).parameters if cls is not None else {}
+        defaults.update({k: p.default for k, p in params.items() if p.default is not inspect.Parameter.empty})
+    return {**defaults, **config.method_kwargs(), **config.loss_kwargs()}
 
 
 class LightlyMethod(nn.Module):
@@ -72,13 +76,13 @@ class LightlyMethod(nn.Module):
             self.criterion = loss.NegativeCosineSimilarity()
         elif name == "barlow":
             self.head = modules.BarlowTwinsProjectionHead(dim, hidden, proj)
-            self.criterion = loss.BarlowTwinsLoss(lambda_param=options["barlow_lambda"])
+            self.criterion = loss.BarlowTwinsLoss(lambda_param=options["redundancy_weight"])
         elif name == "vicreg":
             self.head = modules.VICRegProjectionHead(dim, hidden, proj, num_layers=3)
             self.criterion = loss.VICRegLoss(
-                lambda_param=options["vicreg_invariance"],
-                mu_param=options["vicreg_variance"],
-                nu_param=options["vicreg_covariance"],
+                lambda_param=options["invariance_weight"],
+                mu_param=options["variance_weight"],
+                nu_param=options["covariance_weight"],
             )
         else:
             raise ValueError(f"no lightly peer for method {name!r}")
