@@ -1,23 +1,25 @@
 """Time budgets: a run planned to train for N minutes (`TrainConfig.minutes`, `--minutes N`).
 
-`PlannedBudget` measures the run's own pace and fixes its length, so the schedules end with it:
+`PlannedBudget` measures the run's own pace and fixes its length in optimiser steps, so the
+schedules end with the run:
 
 1. The first `WARMUP_STEPS` steps are not timed (lazy initialisation, first kernels); the next
    `PACE_STEPS` give the seconds a step takes, and a provisional plan (steps only) already sizes
-   the schedules.
+   the schedules, and cuts the first epoch when it alone would overrun the budget.
 2. At the end of the first epoch, its evaluation and checkpoints are timed too and the plan is
-   fixed: the epochs done plus as many whole epochs as fit in what is left of the budget. The
-   trainer's `epochs` and `total_steps` (the momentum schedules of BYOL/MoCo read it) and the
-   `WarmupCosine` learning-rate schedule span exactly those epochs.
-3. The plan is logged and recorded in the run's `config.json` (`TrainConfig.planned_epochs`); a
+   fixed (`plan_steps`): whole epochs, each with its evaluation, then a last shorter epoch when a
+   few steps and an evaluation still fit. The trainer's `total_steps` (where it stops; the
+   momentum schedules of BYOL/MoCo read it) and `epochs`, and the `WarmupCosine` learning-rate
+   schedule, span exactly those steps.
+3. The plan is logged and recorded in the run's `config.json` (`TrainConfig.planned_steps`); a
    resumed run keeps it and does not measure again.
 4. If the epochs later run slower than planned, the run finishes after the last epoch that ends
    within the budget (a warning says so), as `TimeBudget` does.
 
 The budget counts from the start of training: reading the data before and the final test after
-are not in it. An epoch is never cut, so a budget shorter than one epoch still trains one (with a
-warning). `max_minutes` (`TimeBudget`) stays a hard cap for runs without `minutes`; with both,
-the plan is for the smaller.
+are not in it. Nothing is known of the evaluation's cost before the first one, so a first epoch
+cut short to fit the budget has its evaluation on top. `max_minutes` (`TimeBudget`) stays a hard
+cap for runs without `minutes`; with both, the plan is for the smaller.
 """
 
 from __future__ import annotations
@@ -29,6 +31,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, replace
 from pathlib import Path
 
+from siamese.runs import RunDir
 from siamese.training.callbacks import TimeBudget
 from siamese.training.config import TrainConfig
 from siamese.training.schedules import set_total_steps
@@ -45,41 +48,56 @@ class BudgetPlan:
     """A run's length, fixed from its measured pace.
 
     Attributes:
-        epochs: epochs of the whole run.
-        steps_per_epoch: optimiser steps in an epoch.
+        total_steps: optimiser steps of the whole run: the length the schedules span.
+        steps_per_epoch: optimiser steps of a whole epoch.
         seconds_per_step: measured seconds of a training step.
-        seconds_per_epoch: expected seconds of an epoch, its evaluation and checkpoints included.
+        seconds_per_evaluation: measured seconds of an epoch's evaluation and checkpoints.
     """
 
-    epochs: int
+    total_steps: int
     steps_per_epoch: int
     seconds_per_step: float
-    seconds_per_epoch: float
+    seconds_per_evaluation: float
 
     @property
-    def total_steps(self) -> int:
-        """Optimiser steps of the whole run: the length the schedules span."""
-        return self.epochs * self.steps_per_epoch
+    def epochs(self) -> int:
+        """Epochs of the run, the last one possibly shorter."""
+        return math.ceil(self.total_steps / self.steps_per_epoch)
+
+    @property
+    def seconds_per_epoch(self) -> float:
+        """Expected seconds of a whole epoch with its evaluation."""
+        return self.steps_per_epoch * self.seconds_per_step + self.seconds_per_evaluation
 
 
-def plan_epochs(seconds_left: float, seconds_per_epoch: float, epochs_done: int) -> int:
-    """The run's epochs: those done plus as many whole epochs as fit in `seconds_left`.
+def plan_steps(seconds_left: float, step_s: float, evaluation_s: float, steps_per_epoch: int) -> int:
+    """Steps that fit in `seconds_left` from the start of an epoch: whole epochs, each followed by
+    its evaluation, then the steps of a shorter last epoch when they and its evaluation still fit.
 
-    >>> plan_epochs(seconds_left=89.0, seconds_per_epoch=7.0, epochs_done=1)
-    13
-    >>> plan_epochs(seconds_left=-3.0, seconds_per_epoch=7.0, epochs_done=1)
-    1
+    Args:
+        seconds_left: time left in the budget.
+        step_s: seconds of a training step (> 0).
+        evaluation_s: seconds of an epoch's evaluation and checkpoints.
+        steps_per_epoch: steps of a whole epoch.
+
+    >>> plan_steps(89.0, step_s=1.0, evaluation_s=3.0, steps_per_epoch=4)  # 12 epochs of 7 s, 2 steps
+    50
+    >>> plan_steps(2.0, step_s=1.0, evaluation_s=3.0, steps_per_epoch=4)
+    0
     """
-    if seconds_per_epoch <= 0:
-        raise ValueError(f"seconds per epoch must be > 0, got {seconds_per_epoch}")
-    return epochs_done + max(math.floor(seconds_left / seconds_per_epoch), 0)
+    if step_s <= 0:
+        raise ValueError(f"seconds per step must be > 0, got {step_s}")
+    epoch_s = steps_per_epoch * step_s + evaluation_s
+    whole = max(math.floor(seconds_left / epoch_s), 0)
+    rest = seconds_left - whole * epoch_s - evaluation_s
+    return whole * steps_per_epoch + min(max(math.floor(rest / step_s), 0), steps_per_epoch - 1)
 
 
-def apply_plan(trainer: Trainer, epochs: int, steps_per_epoch: int) -> None:
-    """Make the trainer run `epochs` epochs, with its momentum and learning-rate schedules
-    spanning their steps."""
-    trainer.epochs, trainer.total_steps = epochs, epochs * steps_per_epoch
-    set_total_steps(trainer.scheduler, trainer.total_steps)
+def apply_plan(trainer: Trainer, total_steps: int, steps_per_epoch: int) -> None:
+    """Make the trainer stop after `total_steps` steps, with its momentum and learning-rate
+    schedules spanning them."""
+    trainer.total_steps, trainer.epochs = total_steps, math.ceil(total_steps / steps_per_epoch)
+    set_total_steps(trainer.scheduler, total_steps)
 
 
 class PlannedBudget(Callback):
@@ -89,7 +107,7 @@ class PlannedBudget(Callback):
 
     Args:
         seconds: the training time to plan for, each epoch's evaluation included.
-        planned_epochs: a plan recorded earlier (a resumed run): kept, nothing is measured.
+        planned_steps: a plan recorded earlier (a resumed run): kept, nothing is measured.
         record: called once with the plan when it is fixed (e.g. to write it to the run's config).
         clock: seconds of a monotonic clock; `time.perf_counter` by default.
         warmup_steps: first steps left out of the pace.
@@ -99,13 +117,13 @@ class PlannedBudget(Callback):
     def __init__(
         self,
         seconds: float,
-        planned_epochs: int | None = None,
+        planned_steps: int | None = None,
         record: Callable[[BudgetPlan], None] | None = None,
         clock: Callable[[], float] | None = None,
         warmup_steps: int = WARMUP_STEPS,
         pace_steps: int = PACE_STEPS,
     ) -> None:
-        self.seconds, self.planned, self.record = seconds, planned_epochs, record
+        self.seconds, self.planned, self.record = seconds, planned_steps, record
         self.clock = clock or time.perf_counter
         self.warmup_steps, self.pace_steps = warmup_steps, pace_steps
         self.steps_per_epoch = 0
@@ -120,7 +138,7 @@ class PlannedBudget(Callback):
         self.steps_per_epoch = trainer.total_steps // max(trainer.epochs, 1)
         if self.planned is not None:
             apply_plan(trainer, self.planned, self.steps_per_epoch)
-            logger.info("time budget: continuing the plan of %d epochs", self.planned)
+            logger.info("time budget: continuing the plan of %d steps", self.planned)
 
     def on_step_end(self, trainer: Trainer, step: int, loss: float) -> None:
         if self.planned is not None:
@@ -132,23 +150,28 @@ class PlannedBudget(Callback):
             self._provisional(trainer, (self.last_step - self.pace_start) / self.pace_steps)
 
     def _provisional(self, trainer: Trainer, step_s: float) -> None:
-        """Size the schedules from the steps' pace alone, until the first epoch's end."""
-        epoch_s = self.steps_per_epoch * step_s
-        rest_of_epoch = (self.steps_per_epoch - trainer.step_in_epoch) * step_s
-        left = self.deadline - self.last_step - rest_of_epoch
-        apply_plan(trainer, plan_epochs(left, epoch_s, trainer.epoch + 1), self.steps_per_epoch)
-        if left < 0:
+        """Size the schedules from the steps' pace alone (no evaluation timed yet), until the first
+        epoch's end; cut this epoch if it alone would overrun."""
+        left, rest = self.deadline - self.last_step, self.steps_per_epoch - trainer.step_in_epoch
+        if left < rest * step_s:
+            total = trainer.global_step + max(math.floor(left / step_s), 0)
             logger.warning(
-                "an epoch takes about %.0f s, more than the %.1f-minute budget: the run trains one "
-                "epoch only (fewer samples per epoch make shorter epochs)",
-                epoch_s,
+                "an epoch takes about %.0f s, more than the %.1f-minute budget: this one stops after "
+                "step %d of %d",
+                self.steps_per_epoch * step_s,
                 self.seconds / 60,
+                total - trainer.global_step + trainer.step_in_epoch,
+                self.steps_per_epoch,
             )
+        else:
+            more = plan_steps(left - rest * step_s, step_s, 0.0, self.steps_per_epoch)
+            total = trainer.global_step + rest + more
+        apply_plan(trainer, max(total, trainer.global_step), self.steps_per_epoch)
 
     def on_epoch_end(self, trainer: Trainer, epoch: int, metrics: dict[str, float]) -> None:
         now = self.clock()
         if self.planned is None:
-            self._fix_plan(trainer, epoch, now)
+            self._fix_plan(trainer, now)
         elif self.plan is not None:
             self._keep_time(trainer, epoch, now, self.plan)
         self.last_epoch_end = now
@@ -159,22 +182,21 @@ class PlannedBudget(Callback):
             return (self.last_step - self.pace_start) / (self.steps - self.warmup_steps)
         return (self.last_step - self.last_epoch_end) / max(self.steps, 1)
 
-    def _fix_plan(self, trainer: Trainer, epoch: int, now: float) -> None:
-        step_s = self._step_seconds()
-        epoch_s = self.steps_per_epoch * step_s + (now - self.last_step)  # + evaluation, checkpoints
-        epochs = plan_epochs(self.deadline - now, epoch_s, epoch + 1)
-        self.plan = BudgetPlan(epochs, self.steps_per_epoch, step_s, epoch_s)
-        self.planned = epochs
-        apply_plan(trainer, epochs, self.steps_per_epoch)
+    def _fix_plan(self, trainer: Trainer, now: float) -> None:
+        step_s, evaluation_s = self._step_seconds(), now - self.last_step
+        more = plan_steps(self.deadline - now, step_s, evaluation_s, self.steps_per_epoch)
+        self.plan = BudgetPlan(trainer.global_step + more, self.steps_per_epoch, step_s, evaluation_s)
+        self.planned = self.plan.total_steps
+        apply_plan(trainer, self.plan.total_steps, self.steps_per_epoch)
         logger.info(
-            "time budget %.1f min: %d steps an epoch at %.3f s a step, %.1f s an epoch with its "
-            "evaluation -> %d epochs (%d steps); the schedules span them",
+            "time budget %.1f min: %d steps an epoch at %.3f s a step, %.1f s of evaluation an "
+            "epoch -> %d steps in %d epochs; the schedules span them",
             self.seconds / 60,
             self.steps_per_epoch,
             step_s,
-            epoch_s,
-            epochs,
+            evaluation_s,
             self.plan.total_steps,
+            self.plan.epochs,
         )
         if now > self.deadline:
             logger.warning(
@@ -186,16 +208,18 @@ class PlannedBudget(Callback):
             self.record(self.plan)
 
     def _keep_time(self, trainer: Trainer, epoch: int, now: float, plan: BudgetPlan) -> None:
-        """Finish early when the next epoch, at the pace the planned epochs actually took, would
-        end after the deadline."""
+        """Finish early when the next epoch (the last may be shorter), at the pace the planned
+        epochs actually took, would end after the deadline."""
         self.epoch_seconds.append(now - self.last_epoch_end)
-        expected = sum(self.epoch_seconds) / len(self.epoch_seconds)
-        if epoch + 1 < trainer.epochs and now + expected > self.deadline:
+        took = sum(self.epoch_seconds) / len(self.epoch_seconds)
+        steps = min(self.steps_per_epoch, trainer.total_steps - trainer.global_step)
+        planned = steps * plan.seconds_per_step + plan.seconds_per_evaluation
+        if epoch + 1 < trainer.epochs and now + planned * took / plan.seconds_per_epoch > self.deadline:
             trainer.finish_requested = True
             logger.warning(
                 "epochs take %.1f s, more than the %.1f s planned: stopping after epoch %d of %d to "
                 "end within the %.1f-minute budget",
-                expected,
+                took,
                 plan.seconds_per_epoch,
                 epoch + 1,
                 trainer.epochs,
@@ -211,6 +235,6 @@ def time_budgets(config: TrainConfig, run_dir: Path) -> list[Callback]:
     minutes = min(config.minutes, config.max_minutes or math.inf)
 
     def record(plan: BudgetPlan) -> None:
-        replace(config, planned_epochs=plan.epochs).save(run_dir / "config.json")
+        RunDir(run_dir).write_config(replace(config, planned_steps=plan.total_steps).to_dict())
 
-    return [PlannedBudget(minutes * 60, config.planned_epochs, record)]
+    return [PlannedBudget(minutes * 60, config.planned_steps, record)]

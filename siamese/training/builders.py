@@ -16,8 +16,9 @@ from siamese.losses import get_miner
 from siamese.models import Encoder, get_encoder
 from siamese.models.checkpoint import load_checkpoint
 from siamese.names import option_names
+from siamese.runs import RunDir
 from siamese.training.budget import time_budgets
-from siamese.training.callbacks import CheckpointCallback, CSVLogger
+from siamese.training.callbacks import CheckpointCallback, CSVLogger, ValidationCallback
 from siamese.training.config import TrainConfig
 from siamese.training.methods import Method
 from siamese.training.schedules import WarmupCosine
@@ -170,8 +171,9 @@ def build_trainer(
     method = place_method(method, config, device)
     optimizer, scheduler = build_optimizer(config, method, len(data.train_loader))
     select = "last" if config.method.self_supervised else config.select
+    validation = evaluation if isinstance(evaluation, ValidationCallback) else None
     checkpoints = CheckpointCallback(
-        run_dir, checkpoint_metadata(config, data), save_every=config.save_every, select=select
+        run_dir, checkpoint_metadata(config, data), config.save_every, select, validation
     )
     budget = time_budgets(config, run_dir)
     trainer = Trainer(
@@ -179,7 +181,7 @@ def build_trainer(
         optimizer,
         scheduler,
         device=device,
-        callbacks=[evaluation, CSVLogger(run_dir / "metrics.csv"), checkpoints, *budget, *callbacks],
+        callbacks=[evaluation, CSVLogger(RunDir(run_dir).metrics_file), checkpoints, *budget, *callbacks],
         skip_nonfinite=config.skip_nonfinite,
     )
     return trainer, checkpoints

@@ -7,7 +7,6 @@ images as memory, half as queries) and the embedding spread that reveals collaps
 
 from __future__ import annotations
 
-import json
 import logging
 import time
 from dataclasses import dataclass
@@ -30,6 +29,7 @@ from siamese.data import (
 from siamese.errors import ConfigError, SiameseError
 from siamese.evaluation import embedding_spread, knn_accuracy
 from siamese.inference.embedding import embed_files
+from siamese.runs import RunDir
 from siamese.training.batching import fit_batch
 from siamese.training.builders import build_trainer
 from siamese.training.config import TrainConfig
@@ -190,5 +190,5 @@ def pretrain(
         "wall_time_s": round(time.perf_counter() - start, 2),
         "device": str(device),
     }
-    (run_dir / "summary.json").write_text(json.dumps(summary, indent=2) + "\n")
+    RunDir(run_dir).write_summary(summary)
     return summary

@@ -2,12 +2,10 @@
 
 from __future__ import annotations
 
-import json
 import logging
 import random
 import time
 from collections.abc import Callable
-from datetime import datetime
 from pathlib import Path
 from typing import Any, Protocol, TypeVar
 
@@ -18,11 +16,12 @@ from torch.utils.data import DataLoader
 from siamese.data import Split
 from siamese.devices import resolve_device
 from siamese.errors import CheckpointError, SiameseError
-from siamese.evaluation import fit_confidence, metrics_at_threshold
-from siamese.models.checkpoint import load_checkpoint, read_metadata, resolve_checkpoint, save_checkpoint
+from siamese.evaluation import metrics_at_threshold
+from siamese.runs import STATE, RunDir, new_run_dir
 from siamese.training.builders import build_trainer
 from siamese.training.callbacks import CheckpointCallback, ValidationCallback
 from siamese.training.config import TrainConfig
+from siamese.training.evaluation import score_pairs
 from siamese.training.loaders import Prepared, prepare_data
 from siamese.training.state import load_training_state
 from siamese.training.trainer import Callback, Trainer
@@ -44,27 +43,10 @@ def seed_everything(seed: int) -> None:
     torch.manual_seed(seed)
 
 
-def default_run_dir(config: TrainConfig) -> Path:
-    """`runs/<YYYYmmdd-HHMMSS>-<loss>` under the current directory."""
-    name = config.method.name if config.method.self_supervised else config.loss.name
-    return Path("runs") / f"{datetime.now():%Y%m%d-%H%M%S}-{name}"
-
-
 def evaluate_split(trainer: Trainer, loader: DataLoader, threshold: float) -> dict[str, float]:
     """EER, AUC and accuracy/FAR/FRR at a fixed distance threshold on one split's pairs."""
-    scores = trainer.evaluate(loader)
+    scores = score_pairs(trainer, loader)
     return metrics_at_threshold(scores.distances, scores.is_same, threshold)
-
-
-def calibrate_checkpoint(trainer: Trainer, val_loader: DataLoader, run_dir: Path) -> dict[str, Any]:
-    """Fit the distance -> confidence calibration on validation pairs and store it in `best.json`."""
-    scores = trainer.evaluate(val_loader)
-    stem = resolve_checkpoint(run_dir)
-    meta = read_metadata(stem)
-    meta["calibration"] = fit_confidence(scores.distances, scores.is_same)
-    model = trainer.method.twin()
-    save_checkpoint(stem, model, {k: v for k, v in meta.items() if k not in ("format", "version")})
-    return meta
 
 
 class TrainingInterrupted(SiameseError):
@@ -80,13 +62,15 @@ class TrainingInterrupted(SiameseError):
 
 def resume_config(run_dir: str | Path) -> TrainConfig:
     """The configuration a run was started with, to continue it in place."""
-    path = Path(run_dir) / "config.json"
-    if not path.is_file():
-        raise CheckpointError(f"cannot resume {run_dir}: no config.json (is it a siamese run directory?)")
+    run = RunDir(run_dir)
     try:
-        return TrainConfig.from_dict({**json.loads(path.read_text()), "out": str(run_dir)})
+        recorded = run.read_config()
+    except CheckpointError as exc:
+        raise CheckpointError(f"cannot resume: {exc}") from None
+    try:
+        return TrainConfig.from_dict({**recorded, "out": str(run_dir)})
     except (ValueError, TypeError, KeyError) as exc:
-        raise CheckpointError(f"cannot resume {run_dir}: unreadable config.json ({exc})") from None
+        raise CheckpointError(f"cannot resume {run_dir}: unreadable {run.config_file.name} ({exc})") from None
 
 
 def _truncate_metrics(path: Path, epochs_done: int) -> None:
@@ -106,12 +90,13 @@ def start_run(
     data) as `config.json`; a data error leaves no empty run directory behind."""
     seed_everything(config.seed)
     device = resolve_device(config.device)
-    run_dir = Path(config.out) if config.out else default_run_dir(config)
-    data = prepare(run_dir)
-    run_dir.mkdir(parents=True, exist_ok=True)
+    name = config.method.name if config.method.self_supervised else config.loss.name
+    run = RunDir(config.out) if config.out else new_run_dir(name)
+    data = prepare(run.path)
+    run.path.mkdir(parents=True, exist_ok=True)
     if not resume:
-        data.config.save(run_dir / "config.json")
-    return run_dir, device, data
+        run.write_config(data.config.to_dict())
+    return run.path, device, data
 
 
 def fit_run(
@@ -129,10 +114,10 @@ def fit_run(
     """
     start_epoch = start_step = 0
     if resume:
-        state = load_training_state(run_dir / "checkpoints" / "state", trainer)
+        state = load_training_state(RunDir(run_dir).checkpoint(STATE), trainer)
         start_epoch, start_step = state["epoch"], state["step_in_epoch"]
         checkpoints.restore(state["extra"])
-        _truncate_metrics(run_dir / "metrics.csv", start_epoch)
+        _truncate_metrics(RunDir(run_dir).metrics_file, start_epoch)
         logger.info("resuming %s at epoch %d, step %d", run_dir, start_epoch + 1, start_step)
     trainer.fit(loader, config.optim.epochs, start_epoch, start_step)
     if trainer.interrupted:
@@ -168,30 +153,29 @@ def train(
     start = time.perf_counter()
 
     def prepare(run_dir: Path) -> Prepared:
-        return prepare_data(config, Split.from_json(run_dir / "split.json") if resume else split)
+        return prepare_data(config, Split.from_json(RunDir(run_dir).split_file) if resume else split)
 
     run_dir, device, data = start_run(config, resume, prepare)
-    config = data.config
+    run, config = RunDir(run_dir), data.config
     if not resume:
-        data.split.to_json(run_dir / "split.json")
+        data.split.to_json(run.split_file)
     logger.info("data: %s", data.index.summary())
 
     validation = ValidationCallback(data.val_loader, config.threshold_rule, config.target_far)
     trainer, checkpoints = build_trainer(config, data, run_dir, device, validation, callbacks or [])
     fit_run(trainer, checkpoints, data.train_loader, config, run_dir, resume)
-
-    best, _ = load_checkpoint(run_dir, device=device)
-    trainer.method.encoder.load_state_dict(best.encoder.state_dict())  # the run's model, for the test
-    meta = calibrate_checkpoint(trainer, data.val_loader, run_dir)
+    kept = checkpoints.kept  # the trainer now holds the kept epoch's weights
+    if kept is None:
+        raise SiameseError(f"{run_dir}: training ended without a validated epoch")
     summary = {
         "run_dir": str(run_dir),
-        "best_epoch": meta["epoch"],
-        "val_eer": meta["val_eer"],
-        "threshold": meta["threshold"],
-        "test": evaluate_split(trainer, data.test_loader, meta["threshold"]),
+        "best_epoch": kept.epoch,
+        "val_eer": kept.val_eer,
+        "threshold": kept.threshold,
+        "test": evaluate_split(trainer, data.test_loader, kept.threshold),
         "wall_time_s": round(time.perf_counter() - start, 2),
         "device": str(device),
         "identities": {k: len(v) for k, v in data.split.to_dict().items()},
     }
-    (run_dir / "summary.json").write_text(json.dumps(summary, indent=2) + "\n")
+    run.write_summary(summary)
     return summary
