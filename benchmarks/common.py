@@ -39,8 +39,7 @@ from siamese.evaluation import (
 )
 from siamese.evaluation.fusion import Distance
 from siamese.evaluation.references import IMPOSTOR_KINDS as KINDS
-from siamese.inference import embed_files
-from siamese.models.checkpoint import Preprocessing, load_checkpoint
+from siamese.inference import EmbeddingModel, embed_files
 from siamese.models.twin import pair_distance
 from siamese.names import FUSIONS
 from siamese.training.config import TrainConfig, build_train_config
@@ -557,12 +556,38 @@ def reference_table(
 
 
 @dataclass
+class ModelScorer:
+    """Score = -distance between the embeddings of a trained checkpoint (`EmbeddingModel`: its
+    preprocessing, test-time augmentation and distance)."""
+
+    model: EmbeddingModel
+
+    def features(self, paths: Sequence[str]) -> np.ndarray:
+        return self.model.embed(list(paths), batch_size=EMBED_BATCH)  # (N, D)
+
+    def score(self, feats: np.ndarray, pairs: Pairs) -> np.ndarray:
+        return as_scores(self.model.pair_distance(feats[pairs.i], feats[pairs.j]))  # (P,)
+
+    @property
+    def reference_distance(self) -> Distance:
+        return self.model.distance
+
+    @property
+    def distance(self) -> str:
+        return self.model.distance
+
+    @property
+    def encoder(self) -> torch.nn.Module:
+        return self.model.encoder
+
+
+@dataclass
 class OursResult:
     """Our recipe trained on one fold."""
 
     summary: dict[str, Any]
     config: TrainConfig
-    scorer: EmbeddingScorer
+    scorer: ModelScorer
     train_time_s: float
     checkpoint: dict[str, Any] = field(default_factory=dict)
 
@@ -584,11 +609,9 @@ def train_ours(
     start = time.perf_counter()
     summary = train(config, split=split)
     elapsed = time.perf_counter() - start
-    model, meta = load_checkpoint(run_dir, device=device)
-    pre = Preprocessing.from_metadata(meta, run_dir)
-    scorer = EmbeddingScorer(model.encoder, pre.transform(), pre.channels, model.distance, device=device)
+    model = EmbeddingModel.from_checkpoint(run_dir, device=device)
     keep = ("epoch", "val_eer", "threshold", "calibration")
-    return OursResult(summary, config, scorer, elapsed, {k: meta.get(k) for k in keep})
+    return OursResult(summary, config, ModelScorer(model), elapsed, {k: model.metadata.get(k) for k in keep})
 
 
 def input_shape(config: TrainConfig) -> tuple[tuple[int, int], int]:

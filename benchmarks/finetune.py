@@ -65,7 +65,7 @@ from peers import Fold, ours_overrides, ours_record
 
 from siamese import names
 from siamese.data import ImageIndex, scan_folder
-from siamese.models.checkpoint import load_checkpoint
+from siamese.inference import EmbeddingModel
 from siamese.training.config import TrainConfig, build_train_config
 from siamese.training.pretrain import pretrain
 
@@ -153,7 +153,7 @@ def run_pretrain(config: TrainConfig) -> dict[str, Any]:
     start = time.perf_counter()
     summary = pretrain(config)
     elapsed = time.perf_counter() - start
-    model, _ = load_checkpoint(summary["run_dir"])
+    model = EmbeddingModel.from_checkpoint(summary["run_dir"])
     return {**summary, "time_s": elapsed, "encoder": model.encoder.spec, "config": config.to_dict()}
 
 

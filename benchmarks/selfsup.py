@@ -41,6 +41,7 @@ from typing import Any
 import numpy as np
 import torch
 from common import (
+    ModelScorer,
     base_parser,
     checked_overrides,
     embed_paths,
@@ -59,6 +60,7 @@ from siamese.data import get_transform, list_inputs, list_oneshot_runs
 from siamese.data.images import open_image
 from siamese.evaluation import knn_accuracy
 from siamese.evaluation.probe import stratified_split
+from siamese.inference import EmbeddingModel
 from siamese.inference.probe import labelled_images, one_shot_runs
 from siamese.training.builders import build_encoder, build_method, build_optimizer, place_method
 from siamese.training.config import TrainConfig, build_train_config
@@ -130,10 +132,8 @@ def run_ours(args: Any, method: str, budget_s: float, frozen_data: dict[str, Any
     start = time.perf_counter()
     summary = pretrain(config)
     seconds = time.perf_counter() - start
-    from siamese.models.checkpoint import load_checkpoint
-
-    model, _ = load_checkpoint(out, device=args.device)
-    scores = Frozen(encoder_features(model.encoder, config, args.device), **frozen_data).scores()
+    model = ModelScorer(EmbeddingModel.from_checkpoint(out, device=args.device))
+    scores = Frozen(model.features, **frozen_data).scores()
     images = summary["images"] * summary["epochs"]
     return {"seconds": seconds, "epochs": summary["epochs"], "images_per_s": images / seconds, **scores}
 

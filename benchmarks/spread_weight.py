@@ -15,15 +15,14 @@ that never touch the test ones); the test rows show what a choice gives. No trai
 from __future__ import annotations
 
 import argparse
-import json
 import logging
 from pathlib import Path
 from typing import Any
 
 from common import (
     RESULTS_DIR,
-    EmbeddingScorer,
     Enrolled,
+    ModelScorer,
     PairSet,
     markdown_table,
     mean_std,
@@ -32,10 +31,12 @@ from common import (
     write_results,
 )
 
+from siamese.data import Split
 from siamese.errors import DataError
 from siamese.evaluation import as_scores, eer
 from siamese.evaluation.references import choose_references, reference_trials
-from siamese.models.checkpoint import Preprocessing, load_checkpoint
+from siamese.inference import EmbeddingModel
+from siamese.runs import RunDir
 
 WEIGHTS = "0,0.25,0.5,0.75,1"
 COUNTS = {"cedar": "3,5,10", "orl": "3,5"}
@@ -110,7 +111,7 @@ def main() -> None:
     weights = [float(w) for w in args.weights.split(",")]
     counts = [int(c) for c in (args.references or ("3" if args.smoke else COUNTS[args.dataset])).split(",")]
     runs = sorted((args.work_dir / args.dataset).glob("fold*"), key=lambda r: int(r.name[4:]))
-    runs = [r for r in runs if (r / "split.json").is_file()]
+    runs = [r for r in runs if RunDir(r).split_file.is_file()]
     if not runs:
         raise DataError(
             f"no fold runs under {args.work_dir / args.dataset}: run benchmarks/{args.dataset}.py first"
@@ -118,12 +119,9 @@ def main() -> None:
     folds: dict[str, list[dict[str, float]]] = {part: [] for part in PARTS}
     for run in runs:
         k = int(run.name[4:]) - 1
-        model, meta = load_checkpoint(run, device=args.device)
-        pre = Preprocessing.from_metadata(meta, run)
-        scorer = EmbeddingScorer(
-            model.encoder, pre.transform(), pre.channels, model.distance, device=args.device
-        )
-        split = json.loads((run / "split.json").read_text())
+        model = EmbeddingModel.from_checkpoint(run, device=args.device)
+        scorer = ModelScorer(model)
+        split = Split.from_json(RunDir(run).split_file).to_dict()
         sets = pair_sets(args.dataset, args.data_root, split, k, args.smoke)
         for part, pairs in sets.items():
             data = pairs.enrolment(scorer.features(pairs.paths))
