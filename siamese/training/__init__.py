@@ -27,12 +27,13 @@ from siamese.training.config import (
     TrainConfig,
     build_train_config,
 )
+from siamese.training.evaluation import PairScores, score_pairs
 from siamese.training.loaders import SAMPLERS, Prepared, prepare_data
 from siamese.training.methods import METHODS, Batch, Method, StepOutput, SupervisedMethod, get_method
 from siamese.training.pretrain import CollapseError, RepresentationMonitor, prepare_views, pretrain
 from siamese.training.run import TrainingInterrupted, resume_config, seed_everything, train
 from siamese.training.state import load_training_state, save_training_state
-from siamese.training.trainer import Callback, NonFiniteLossError, PairScores, Trainer
+from siamese.training.trainer import Callback, NonFiniteLossError, Trainer
 
 __all__ = [
     "METHODS",
@@ -72,6 +73,7 @@ __all__ = [
     "pretrain",
     "resume_config",
     "save_training_state",
+    "score_pairs",
     "seed_everything",
     "threshold_from_scores",
     "train",

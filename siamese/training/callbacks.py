@@ -61,12 +61,17 @@ class ValidationCallback(Callback):
         loader: validation batches whose index tuples name balanced genuine/impostor pairs.
         rule: threshold rule, "eer", "accuracy" or "far".
         target_far: FAR target of the "far" rule.
+        identities: how many identities the pairs come from (the selection rule's standard
+            error counts them; None: the pairs count as independent).
     """
 
-    def __init__(self, loader: Any, rule: str = "eer", target_far: float = 1e-3) -> None:
+    def __init__(
+        self, loader: Any, rule: str = "eer", target_far: float = 1e-3, identities: int | None = None
+    ) -> None:
         self.loader = loader
         self.rule = rule
         self.target_far = target_far
+        self.identities = identities
         self.last: Validation | None = None
 
     def score(self, trainer: Trainer, epoch: int) -> Validation:
@@ -183,7 +188,8 @@ class CheckpointCallback(Callback):
         if self.validation is None or not self.history:
             return
         n_pairs = max(len(self.validation.last.scores.distances), 1) if self.validation.last else 1
-        kept, last = select_epoch(self.history, n_pairs, self.select) + 1, len(self.history)
+        kept = select_epoch(self.history, n_pairs, self.select, self.validation.identities) + 1
+        last = len(self.history)
         if kept != last and kept == self.best_epoch:  # an earlier epoch: its weights come back
             trainer.method.encoder.load_state_dict(self._best_weights or self._saved_best_weights())
             result = self.best

@@ -26,8 +26,7 @@ from siamese.names import check_choice, option_names
 from siamese.training.methods.base import Method
 from siamese.training.methods.registry import METHODS, check_method_options, method_class
 from siamese.training.options import Option, declared_options, unknown_option
-
-SELECT_RULES = ("best", "last")
+from siamese.training.selection import SELECT_RULES
 
 
 def _positive(value: float, what: str, allow_zero: bool = False) -> None:
@@ -267,8 +266,9 @@ class TrainConfig:
         planned_epochs: the epochs `minutes` allows, recorded by the run once measured (None
             before); a resumed run keeps this plan instead of measuring again.
         select: which epoch's weights the run keeps as its model (`checkpoints/best.*`, used for
-            the test and by inference): "best" = lowest validation EER, "last" = the final epoch
-            (better when the validation identities are too few for a reliable per-epoch EER).
+            the test and by inference; `siamese.training.selection.select_epoch`): "stable" = the
+            last epoch unless an earlier one's validation EER is lower by more than the
+            estimate's standard error, "best" = lowest validation EER, "last" = the final epoch.
         tta: test-time augmentation of the validation and test embeddings (so the threshold is
             chosen on what inference scores), stored in the checkpoints as the model's default
             for embed/verify/evaluate: "none" or "flip" (`siamese.models.tta`; presets that train
@@ -291,7 +291,7 @@ class TrainConfig:
     max_minutes: float | None = None
     minutes: float | None = None
     planned_epochs: int | None = None
-    select: str = "best"
+    select: str = "stable"
     tta: str = "none"
 
     def __post_init__(self) -> None:

@@ -161,7 +161,9 @@ def train(
         data.split.to_json(run.split_file)
     logger.info("data: %s", data.index.summary())
 
-    validation = ValidationCallback(data.val_loader, config.threshold_rule, config.target_far)
+    validation = ValidationCallback(
+        data.val_loader, config.threshold_rule, config.target_far, identities=len(data.split.val)
+    )
     trainer, checkpoints = build_trainer(config, data, run_dir, device, validation, callbacks or [])
     fit_run(trainer, checkpoints, data.train_loader, config, run_dir, resume)
     kept = checkpoints.kept  # the trainer now holds the kept epoch's weights

@@ -36,8 +36,8 @@ def eer_standard_error(eer: float, n_pairs: int, identities: int | None = None) 
 
     Args:
         eer: the estimated EER, in [0, 1].
-        n_pairs: number of scored pairs (>= 2).
-        identities: number of identities the pairs are drawn from (>= 2), or None.
+        n_pairs: number of scored pairs (>= 1).
+        identities: number of identities the pairs are drawn from (>= 1), or None.
 
     >>> round(eer_standard_error(0.04, 1000), 4)  # sqrt(0.04 * 0.96 / 1000)
     0.0062
@@ -46,13 +46,14 @@ def eer_standard_error(eer: float, n_pairs: int, identities: int | None = None) 
     >>> eer_standard_error(0.0, 1000)
     0.0
     """
-    if n_pairs < 2:
-        raise ValueError(f"n_pairs must be >= 2, got {n_pairs}")
-    if identities is not None and identities < 2:
-        raise ValueError(f"identities must be >= 2, got {identities}")
+    if n_pairs < 1:
+        raise ValueError(f"n_pairs must be >= 1, got {n_pairs}")
+    if identities is not None and identities < 1:
+        raise ValueError(f"identities must be >= 1, got {identities}")
     genuine = impostor = n_pairs / 2
     if identities is not None:
-        genuine, impostor = min(genuine, identities), min(impostor, identities * (identities - 1) / 2)
+        pairs_of_identities = max(identities * (identities - 1) / 2, 1)
+        genuine, impostor = min(genuine, identities), min(impostor, pairs_of_identities)
     p = min(max(eer, 0.0), 1.0)
     return 0.5 * math.sqrt(p * (1.0 - p) * (1 / genuine + 1 / impostor))
 

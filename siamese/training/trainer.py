@@ -1,19 +1,16 @@
-"""One training loop with one step function shared by training and evaluation (minGPT style)."""
+"""One training loop with one step function shared by training and evaluation (minGPT style);
+scoring pairs with that step is `siamese.training.evaluation.score_pairs`."""
 
 from __future__ import annotations
 
 import itertools
 import logging
-import math
-from collections.abc import Iterable, Sequence
-from dataclasses import dataclass
+from collections.abc import Iterable
 from typing import Any
 
-import numpy as np
 import torch
 
 from siamese.errors import SiameseError
-from siamese.models.twin import pair_distance
 from siamese.training.methods.base import Batch, Method, StepOutput
 
 logger = logging.getLogger(__name__)
@@ -37,38 +34,6 @@ class Callback:
     def on_interrupt(self, trainer: Trainer) -> None: ...
 
     def on_fit_end(self, trainer: Trainer) -> None: ...
-
-
-@dataclass
-class PairScores:
-    """Pair distances gathered while evaluating, with the mean loss."""
-
-    loss: float
-    distances: np.ndarray  # (P,)
-    is_same: np.ndarray  # (P,) bool
-
-
-def indexed_pair_distances(
-    emb: torch.Tensor, indices: Sequence[torch.Tensor], kind: str
-) -> tuple[torch.Tensor, torch.Tensor]:
-    """Distances of the pairs an index tuple names, and whether each pair is genuine.
-
-    Args:
-        emb: embeddings `(N, D)`.
-        indices: `(a, p, n)` triplets or `(a1, p, a2, n)` pairs into `emb`.
-        kind: "euclidean" or "cosine".
-
-    Returns:
-        Distances `(P,)` and a boolean `(P,)` mask, genuine pairs first.
-    """
-    if len(indices) == 3:
-        a, p, n = indices
-        a1, a2 = a, a
-    else:
-        a1, p, a2, n = indices
-    d = torch.cat([pair_distance(emb[a1], emb[p], kind), pair_distance(emb[a2], emb[n], kind)])
-    is_same = torch.cat([torch.ones(len(a1), dtype=torch.bool), torch.zeros(len(a2), dtype=torch.bool)])
-    return d, is_same
 
 
 class Trainer:
@@ -148,23 +113,6 @@ class Trainer:
         if self.scheduler is not None:
             self.scheduler.step()
         self.method.on_after_optimizer_step(self.global_step, self.total_steps)
-
-    @torch.no_grad()
-    def evaluate(self, loader: Iterable[Any]) -> PairScores:
-        """Mean loss and the distances of every pair the batches' index tuples name."""
-        self.method.eval()
-        losses, dists, same = [], [], []
-        for batch in loader:
-            loss, emb, indices = self.step(batch, train=False)
-            if torch.isfinite(loss):
-                losses.append(loss.item())
-            if indices is not None:
-                d, s = indexed_pair_distances(emb, indices, self.method.distance)
-                dists.append(d.cpu())
-                same.append(s)
-        distances = torch.cat(dists).numpy() if dists else np.zeros(0)
-        is_same = torch.cat(same).numpy() if same else np.zeros(0, dtype=bool)
-        return PairScores(float(np.mean(losses)) if losses else math.nan, distances, is_same)
 
     def train_epoch(self, loader: Iterable[Any]) -> float:
         """One pass over `loader`; returns the mean training loss."""

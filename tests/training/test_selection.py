@@ -46,9 +46,11 @@ def test_standard_error_shrinks_with_pairs() -> None:
 
 def test_standard_error_needs_pairs_and_identities() -> None:
     with pytest.raises(ValueError, match="n_pairs"):
-        eer_standard_error(0.1, 1)
+        eer_standard_error(0.1, 0)
     with pytest.raises(ValueError, match="identities"):
-        eer_standard_error(0.1, 1000, identities=1)
+        eer_standard_error(0.1, 1000, identities=0)
+    # two pairs of one identity: one draw on each side
+    assert eer_standard_error(0.5, 2, identities=1) == pytest.approx(0.5 * math.sqrt(0.25 * 2))
 
 
 def test_noise_only_dips_keep_the_last_epoch() -> None:

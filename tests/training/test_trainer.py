@@ -5,7 +5,7 @@ from torch import nn
 from siamese.losses import get_loss
 from siamese.models import get_encoder
 from siamese.training.methods import SupervisedMethod
-from siamese.training.trainer import Callback, NonFiniteLossError, Trainer, indexed_pair_distances
+from siamese.training.trainer import Callback, NonFiniteLossError, Trainer
 
 
 class Flat(nn.Module):
@@ -26,18 +26,6 @@ def _pair_batch():
     return x, labels, (torch.tensor([0]), torch.tensor([2]), torch.tensor([1]), torch.tensor([3]))
 
 
-def test_indexed_pair_distances_triplets_and_pairs():
-    emb = torch.tensor([[0.0, 0], [3, 4], [0, 1], [6, 8]])
-    d, same = indexed_pair_distances(
-        emb, (torch.tensor([0]), torch.tensor([1]), torch.tensor([2])), "euclidean"
-    )
-    assert d.tolist() == pytest.approx([5.0, 1.0]) and same.tolist() == [True, False]
-    d, same = indexed_pair_distances(
-        emb, (torch.tensor([1]), torch.tensor([3]), torch.tensor([0]), torch.tensor([2])), "cosine"
-    )
-    assert d.tolist() == pytest.approx([0.0, 1.0], abs=1e-6) and same.tolist() == [True, False]
-
-
 def test_train_steps_reduce_loss_and_eval_does_not_update():
     torch.manual_seed(0)
     model = SupervisedMethod(Flat(), get_loss("margin"))
@@ -50,14 +38,6 @@ def test_train_steps_reduce_loss_and_eval_does_not_update():
     before = [p.clone() for p in model.parameters()]
     trainer.step(batch, train=False)
     assert all(torch.equal(a, b) for a, b in zip(before, model.parameters(), strict=True))
-
-
-def test_evaluate_collects_balanced_pair_distances():
-    model = SupervisedMethod(Flat(), get_loss("margin"))
-    trainer = Trainer(model, torch.optim.SGD(model.parameters(), lr=0.1))
-    scores = trainer.evaluate([_pair_batch(), _pair_batch()])
-    assert scores.distances.shape == (4,) and scores.is_same.tolist() == [True, False, True, False]
-    assert scores.loss > 0
 
 
 def test_non_finite_loss_stops_with_epoch_and_step():
