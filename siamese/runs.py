@@ -41,12 +41,12 @@ class TrainingData:
     Attributes:
         root: the identity-folder root; None = the preset's embedded data.
         forgeries: the skilled-forgery root, if any.
-        preset: the data preset.
+        preset: the data preset (None in a config written without one).
     """
 
     root: str | None
     forgeries: str | None
-    preset: str
+    preset: str | None
 
 
 @dataclass(frozen=True, init=False)
@@ -125,7 +125,7 @@ class RunDir:
         data = self.read_config().get("data")
         if not isinstance(data, dict):
             raise CheckpointError(f"{self.config_file} records no training data")
-        return TrainingData(data.get("root"), data.get("forgeries"), str(data.get("preset", "digits")))
+        return TrainingData(data.get("root"), data.get("forgeries"), data.get("preset"))
 
     def write_summary(self, summary: dict[str, Any]) -> None:
         """Write the run's final figures."""

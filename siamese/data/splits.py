@@ -12,6 +12,7 @@ import numpy as np
 
 from siamese.data.folder import ImageIndex, scan_folder
 from siamese.errors import ConfigError, DataError
+from siamese.runs import RunDir
 
 _MIN_PER_SPLIT = 2  # a verification split needs impostors, so at least two identities
 
@@ -138,7 +139,7 @@ def load_split_index(
         return index
     if run_dir is None:
         raise ConfigError(f"split {split!r} needs the run directory whose split.json defines it")
-    split_file = Path(run_dir) / "split.json"
+    split_file = RunDir(run_dir).split_file
     names = getattr(Split.from_json(split_file), split)
     if not names:
         raise DataError(f"the {split!r} part of {split_file} is empty; choose another split or 'all'")

@@ -101,7 +101,10 @@ def calibration_index(
     run = RunDir(run_dir)
     trained_on = validation_split_of(run, hint)
     root, forgeries = trained_on.root, trained_on.forgeries
-    root = str(materialize_embedded(trained_on.preset)) if root is None else root
+    if root is None:
+        if trained_on.preset is None:
+            raise ConfigError(f"{run.config_file} records neither a data folder nor a preset; {hint}")
+        root = str(materialize_embedded(trained_on.preset))
     if not Path(root).is_dir():
         raise ConfigError(f"the run's data folder {root} (in {run.config_file}) is not available; {hint}")
     if forgeries is not None and not Path(forgeries).is_dir():
