@@ -38,12 +38,19 @@ class ScriptedValidation(ValidationCallback):
         return self.result(epoch)
 
 
-def _fit(run_dir: Path, eers: list[float], select: str, resume_after: int | None = None):
+def _fit(
+    run_dir: Path,
+    eers: list[float],
+    select: str,
+    resume_after: int | None = None,
+    identities: int | None = None,
+):
     """Drive the callback through `len(eers)` epochs; epoch e's encoder weights are all e."""
     encoder = get_encoder("smallcnn", in_channels=1, embedding_dim=4, width=4)
     method = SupervisedMethod(encoder, get_loss("margin"), None, "euclidean")
     trainer = SimpleNamespace(method=method, epoch=0, step_in_epoch=0)
     validation = ScriptedValidation(eers)
+    validation.identities = identities
     callback = CheckpointCallback(run_dir, {"preset": "digits"}, select=select, validation=validation)
     callback.save_state = lambda *args: None  # the training state is another test's subject
     for epoch in range(len(eers)):
@@ -87,6 +94,13 @@ def test_the_kept_epoch_is_in_the_trainer_and_calibrated_on_its_own_pairs(tmp_pa
     assert validation.rescored == []  # the kept epoch's pairs were kept, not scored again
     last = json.loads((tmp_path / "checkpoints/last.json").read_text())
     assert last["epoch"] == len(eers) and "calibration" not in last
+
+
+def test_the_stable_rule_counts_the_validation_identities(tmp_path):
+    # 5 points on 200 independent pairs is two standard errors; on pairs of 6 people, 0.6 of one
+    eers = [0.30, 0.10, 0.20, 0.15]
+    assert _fit(tmp_path / "pairs", eers, "stable")[0].kept.epoch == 2
+    assert _fit(tmp_path / "people", eers, "stable", identities=6)[0].kept.epoch == 4
 
 
 def test_a_resumed_run_scores_an_earlier_kept_epoch_again_with_its_saved_weights(tmp_path):

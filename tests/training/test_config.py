@@ -28,7 +28,7 @@ def test_loss_and_rotations_follow_the_preset_unless_given():
     assert build_train_config("face", root="x").data.rotations == 1
     assert build_train_config("face", root="x").select == "last"
     assert build_train_config("face", root="x", select="best").select == "best"
-    assert build_train_config("signature", root="x").select == "best"
+    assert build_train_config("signature", root="x").select == "stable"  # the default rule
     with pytest.raises(ConfigError, match="select"):
         build_train_config("face", root="x", select="median")
     with pytest.raises(ConfigError, match="rotations must be 1, 2 or 4, got 3"):
