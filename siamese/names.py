@@ -62,18 +62,3 @@ def option_names(factory: Callable[..., Any], skip: tuple[str, ...] = ()) -> lis
     params = inspect.signature(factory).parameters.values()
     kinds = (inspect.Parameter.POSITIONAL_OR_KEYWORD, inspect.Parameter.KEYWORD_ONLY)
     return [p.name for p in params if p.kind in kinds and p.name not in skip]
-
-
-def split_options(
-    factory: Callable[..., Any], options: dict[str, Any], skip: tuple[str, ...] = ()
-) -> tuple[dict[str, Any], list[str]]:
-    """Route options to `factory`: those it takes, and the names of those it would ignore.
-
-    Options whose value is None (not given) are dropped, so the factory's own defaults apply.
-
-    >>> split_options(lambda margin=1.0: None, {"margin": 0.5, "temperature": 0.2, "beta": None})
-    ({'margin': 0.5}, ['temperature'])
-    """
-    valid = set(option_names(factory, skip))
-    given = {k: v for k, v in options.items() if v is not None}
-    return {k: v for k, v in given.items() if k in valid}, sorted(set(given) - valid)

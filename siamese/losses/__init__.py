@@ -6,13 +6,12 @@ from siamese.losses.miners import MINERS, get_miner, make_distance
 from siamese.losses.pair_loss import PairLoss
 from siamese.losses.registry import (
     LOSSES,
-    check_loss_options,
     get_loss,
+    loss_class,
     loss_distances,
     loss_needs_classes,
     loss_options,
     loss_samplers,
-    split_loss_options,
 )
 from siamese.losses.supcon import SupConLoss
 from siamese.losses.triplet import TripletLoss
@@ -27,13 +26,12 @@ __all__ = [
     "SubCenterArcFaceLoss",
     "SupConLoss",
     "TripletLoss",
-    "check_loss_options",
     "get_loss",
     "get_miner",
+    "loss_class",
     "loss_distances",
     "loss_needs_classes",
     "loss_options",
     "loss_samplers",
     "make_distance",
-    "split_loss_options",
 ]

@@ -13,7 +13,7 @@ from siamese.losses.margin import MarginContrastiveLoss
 from siamese.losses.margin_softmax import ArcFaceLoss, CosFaceLoss, SubCenterArcFaceLoss
 from siamese.losses.supcon import SupConLoss
 from siamese.losses.triplet import TripletLoss
-from siamese.names import DISTANCES, option_names, split_options
+from siamese.names import DISTANCES, option_names
 
 LOSSES: dict[str, type[nn.Module]] = {
     "margin": MarginContrastiveLoss,
@@ -71,27 +71,6 @@ def loss_distances(name: str) -> tuple[str, ...]:
     (('euclidean', 'cosine'), ('cosine',))
     """
     return tuple(getattr(loss_class(name), "distances", DISTANCES))
-
-
-def check_loss_options(name: str, **options: Any) -> None:
-    """Raise the `ConfigError` loss `name` would raise for `options`, before any data is read
-    (a loss with class weights is tried with 2 classes of 1-dimensional embeddings).
-
-    >>> check_loss_options("arcface", margin=0.5)
-    """
-    classes = {"num_classes": 2, "embedding_size": 1} if loss_needs_classes(name) else {}
-    get_loss(name, **options, **classes)
-
-
-def split_loss_options(name: str, options: dict[str, Any]) -> tuple[dict[str, Any], list[str]]:
-    """Route options to loss `name`: those it takes, and the names of those it would ignore.
-
-    Options whose value is None (not given) are dropped, so the loss's own defaults apply.
-
-    >>> split_loss_options("margin", {"margin": 0.5, "temperature": 0.2, "beta": None})
-    ({'margin': 0.5}, ['temperature'])
-    """
-    return split_options(loss_class(name), options)
 
 
 def get_loss(name: str | nn.Module, **kwargs: Any) -> nn.Module:

@@ -134,8 +134,8 @@ def unknown_option(
 ) -> ConfigError:
     """The error for an option no component declares (a typo), with the closest valid names.
 
-    >>> str(unknown_option("--loss-arg", "margn", "--loss margin", ["margin"]))
-    "--loss-arg margn: no such option of --loss margin (did you mean margin?); its options: margin"
+    >>> print(unknown_option("--loss-arg", "margn", "--loss margin", ["margin"]))
+    --loss-arg margn: no such option of --loss margin (did you mean margin?); its options: margin
     """
     valid = list(valid)
     close = difflib.get_close_matches(name, valid, n=2)
