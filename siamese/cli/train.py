@@ -224,10 +224,11 @@ def train_command(
     ] = None,
     tta: TtaOpt = None,
     select: Annotated[
-        Literal["best", "last"] | None,
+        Literal["stable", "best", "last"] | None,
         typer.Option(
-            help="The model the run keeps: the epoch with the lowest validation EER, or the last "
-            "epoch \\[default: the preset's: last for face, else best].",
+            help="The model the run keeps: stable = the last epoch unless an earlier one's validation "
+            "EER beats it by more than its standard error (docs/selection.md), best = the lowest "
+            "validation EER, last = the last epoch \\[default: the preset's: last for face, else stable].",
             show_default=False,
             rich_help_panel=RUN,
         ),
@@ -333,7 +334,7 @@ def _run(config, resume: bool = False) -> None:  # noqa: ANN001 - TrainConfig, i
         highlight=False,
     )
     summary = run_with_progress(train, config, resume)
-    test, kept = summary["test"], "last epoch" if config.select == "last" else "best epoch"
+    test, kept = summary["test"], f"{config.select} epoch"
     rows = [
         ("validation threshold (distance)", f"{summary['threshold']:.4f}"),
         (f"model: {kept} (val EER)", f"{summary['best_epoch']} ({summary['val_eer']:.2%})"),
