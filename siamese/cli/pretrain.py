@@ -105,8 +105,9 @@ def pretrain_command(
     minutes: Annotated[
         float | None,
         _opt(
-            "Pretrain for this many minutes: the first epoch's pace fixes the epochs (instead of "
-            "--epochs), the learning-rate and momentum schedules span them, the run ends on time.",
+            "Pretrain for this many minutes: the first epoch's pace fixes how many steps fit "
+            "(instead of --epochs), the learning-rate and momentum schedules span them, the run ends "
+            "on time.",
             RUN,
         ),
     ] = None,

@@ -246,9 +246,10 @@ def train_command(
     minutes: Annotated[
         float | None,
         typer.Option(
-            help="Train for this many minutes: the first epoch's pace fixes the epochs (instead of "
-            "--epochs), the learning-rate schedule spans them, the run ends on time; recorded in the "
-            "run's config.json (validation included; data loading and the final test are not).",
+            help="Train for this many minutes: the first epoch's pace fixes how many steps fit "
+            "(instead of --epochs), the learning-rate schedule spans them, the run ends on time; "
+            "recorded in the run's config.json (validation included; data loading and the final test "
+            "are not).",
             rich_help_panel=OPTIM,
         ),
     ] = None,

@@ -259,12 +259,13 @@ class TrainConfig:
             exceed it (this cuts the learning-rate and momentum schedules; see `minutes`).
         minutes: plan the run for this many minutes of training (each epoch's evaluation and
             checkpoints included; reading the data before and the final test after are not):
-            the pace of the first epoch fixes the number of epochs, the learning-rate and momentum
-            schedules span them, and the run stops on time (`siamese.training.budget`). Replaces
+            the pace of the first epoch fixes the number of steps (whole epochs, the last one
+            possibly shorter), the learning-rate and momentum schedules span them, and the run
+            stops on time (`siamese.training.budget`). Replaces
             `optim.epochs`, which then only sizes the schedules until the plan; with `max_minutes`
             the plan is for the smaller of the two.
-        planned_epochs: the epochs `minutes` allows, recorded by the run once measured (None
-            before); a resumed run keeps this plan instead of measuring again.
+        planned_steps: the optimiser steps `minutes` allows, recorded by the run once measured
+            (None before; the last epoch may be shorter); a resumed run keeps this plan.
         select: which epoch's weights the run keeps as its model (`checkpoints/best.*`, used for
             the test and by inference; `siamese.training.selection.select_epoch`): "stable" = the
             last epoch unless an earlier one's validation EER is lower by more than the
@@ -290,7 +291,7 @@ class TrainConfig:
     skip_nonfinite: bool = False
     max_minutes: float | None = None
     minutes: float | None = None
-    planned_epochs: int | None = None
+    planned_steps: int | None = None
     select: str = "stable"
     tta: str = "none"
 
@@ -305,8 +306,8 @@ class TrainConfig:
             _positive(self.max_minutes, "max minutes")
         if self.minutes is not None:
             _positive(self.minutes, "minutes")
-        if self.planned_epochs is not None and (self.minutes is None or self.planned_epochs < 1):
-            raise ConfigError(f"planned epochs must be >= 1 and come with minutes, got {self.planned_epochs}")
+        if self.planned_steps is not None and (self.minutes is None or self.planned_steps < 1):
+            raise ConfigError(f"planned steps must be >= 1 and come with minutes, got {self.planned_steps}")
         if not 0 < self.target_far < 1:
             raise ConfigError(f"target FAR must be in (0, 1), got {self.target_far}")
         sampler, allowed = self.sampler, self.samplers

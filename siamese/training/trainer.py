@@ -128,8 +128,8 @@ class Trainer:
                 self.epoch_loss = (total + loss.item(), count + 1)
             for cb in self.callbacks:
                 cb.on_step_end(self, self.global_step, loss.item())
-            if self.stop_requested:
-                break
+            if self.stop_requested or 0 < self.total_steps <= self.global_step:
+                break  # interrupted, or the run's last step (a time budget may end an epoch early)
         total, count = self.epoch_loss
         return total / max(count, 1)
 
@@ -139,7 +139,8 @@ class Trainer:
         Args:
             train_loader: a DataLoader; its dataset and batch sampler get `set_epoch` when they have it.
             epochs: total number of epochs; a callback may re-plan `self.epochs` and
-                `self.total_steps` (a time budget: `siamese.training.budget.PlannedBudget`).
+                `self.total_steps` (a time budget: `siamese.training.budget.PlannedBudget`), after
+                which training stops even within an epoch.
             start_epoch: first epoch to run (when resuming).
             start_step: batches of `start_epoch` already done (when resuming mid-epoch); needs a
                 batch sampler with a `skip` attribute (`siamese.data.ResumableBatchSampler`).
