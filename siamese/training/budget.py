@@ -190,13 +190,14 @@ class PlannedBudget(Callback):
         apply_plan(trainer, self.plan.total_steps, self.steps_per_epoch)
         logger.info(
             "time budget %.1f min: %d steps an epoch at %.3f s a step, %.1f s of evaluation an "
-            "epoch -> %d steps in %d epochs; the schedules span them",
+            "epoch -> %d steps in %d epoch%s; the schedules span them",
             self.seconds / 60,
             self.steps_per_epoch,
             step_s,
             evaluation_s,
             self.plan.total_steps,
             self.plan.epochs,
+            "" if self.plan.epochs == 1 else "s",
         )
         if now > self.deadline:
             logger.warning(

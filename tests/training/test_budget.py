@@ -171,10 +171,11 @@ def test_a_budget_shorter_than_one_epoch_cuts_it(caplog):
 
 def test_a_first_epoch_over_budget_ends_the_run(caplog):
     clock, plans = FakeClock(), []
-    with caplog.at_level(logging.WARNING, logger="siamese"):
+    with caplog.at_level(logging.INFO, logger="siamese"):
         trainer, _, seen = _fit(PlannedBudget(5, record=plans.append, clock=clock), clock)
     assert seen.epochs == [0] and plans[0].total_steps == 4 and trainer.total_steps == 4
     assert "the first epoch took 11 s, more than the 0.1-minute budget" in caplog.text
+    assert "-> 4 steps in 1 epoch;" in caplog.text
 
 
 def test_a_recorded_plan_is_kept_without_measuring_again():
