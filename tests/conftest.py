@@ -83,6 +83,7 @@ def tiny_run(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, Path]:
         val_fraction=0.25,
         test_fraction=0.25,
         embedding_dim=8,
+        select="best",  # the model every inference test was written against
         out=str(base / "run"),
     )
     train(cfg)
