@@ -257,8 +257,9 @@ def label(h: dict[str, Any]) -> str:
 
 
 def summarise(args: argparse.Namespace) -> None:
-    histories = [json.loads(Path(p).read_text()) for p in sorted(args.histories)]
-    histories = [h for h in histories if h["epochs"]]
+    loaded = [json.loads(Path(p).read_text()) for p in sorted(args.histories)]
+    histories = [h for h in loaded if h["epochs"] and "run_summary" in h]  # finished runs
+    partial = [h for h in loaded if h["epochs"] and "run_summary" not in h]
     chosen = [rules(h) for h in histories]
     names = list(chosen[0])
     per_run = [
@@ -291,10 +292,25 @@ def summarise(args: argparse.Namespace) -> None:
             markdown_table(heads, rows),
             "Per run: kept epoch (downstream figure %)",
             markdown_table(["run", "figure", *names], per_run),
+            *(partial_table(h) for h in partial),
         ]
     )
-    payload = {"rules": names, "summary": summary, "chosen": chosen, "histories": histories}
+    payload = {
+        "rules": names,
+        "summary": summary,
+        "chosen": chosen,
+        "histories": histories,
+        "partial": partial,
+    }
     write_results(args.out, NAME, payload, md, smoke=False)
+
+
+def partial_table(h: dict[str, Any]) -> str:
+    """The epochs of an unfinished run, in percent."""
+    keys = [k for k in ("val_eer", "val_eer_many", "test_eer", "one_shot") if k in h["epochs"][0]]
+    rows = [[e["epoch"], *(f"{100 * e[k]:.2f}" for k in keys)] for e in h["epochs"]]
+    title = f"Unfinished: {label(h)} ({len(h['epochs'])} of {h['config']['optim']['epochs']} epochs), %"
+    return title + "\n\n" + markdown_table(["epoch", *keys], rows)
 
 
 def mean_regret(
