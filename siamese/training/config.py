@@ -122,7 +122,8 @@ class ModelConfig:
         normalize: L2-normalise embeddings.
         pretrained: start from torchvision's ImageNet weights (downloads; never the default).
         distance: "euclidean" or "cosine" (1 - cos) between the two embeddings, used for
-            verification and by every loss that measures a distance; None = Euclidean for
+            verification (by supervised and self-supervised runs alike) and by every loss that
+            measures a distance; None = `TrainConfig.verification_distance`'s default for
             verification and each loss's own default distance.
         encoder_kwargs: extra encoder options, e.g. `{"width": 32, "stem_stride": 2}` for smallcnn.
         init: a run directory or checkpoint (e.g. of `siamese pretrain`) whose encoder weights the
