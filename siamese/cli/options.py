@@ -212,6 +212,24 @@ WeightDecayOpt = Annotated[
     float | None,
     option("Weight decay \\[default: 1e-4].", OPTIMISATION_PANEL, show_default=False),
 ]
+MinutesOpt = Annotated[
+    float | None,
+    option(
+        "Train for this many minutes: the first epoch's pace fixes how many steps fit (instead of "
+        "--epochs), the learning-rate (and momentum) schedules span them, the run ends on time; "
+        "recorded in the run's config.json (validation included; data loading and the final test are not).",
+        OPTIMISATION_PANEL,
+    ),
+]
+"""`--minutes` of train and pretrain: a planned time budget (`siamese.training.budget`)."""
+MaxMinutesOpt = Annotated[
+    float | None,
+    option(
+        "Time cap: stop after the epoch that would overrun it (cuts the schedules; see --minutes).",
+        OPTIMISATION_PANEL,
+    ),
+]
+"""`--max-minutes` of train and pretrain: a hard cap."""
 RunOutOpt = Annotated[
     Path | None,
     option(

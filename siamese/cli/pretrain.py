@@ -29,6 +29,8 @@ from siamese.cli.options import (
     EpochsOpt,
     ImageSizeOpt,
     LrOpt,
+    MaxMinutesOpt,
+    MinutesOpt,
     PrecisionOpt,
     PresetOpt,
     ResumeOpt,
@@ -99,18 +101,8 @@ def pretrain_command(
     batch_size: TrainBatchSizeOpt = None,
     lr: LrOpt = None,
     weight_decay: WeightDecayOpt = None,
-    max_minutes: Annotated[
-        float | None, _opt("Time cap: stop after the epoch that would overrun it (see --minutes).", RUN)
-    ] = None,
-    minutes: Annotated[
-        float | None,
-        _opt(
-            "Pretrain for this many minutes: the first epoch's pace fixes how many steps fit "
-            "(instead of --epochs), the learning-rate and momentum schedules span them, the run ends "
-            "on time.",
-            RUN,
-        ),
-    ] = None,
+    max_minutes: MaxMinutesOpt = None,
+    minutes: MinutesOpt = None,
     out: RunOutOpt = None,
     save_every: SaveEveryOpt = None,
     seed: SeedOpt = 0,

@@ -33,6 +33,8 @@ from siamese.cli.options import (
     ForgeryFractionOpt,
     ImageSizeOpt,
     LrOpt,
+    MaxMinutesOpt,
+    MinutesOpt,
     PrecisionOpt,
     PresetOpt,
     ResumeOpt,
@@ -235,24 +237,8 @@ def train_command(
     ] = None,
     out: RunOutOpt = None,
     resume: ResumeOpt = None,
-    max_minutes: Annotated[
-        float | None,
-        typer.Option(
-            help="Training time cap: stop after the epoch that would overrun it (cuts the schedules; "
-            "see --minutes).",
-            rich_help_panel=OPTIM,
-        ),
-    ] = None,
-    minutes: Annotated[
-        float | None,
-        typer.Option(
-            help="Train for this many minutes: the first epoch's pace fixes how many steps fit "
-            "(instead of --epochs), the learning-rate schedule spans them, the run ends on time; "
-            "recorded in the run's config.json (validation included; data loading and the final test "
-            "are not).",
-            rich_help_panel=OPTIM,
-        ),
-    ] = None,
+    max_minutes: MaxMinutesOpt = None,
+    minutes: MinutesOpt = None,
     save_every: SaveEveryOpt = None,
     skip_nonfinite: Annotated[
         bool | None,
