@@ -2,20 +2,17 @@
 
 from __future__ import annotations
 
-from torch import nn
-
 from siamese.losses.vicreg import VICRegLoss
-from siamese.models.heads import ProjectionHead
-from siamese.training.methods.base import check_sizes
-from siamese.training.methods.two_view import TwoViewMethod
+from siamese.training.methods.barlow import BarlowTwinsMethod
 
 
-class VICRegMethod(TwoViewMethod):
+class VICRegMethod(BarlowTwinsMethod):
     """Views -> encoder -> expander -> `VICRegLoss`; no predictor, no target, no negatives.
 
-    The expander is the paper's 3-layer MLP (Linear-BN-ReLU twice, then Linear), 8192 wide there
-    and 1024 here for a CPU. The variance hinge (std >= 1 per dimension) is what prevents collapse;
-    the three weights are the loss's options.
+    The same architecture as Barlow Twins (whose constructor it takes: `projection_dim` and
+    `hidden_dim` of the paper's 3-layer expander, 8192 wide there and 1024 here for a CPU), with
+    another loss: the variance hinge (std >= 1 per dimension) is what prevents collapse; the three
+    weights are the loss's options.
 
     Args:
         encoder: the shared encoder that checkpoints keep.
@@ -26,15 +23,3 @@ class VICRegMethod(TwoViewMethod):
     """
 
     loss_class = VICRegLoss
-
-    def __init__(
-        self,
-        encoder: nn.Module,
-        loss: nn.Module | None = None,
-        distance: str | None = None,
-        projection_dim: int = 1024,
-        hidden_dim: int = 1024,
-    ) -> None:
-        super().__init__(encoder, loss, distance)
-        check_sizes(projection_dim=projection_dim, hidden_dim=hidden_dim)
-        self.projector = ProjectionHead(self.embedding_dim(), hidden_dim, projection_dim, num_layers=3)
