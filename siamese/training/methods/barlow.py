@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from typing import ClassVar
+
 from torch import nn
 
 from siamese.losses.barlow import BarlowTwinsLoss
@@ -25,7 +27,7 @@ class BarlowTwinsMethod(TwoViewMethod):
         hidden_dim: projector hidden size (paper: 8192).
     """
 
-    loss_class = BarlowTwinsLoss
+    loss_class: ClassVar[type[nn.Module] | None] = BarlowTwinsLoss
 
     def __init__(
         self,

@@ -2,6 +2,10 @@
 
 from __future__ import annotations
 
+from typing import ClassVar
+
+from torch import nn
+
 from siamese.losses.vicreg import VICRegLoss
 from siamese.training.methods.barlow import BarlowTwinsMethod
 
@@ -22,4 +26,4 @@ class VICRegMethod(BarlowTwinsMethod):
         hidden_dim: expander hidden size (paper: 8192).
     """
 
-    loss_class = VICRegLoss
+    loss_class: ClassVar[type[nn.Module] | None] = VICRegLoss
