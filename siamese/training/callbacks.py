@@ -178,7 +178,8 @@ class CheckpointCallback(Callback):
         current = math.inf if result is None else result.val_eer
         if self.select == "last" or self.best_epoch == 0 or current < lowest:
             self.best, self.best_epoch = result, epoch + 1
-            self._best_weights = {k: v.detach().clone() for k, v in model.encoder.state_dict().items()}
+            if self.validation is not None and self.select != "last":  # may be kept over later epochs
+                self._best_weights = {k: v.detach().clone() for k, v in model.encoder.state_dict().items()}
             save_checkpoint(self.run.checkpoint(BEST), model, self._metadata(epoch + 1, result))
             if result is not None and self.select != "last":
                 logger.info("epoch %d: lowest validation EER so far, %.4f", epoch + 1, current)

@@ -9,9 +9,7 @@ from __future__ import annotations
 
 import dataclasses
 import functools
-import json
 from dataclasses import dataclass, field, replace
-from pathlib import Path
 from typing import Any
 
 from torch import nn
@@ -434,14 +432,10 @@ class TrainConfig:
         d["data"]["sampler"] = self.sampler
         return d
 
-    def save(self, path: str | Path) -> None:
-        """Write the resolved configuration as JSON."""
-        Path(path).write_text(json.dumps(self.to_dict(), indent=2) + "\n")
-
     @classmethod
     def from_dict(cls, d: dict[str, Any]) -> TrainConfig:
-        """Rebuild a config written by `save`/`to_dict`, also by earlier versions: their loss and
-        method options were fields of `LossConfig` and `MethodConfig` (`"margin": 0.5`,
+        """Rebuild a config written by `to_dict` (a run's `config.json`), also by earlier versions:
+        their loss and method options were fields of `LossConfig` and `MethodConfig` (`"margin": 0.5`,
         `"barlow_lambda": null`) and become `options` (the given ones, renamed where the
         component calls them otherwise)."""
         data = {"batched_views": False, **d["data"]}  # runs from before BatchViews: per-image views

@@ -6,6 +6,7 @@ import torch
 
 from siamese.data import PRESETS
 from siamese.errors import ConfigError
+from siamese.runs import RunDir
 from siamese.training.config import TrainConfig, build_train_config
 
 
@@ -75,8 +76,8 @@ def test_round_trip_through_json(tmp_path):
     cfg = build_train_config(
         "signature", root="g", forgeries="f", image_size=(155, 220), loss="supcon", beta=0.5
     )
-    cfg.save(tmp_path / "config.json")
-    again = TrainConfig.from_dict(json.loads((tmp_path / "config.json").read_text()))
+    RunDir(tmp_path).write_config(cfg.to_dict())
+    again = TrainConfig.from_dict(RunDir(tmp_path).read_config())
     assert again.to_dict() == cfg.to_dict() and again.sampler == "mperclass"
     assert json.loads((tmp_path / "config.json").read_text())["data"]["sampler"] == "mperclass"
 
