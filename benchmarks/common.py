@@ -91,12 +91,17 @@ def base_parser(
     peers: bool = True,
     work_dir: bool = True,
     references: str | None = None,
+    fold_list: bool = False,
 ) -> argparse.ArgumentParser:
     """The options every benchmark script shares (`--set`, `--peers` only where they mean something)."""
     p = argparse.ArgumentParser(description=description)
     p.add_argument("data_root", type=Path, help="dataset root (read-only)")
     p.add_argument("--smoke", action="store_true", help="tiny CI run: one fold, one epoch, few identities")
-    p.add_argument("--folds", type=int, default=folds, help=folds_help or f"folds to run (of {folds})")
+    if fold_list:  # a script that runs any chosen folds (and resumes)
+        help_ = folds_help or f"comma-separated folds to run (1-{folds}) or all"
+        p.add_argument("--folds", default="all", help=help_)
+    else:
+        p.add_argument("--folds", type=int, default=folds, help=folds_help or f"folds to run (of {folds})")
     p.add_argument("--budget", type=float, default=None, help=budget_help)
     p.add_argument("--seed", type=int, default=0, help="seed of folds, validation subsets, training")
     p.add_argument(

@@ -1,13 +1,14 @@
 """Two peer recipes trained on exactly our splits, inputs and wall-clock budget.
 
 - `pairbce`: the pytorch/examples `siamese_network` recipe. A torchvision resnet18 (no pretrained
-  weights) with a 1-channel `conv1` and no `fc` embeds each image of a pair in a separate pass; the two
-  512-d features are concatenated and classified by Linear(1024, 256) -> ReLU -> Linear(256, 1) ->
-  sigmoid, trained with BCE on random 50/50 genuine/impostor pairs, Adadelta (lr 1.0) and
-  StepLR(step_size=1, gamma=0.7) per epoch (an epoch = as many pairs as training images). The pair
-  score is the sigmoid's input (the logit): it ranks pairs exactly like the sigmoid output, but does
-  not saturate into ties at 0.0/1.0 in float32, which would only hurt this recipe's EER and AUC.
-- `pml`: a plain pytorch-metric-learning recipe. A resnet18 embedder (1-channel `conv1`, `fc` ->
+  weights) with a 1-channel `conv1` (its own 3-channel one for colour presets) and no `fc` embeds each
+  image of a pair in a separate pass; the two 512-d features are concatenated and classified by
+  Linear(1024, 256) -> ReLU -> Linear(256, 1) -> sigmoid, trained with BCE on random 50/50
+  genuine/impostor pairs, Adadelta (lr 1.0) and StepLR(step_size=1, gamma=0.7) per epoch (an epoch =
+  as many pairs as training images). The pair score is the sigmoid's input (the logit): it ranks pairs
+  exactly like the sigmoid output, but does not saturate into ties at 0.0/1.0 in float32, which would
+  only hurt this recipe's EER and AUC.
+- `pml`: a plain pytorch-metric-learning recipe. A resnet18 embedder (`conv1` as above, `fc` ->
   Linear(512, 128)) trained with `losses.ContrastiveLoss()` on the pairs `miners.MultiSimilarityMiner()`
   picks from `samplers.MPerClassSampler(labels, m=4)` batches, Adam lr 1e-3. The pair score is minus
   the euclidean distance of the L2-normalised embeddings (the distance the loss trains by default).
@@ -64,10 +65,12 @@ SMOKE = {"options": {"epochs": 1, "samples_per_epoch": 64, "eval_pairs": 32}, "b
 """What `compare_on_fold` uses with `--smoke`: our training options, the peers' budget (s) and batch."""
 
 
-def resnet18_1ch(out_dim: int | None) -> nn.Module:
-    """torchvision resnet18 (random init) for 1-channel input; `fc` removed, or Linear(512, out_dim)."""
+def resnet18_net(out_dim: int | None, channels: int = 1) -> nn.Module:
+    """torchvision resnet18 (random init) for `channels`-channel input (a 1-channel `conv1` for
+    grayscale); `fc` removed, or Linear(512, out_dim)."""
     net = torchvision.models.resnet18(weights=None)
-    net.conv1 = nn.Conv2d(1, 64, kernel_size=7, stride=2, padding=3, bias=False)
+    if channels != 3:
+        net.conv1 = nn.Conv2d(channels, 64, kernel_size=7, stride=2, padding=3, bias=False)
     net.fc = nn.Identity() if out_dim is None else nn.Linear(512, out_dim)
     return net
 
@@ -75,9 +78,9 @@ def resnet18_1ch(out_dim: int | None) -> nn.Module:
 class PairClassifier(nn.Module):
     """pytorch/examples' SiameseNetwork: two encoder passes, concatenated features, MLP -> P(same)."""
 
-    def __init__(self) -> None:
+    def __init__(self, channels: int = 1) -> None:
         super().__init__()
-        self.encoder = resnet18_1ch(None)
+        self.encoder = resnet18_net(None, channels)
         self.head = nn.Sequential(nn.Linear(1024, 256), nn.ReLU(inplace=True), nn.Linear(256, 1))
         for m in self.head:
             if isinstance(m, nn.Linear):
@@ -236,7 +239,7 @@ def pair_loader(setup: PeerSetup) -> DataLoader:
 def train_pairbce(setup: PeerSetup, budget_s: float) -> PeerResult:
     """Train recipe (a) for `budget_s` seconds."""
     torch.manual_seed(setup.seed)
-    model = PairClassifier().to(setup.device)
+    model = PairClassifier(setup.channels).to(setup.device)
     optimizer = torch.optim.Adadelta(model.parameters(), lr=1.0)
     scheduler = torch.optim.lr_scheduler.StepLR(optimizer, step_size=1, gamma=0.7)
     loader = pair_loader(setup)
@@ -308,7 +311,7 @@ def train_pml(setup: PeerSetup, budget_s: float) -> PeerResult:
     """Train recipe (b) for `budget_s` seconds."""
     torch.manual_seed(setup.seed)
     np.random.seed(setup.seed)  # MPerClassSampler draws from numpy's global RNG
-    model = resnet18_1ch(128).to(setup.device)
+    model = resnet18_net(128, setup.channels).to(setup.device)
     loss_fn, miner = losses.ContrastiveLoss(), miners.MultiSimilarityMiner()
     optimizer = torch.optim.Adam(model.parameters(), lr=1e-3)
     loader = pml_loader(setup)

@@ -69,8 +69,8 @@ def _check_flags(protocol: str, pairs: Path | None, given: set[str]) -> None:
             raise ConfigError(f"{', '.join(unused)} only apply with --references")
     elif protocol != "pairs" or pairs is not None or "--num-pairs" in given:
         raise ConfigError("--references enrols the split's images: no --pairs, --num-pairs or other protocol")
-    if protocol != "kfold" and "--folds" in given:
-        raise ConfigError("--folds is only used with --protocol kfold")
+    if protocol != "kfold" and "--folds" in given and pairs is None:
+        raise ConfigError("--folds is only used with --protocol kfold or an LFW pairs file with folds")
     if protocol == "oneshot":
         flags = ["--pairs", "--forgeries", "--split", "--num-pairs", "--seed"]
         reason = "with --protocol oneshot (DATA is a folder of one-shot runs)"
@@ -133,8 +133,11 @@ def _verification_rows(table: Table, report: dict[str, Any]) -> None:
     k = report.get("kfold")
     if k is not None:
         table.add_row(
-            f"{k['n_folds']}-fold accuracy", f"{_pct(k['accuracy_mean'])} ± {_pct(k['accuracy_std'])}"
+            f"{k['n_folds']}-fold accuracy",
+            f"{_pct(k['accuracy_mean'])} ± {_pct(k['accuracy_se'])} (standard error; "
+            f"fold std {_pct(k['accuracy_std'])})",
         )
+        table.add_row(f"{k['n_folds']}-fold AUC / EER", f"{k['auc_mean']:.4f} / {_pct(k['eer_mean'])}")
         for key, label in (("tar@far=0.01", "1e-2"), ("tar@far=0.001", "1e-3")):
             table.add_row(
                 f"{k['n_folds']}-fold TAR @ FAR={label}",
@@ -181,7 +184,7 @@ def evaluate_command(
     protocol: ProtocolOpt = "pairs",
     split: SplitOpt = None,
     num_pairs: NumPairsOpt = 2000,
-    folds: FoldsOpt = 10,
+    folds: FoldsOpt = None,
     seed: SeedOpt = 0,
     references: ReferenceCountsOpt = None,
     fusion: FusionsOpt = None,
@@ -195,7 +198,8 @@ def evaluate_command(
 ) -> None:
     """Evaluate a trained model on DATA: EER, AUC, TAR@FAR, accuracy at its threshold, plots."""
     with user_errors():
-        _check_flags(protocol, pairs, given_flags(ctx))
+        given = given_flags(ctx)
+        _check_flags(protocol, pairs, given)
         from siamese.inference.evaluate import evaluate
         from siamese.models.checkpoint import run_of
 

@@ -272,7 +272,15 @@ PairsFileOpt = Annotated[
 ProtocolOpt = Annotated[
     Protocol, option("pairs | kfold (LFW-style folds) | oneshot (Omniglot runs).", PROTOCOL_PANEL)
 ]
-FoldsOpt = Annotated[int, option("Folds of --protocol kfold.", PROTOCOL_PANEL)]
+FoldsOpt = Annotated[
+    int | None,
+    option(
+        "Folds of --protocol kfold \\[default: 10]; an LFW pairs file whose header declares folds "
+        "(10<TAB>300) is always cross-validated over its own.",
+        PROTOCOL_PANEL,
+        show_default=False,
+    ),
+]
 ReportDirOpt = Annotated[
     Path | None,
     option(

@@ -26,7 +26,7 @@ from siamese.data.images import (
 )
 from siamese.data.inputs import EmbeddingInput, list_inputs
 from siamese.data.oneshot_runs import OneShotRun, list_oneshot_runs, read_oneshot_run
-from siamese.data.pair_files import generate_pairs, read_pairs, write_pairs_csv
+from siamese.data.pair_files import PairList, generate_pairs, read_pair_list, read_pairs, write_pairs_csv
 from siamese.data.pairs import IdentityPools, PairDataset, pair_collate
 from siamese.data.presets import PRESETS, Preset, ViewAugment, get_preset, preprocessing_spec, resolve_preset
 from siamese.data.splits import SPLITS, Split, load_split_index, split_identities
@@ -63,6 +63,7 @@ __all__ = [
     "MultiViewDataset",
     "OneShotRun",
     "PairDataset",
+    "PairList",
     "Preset",
     "Split",
     "TripletDataset",
@@ -91,6 +92,7 @@ __all__ = [
     "preprocessing_spec",
     "read_oneshot_run",
     "resolve_preset",
+    "read_pair_list",
     "read_pairs",
     "rotated_classes",
     "scan_folder",

@@ -1,10 +1,11 @@
 """Verification protocol files: reading LFW-style and CSV pair lists, writing and generating CSV ones.
 
-LFW-style (`pairs.txt`): an optional header line of one or two integers (`10\t300` = folds and
-pairs per fold), then whitespace-separated lines `name i j` (genuine: images i and j of `name`) or
-`name1 i name2 j` (impostor). Image numbers are 1-based positions in the natural-sorted image
-files of `root/<name>/` (the order `scan_folder` uses; for LFW's zero-padded names it is plain
-sorting). Identity names may be nested paths such as `alphabet/character`.
+LFW-style (`pairs.txt`): an optional header line of one or two integers (`10\t300` = 10 folds of 300
+genuine then 300 impostor pairs, one fold after the other; `500` = 500 of each), then
+whitespace-separated lines `name i j` (genuine: images i and j of `name`) or `name1 i name2 j`
+(impostor). Image numbers are 1-based positions in the natural-sorted image files of `root/<name>/`
+(the order `scan_folder` uses; for LFW's zero-padded names it is plain sorting). Identity names may
+be nested paths such as `alphabet/character`.
 
 CSV: rows `path1,path2,is_same`, optional header row, paths relative to `root` or absolute,
 is_same one of 1/0, true/false, same/different (case-insensitive).
@@ -18,6 +19,7 @@ import csv
 import logging
 import os
 from collections.abc import Iterable
+from dataclasses import dataclass
 from pathlib import Path
 
 from siamese.data.folder import ImageIndex, list_images
@@ -47,15 +49,36 @@ def _content_lines(text: str) -> list[tuple[int, str]]:
     ]
 
 
+@dataclass(frozen=True)
+class PairList:
+    """The pairs of a protocol file and the folds its header declares.
+
+    Attributes:
+        pairs: (absolute image path, absolute image path, is_same) per line.
+        folds: the number of folds of an LFW header `folds<TAB>pairs` (the pairs are that many
+            equal consecutive blocks), else None.
+    """
+
+    pairs: list[Pair]
+    folds: int | None = None
+
+
 def read_pairs(path: str | os.PathLike, root: str | os.PathLike) -> list[Pair]:
-    """Read a pair list as (absolute image path, absolute image path, is_same) tuples.
+    """Read a pair list as (absolute image path, absolute image path, is_same) tuples
+    (`read_pair_list`'s pairs)."""
+    return read_pair_list(path, root).pairs
+
+
+def read_pair_list(path: str | os.PathLike, root: str | os.PathLike) -> PairList:
+    """Read a pair list, with the folds an LFW header declares.
 
     The format is CSV when the file ends in `.csv` or its first content line holds a comma,
     otherwise LFW-style (see the module docstring).
 
     Raises:
         DataError: missing file or root; or, naming the file and line number, a malformed line,
-            an unknown identity, an image number out of range or a missing image file.
+            an unknown identity, an image number out of range or a missing image file; a fold
+            header whose count the body does not match.
     """
     path, root = Path(path), Path(root).absolute()
     if not path.is_file():
@@ -68,13 +91,14 @@ def read_pairs(path: str | os.PathLike, root: str | os.PathLike) -> list[Pair]:
         raise DataError(f"cannot read pairs file {path}: {exc}") from exc
     if not lines:
         raise DataError(f"pairs file {path} holds no pairs")
+    folds = None
     if path.suffix.lower() == ".csv" or "," in lines[0][1]:
         pairs = _read_csv(path, root, lines)
     else:
-        pairs = _read_lfw(path, root, lines)
+        pairs, folds = _read_lfw(path, root, lines)
     if not pairs:
         raise DataError(f"pairs file {path} holds no pairs")
-    return pairs
+    return PairList(pairs, folds)
 
 
 def _read_csv(path: Path, root: Path, lines: list[tuple[int, str]]) -> list[Pair]:
@@ -131,17 +155,19 @@ class _Identities:
         return os.path.normpath(self.root / name / images[k - 1])
 
 
-def _lfw_header(lines: list[tuple[int, str]]) -> int | None:
-    """Expected number of pair lines if the first line is an integer header, else None."""
+def _lfw_header(lines: list[tuple[int, str]]) -> tuple[int | None, int | None]:
+    """(expected number of pair lines, folds) of an integer header line; (None, None) without one."""
     tokens = lines[0][1].split()
     if len(tokens) not in (1, 2) or not all(t.isdigit() for t in tokens):
-        return None
+        return None, None
     numbers = [int(t) for t in tokens]
-    return 2 * numbers[0] if len(numbers) == 1 else 2 * numbers[0] * numbers[1]
+    if len(numbers) == 1:
+        return 2 * numbers[0], None
+    return 2 * numbers[0] * numbers[1], numbers[0]
 
 
-def _read_lfw(path: Path, root: Path, lines: list[tuple[int, str]]) -> list[Pair]:
-    expected = _lfw_header(lines)
+def _read_lfw(path: Path, root: Path, lines: list[tuple[int, str]]) -> tuple[list[Pair], int | None]:
+    expected, folds = _lfw_header(lines)
     body = lines if expected is None else lines[1:]
     identities = _Identities(path, root)
     pairs: list[Pair] = []
@@ -158,8 +184,15 @@ def _read_lfw(path: Path, root: Path, lines: list[tuple[int, str]]) -> list[Pair
                 f"{path}, line {lineno}: expected 'name i j' or 'name1 i name2 j', got {len(tokens)} fields"
             )
     if expected is not None and expected != len(pairs):
+        if folds is not None:
+            raise DataError(
+                f"{path}: the header announces {folds} folds, {expected} pairs in all, but the file "
+                f"holds {len(pairs)}: its folds cannot be told apart"
+            )
         logger.warning("%s: header announces %d pairs but the file holds %d", path, expected, len(pairs))
-    return pairs
+    if folds is not None and folds < 2:
+        folds = None  # one fold: nothing to cross-validate
+    return pairs, folds
 
 
 def write_pairs_csv(pairs: Iterable[Pair], path: str | os.PathLike, root: str | os.PathLike) -> None:

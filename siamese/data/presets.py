@@ -19,6 +19,9 @@ from siamese import names
 from siamese.errors import ConfigError
 
 _FITS = ("pad", "crop", "stretch")
+CONVERT = "colour to grayscale by ITU-R 601-2 luma; grayscale to colour by replicating the channel"
+"""How an image reaches a model's channels (`siamese.data.images.to_mode`): either kind of model
+embeds either kind of image."""
 
 
 @dataclass(frozen=True)
@@ -113,6 +116,8 @@ class Preset:
         image_size: output (H, W).
         channels: 1 (grayscale) or 3 (RGB).
         description: what the preset is for and what it does.
+        crop: share of each side kept by a centre crop before fitting (1 keeps the whole image;
+            0.5 keeps the middle quarter of the area, e.g. the face of an LFW photo).
         fit: how an image of another aspect ratio reaches `image_size`: "pad", "crop" or "stretch".
         remove_background: set every pixel brighter than the image's Otsu threshold to pure white
             before anything else, so paper tone and scanner differences carry no signal (SigNet).
@@ -142,6 +147,7 @@ class Preset:
     image_size: tuple[int, int]
     channels: int
     description: str
+    crop: float = 1.0
     fit: str = "pad"
     remove_background: bool = False
     invert: bool = False
@@ -161,6 +167,8 @@ class Preset:
     method_pretraining: Mapping[str, Mapping[str, Any]] = field(default_factory=dict)
 
     def __post_init__(self) -> None:
+        if not 0.0 < self.crop <= 1.0:
+            raise ValueError(f"preset {self.name}: crop must be in (0, 1], got {self.crop}")
         object.__setattr__(self, "training", MappingProxyType(dict(self.training)))
         object.__setattr__(self, "pretraining", MappingProxyType(dict(self.pretraining)))
         unknown = sorted(set(self.method_pretraining) - set(names.SSL_METHODS))
@@ -218,6 +226,34 @@ PRESETS: dict[str, Preset] = {
             "embedding_dim": 128,
             "batch_size": 32,
             "encoder_kwargs": {"grid": 3, "dropout": 0.5},
+        },
+    ),
+    "face-wild": Preset(
+        name="face-wild",
+        image_size=(64, 64),
+        channels=3,
+        description=(
+            "Face photos in the wild, aligned or funneled (LFW-like: 250x250 colour, the face in the "
+            "middle): colour, a centre crop of half the side (the face, without the background), "
+            "resized to 64x64; training adds horizontal flips, a small affine (+/-5 deg, +/-4% "
+            "shift, 0.95-1.05 zoom), brightness/contrast jitter 0.2 and random erasing (p 0.25)."
+        ),
+        crop=0.5,
+        fit="crop",
+        hflip=True,
+        degrees=5.0,
+        translate=0.04,
+        scale=(0.95, 1.05),
+        brightness=0.2,
+        contrast=0.2,
+        erase=0.25,
+        view_augment=ViewAugment(),
+        training={
+            "loss": "arcface",
+            "epochs": 8,
+            "embedding_dim": 128,
+            "batch_size": 64,
+            "encoder_kwargs": {"width": 32, "stem_stride": 1, "grid": 2, "dropout": 0.2},
         },
     ),
     "signature": Preset(
@@ -370,8 +406,9 @@ def preprocessing_spec(
 ) -> dict:
     """JSON-able description of the deterministic (eval) preprocessing, for export metadata.
 
-    Keys: preset, size [H, W], channels, invert, fit, pad (fit == "pad"), pad_fill, resample,
-    mean and std (per channel). Rebuild the transform with
+    Keys: preset, size [H, W], channels, convert (how images of the other kind reach `channels`),
+    remove_background, invert, crop (centre crop, share of each side), fit, pad (fit == "pad"),
+    pad_fill, resample, mean and std (per channel). Rebuild the transform with
     `get_transform(spec["preset"], False, tuple(spec["size"]), spec["channels"])`.
     """
     p = resolve_preset(preset, image_size, channels)
@@ -379,8 +416,10 @@ def preprocessing_spec(
         "preset": p.name,
         "size": list(p.image_size),
         "channels": p.channels,
+        "convert": CONVERT,
         "remove_background": "otsu" if p.remove_background else None,
         "invert": p.invert,
+        "crop": p.crop,
         "fit": p.fit,
         "pad": p.fit == "pad",
         "pad_fill": "median of border pixels",

@@ -5,8 +5,9 @@ Every transform maps a Pillow image to a float tensor (C, H, W) normalised with 
 
 1. convert to "L" or "RGB" (`channels`);
 2. invert (signature only: ink becomes bright on black);
-3. fit to (H, W): "crop" = aspect-preserving resize then centre crop, "pad" = aspect-preserving
-   resize then pad with the background colour (median of the border pixels), "stretch" = resize;
+3. centre crop (`crop` < 1: faces in the wild keep the middle of the photo), then fit to (H, W):
+   "crop" = aspect-preserving resize then centre crop, "pad" = aspect-preserving resize then pad
+   with the background colour (median of the border pixels), "stretch" = resize;
 4. training only: horizontal flip, random affine (its empty corners filled with the background
    colour too), brightness/contrast jitter, as enabled by the preset;
 5. to float tensor in [0, 1], then normalise; training only: random erasing (value 0, mid-grey).
@@ -112,6 +113,18 @@ class _Invert(Deterministic):
         return ImageOps.invert(img)
 
 
+class _CentreCrop(Deterministic):
+    """Keep the middle `share` of each side (rounded to whole pixels, at least one)."""
+
+    def __init__(self, share: float) -> None:
+        self.share = share
+
+    def __call__(self, img: Image.Image) -> Image.Image:
+        w, h = max(1, round(img.width * self.share)), max(1, round(img.height * self.share))
+        left, top = (img.width - w) // 2, (img.height - h) // 2
+        return img.crop((left, top, left + w, top + h))
+
+
 class _Fit(Deterministic):
     """Bring an image to (H, W) by padding with its background colour, centre-cropping or stretching."""
 
@@ -187,12 +200,14 @@ def get_transform(
 
 
 def preprocess_steps(p: Preset) -> list[Callable]:
-    """Steps 1-3 of a resolved preset: to mode, background removal, inversion, fit to (H, W)."""
+    """Steps 1-3 of a resolved preset: to mode, background removal, inversion, centre crop, fit to (H, W)."""
     steps: list[Callable] = [_ToMode(p.channels)]
     if p.remove_background:
         steps.append(_RemoveBackground())
     if p.invert:
         steps.append(_Invert())
+    if p.crop < 1.0:
+        steps.append(_CentreCrop(p.crop))
     steps.append(_Fit(p.image_size, p.fit))
     return steps
 

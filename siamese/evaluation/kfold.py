@@ -10,7 +10,9 @@ from siamese.evaluation.metrics import (
     _check_far,
     _validate,
     best_accuracy_threshold,
+    eer,
     far_key,
+    roc_auc,
     threshold_at_far,
 )
 
@@ -33,7 +35,9 @@ def kfold_verification(
     For each fold, the accuracy-maximising threshold of the other folds (`best_accuracy_threshold`)
     is applied to the held-out fold; likewise the TAR@FAR threshold of the other folds
     (`threshold_at_far`) is applied to the held-out genuine pairs. Standard deviations are over folds
-    with `ddof=0`.
+    with `ddof=0`; the standard error of the mean accuracy is LFW's: the sample standard deviation
+    (`ddof=1`) over the square root of the number of folds. Each fold's AUC and EER are its own
+    (threshold-free).
 
     Args:
         scores: Pair scores, higher = more likely the same.
@@ -44,7 +48,9 @@ def kfold_verification(
             shuffles with that seed first.
 
     Returns:
-        `n_folds`, `accuracy_mean`, `accuracy_std`, `fold_accuracies`, `fold_thresholds`, and per
+        `n_folds`, `accuracy_mean`, `accuracy_std`, `accuracy_se`, `fold_accuracies`,
+        `fold_thresholds`, `auc_mean`, `fold_aucs`, `eer_mean`, `fold_eers` (NaN for a fold
+        without both kinds of pair), and per
         target FAR `f`: `tar@far=<f>_mean`, `tar@far=<f>_std`, `fold_tar@far=<f>`,
         `fold_threshold@far=<f>` (a threshold is `inf` when the other folds cannot reach that FAR).
 
@@ -60,6 +66,8 @@ def kfold_verification(
     fars = tuple(_check_far(f) for f in fars)
     accuracies: list[float] = []
     thresholds: list[float] = []
+    aucs: list[float] = []
+    eers: list[float] = []
     tars: dict[float, list[float]] = {f: [] for f in fars}
     far_thresholds: dict[float, list[float]] = {f: [] for f in fars}
     for k, test in enumerate(_fold_indices(len(s), folds, seed)):
@@ -69,6 +77,9 @@ def kfold_verification(
         threshold, _ = best_accuracy_threshold(s[train], y[train])
         thresholds.append(threshold)
         accuracies.append(float(np.mean((s[test] >= threshold) == y[test])))
+        both = y[test].any() and not y[test].all()
+        aucs.append(roc_auc(s[test], y[test]) if both else float("nan"))
+        eers.append(eer(s[test], y[test])[0] if both else float("nan"))
         genuine = s[test][y[test]]
         if fars and len(genuine) == 0:
             raise DataError(f"fold {k} has no genuine pairs, so its TAR is undefined; use fewer folds")
@@ -80,8 +91,13 @@ def kfold_verification(
         "n_folds": folds,
         "accuracy_mean": float(np.mean(accuracies)),
         "accuracy_std": float(np.std(accuracies)),
+        "accuracy_se": float(np.std(accuracies, ddof=1) / np.sqrt(folds)),
         "fold_accuracies": accuracies,
         "fold_thresholds": thresholds,
+        "auc_mean": float(np.mean(aucs)),
+        "fold_aucs": aucs,
+        "eer_mean": float(np.mean(eers)),
+        "fold_eers": eers,
     }
     for f in fars:
         key = far_key(f)

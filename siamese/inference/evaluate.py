@@ -29,7 +29,7 @@ from siamese.data import (
     list_oneshot_runs,
     load_split_index,
     read_oneshot_run,
-    read_pairs,
+    read_pair_list,
 )
 from siamese.errors import ConfigError
 from siamese.evaluation import (
@@ -102,8 +102,11 @@ def _pair_source(
 ) -> tuple[list[Pair], dict[str, str], dict[str, Any]]:
     """The pairs, the genuine images' identity labels, and a description for the report."""
     if pairs_file is not None:
-        pairs = read_pairs(pairs_file, data_root)
+        pair_list = read_pair_list(pairs_file, data_root)
+        pairs = pair_list.pairs
         info: dict[str, Any] = {"source": "file", "file": str(Path(pairs_file).absolute())}
+        if pair_list.folds is not None:
+            info["folds"] = pair_list.folds
         return pairs, _genuine_labels_from_file(pairs), info
     index = load_split_index(data_root, forgeries, run_dir, split)
     pairs = generate_pairs(index, num_pairs, seed=seed, forgery_fraction=forgery_fraction)
@@ -134,9 +137,7 @@ def _write_plots(
     return {"roc": str(roc), "det": str(det), "distances": str(hist)}
 
 
-def _oneshot_report(
-    embed: Embed, data_root: str | os.PathLike, distance: str
-) -> dict:
+def _oneshot_report(embed: Embed, data_root: str | os.PathLike, distance: str) -> dict:
     runs = [read_oneshot_run(path) for path in list_oneshot_runs(data_root)]
     position: dict[str, int] = {}
     for run in runs:
@@ -175,10 +176,10 @@ def _verification_protocol(
     embed: Embed,
     pairs: Sequence[Pair],
     labels: dict[str, str],
-    protocol: str,
-    folds: int,
+    folds: int | None,
 ) -> tuple[dict[str, Any], np.ndarray, np.ndarray]:
-    """Embed each unique image once, score the pairs, and build the verification (+ k-fold, retrieval) part.
+    """Embed each unique image once, score the pairs, and build the verification (+ k-fold when
+    `folds` is given, retrieval) part.
 
     Returns:
         The report part, the pair distances (P,) and is_same (P,).
@@ -190,7 +191,7 @@ def _verification_protocol(
         "n_images": len(paths),
         "verification": distance_report(distances, is_same, model.info.threshold, fars=REPORT_FARS),
     }
-    if protocol == "kfold":
+    if folds is not None:
         part["kfold"] = kfold_distance_report(distances, is_same, folds=folds, fars=KFOLD_FARS)
     keep = [i for i, p in enumerate(paths) if p in labels]  # embedded genuine images
     part["retrieval"] = (
@@ -202,7 +203,7 @@ def _verification_protocol(
 
 
 def _check_options(
-    protocol: str, pairs_file: object, forgeries: object, folds: int, batch_size: int, workers: int
+    protocol: str, pairs_file: object, forgeries: object, folds: int | None, batch_size: int, workers: int
 ) -> None:
     check_choice(protocol, PROTOCOLS, "protocol")
     if protocol == "oneshot" and (pairs_file is not None or forgeries is not None):
@@ -211,9 +212,28 @@ def _check_options(
         raise ConfigError(
             "a pairs file already lists its impostors; forgeries are only used to generate pairs"
         )
-    for name, value, low in (("batch_size", batch_size, 1), ("workers", workers, 0), ("folds", folds, 2)):
+    checked = [("batch_size", batch_size, 1), ("workers", workers, 0)] + (
+        [("folds", folds, 2)] if folds else []
+    )
+    for name, value, low in checked:
         if isinstance(value, bool) or not isinstance(value, int) or value < low:
             raise ConfigError(f"{name} must be an integer >= {low}, got {value!r}")
+
+
+def _fold_count(protocol: str, folds: int | None, declared: int | None) -> int | None:
+    """The folds of the k-fold part: the pairs file's declared ones (LFW), else `folds` (default
+    10) under the "kfold" protocol, else None (no k-fold part).
+
+    Raises:
+        ConfigError: `folds` disagrees with the folds the pairs file declares.
+    """
+    if declared is not None:
+        if folds is not None and folds != declared:
+            raise ConfigError(
+                f"the pairs file declares {declared} folds in its header; --folds {folds} disagrees"
+            )
+        return declared
+    return (folds or 10) if protocol == "kfold" else None
 
 
 def _json_safe(value: Any) -> Any:
@@ -241,7 +261,7 @@ def evaluate(
     split: str = "test",
     num_pairs: int = 2000,
     seed: int = 0,
-    folds: int = 10,
+    folds: int | None = None,
     forgery_fraction: float = 0.5,
     references: Sequence[int] = (),
     fusions: Sequence[str] | None = None,
@@ -263,6 +283,8 @@ def evaluate(
             embedded genuine images (their identity: the index's for generated pairs, the folder
             of the images of genuine pairs for a pairs file).
         "kfold": the same plus the LFW k-fold protocol (`folds` contiguous blocks of the pairs).
+            A pairs file whose header declares folds (LFW's `10<TAB>300`) gets the k-fold part
+            under either protocol, over its own folds.
         "oneshot": `data_root` is an Omniglot `one_shot_runs` folder; per-run N-way accuracy and mean.
 
     Args:
@@ -275,7 +297,8 @@ def evaluate(
         split: "test", "val", "train" or "all".
         num_pairs: pairs to generate.
         seed: seed of the generated pairs.
-        folds: number of folds of the "kfold" protocol.
+        folds: number of folds of the "kfold" protocol (default: the pairs file's declared folds,
+            else 10); it must agree with a pairs file that declares its folds.
         forgery_fraction: share of generated impostors that are forgeries (when there are some).
         references: reference counts R; instead of pairs, each identity of the `split` enrols R
             seeded genuine images and its other images, its forgeries and other identities'
@@ -329,7 +352,9 @@ def evaluate(
         pairs, labels, info = _pair_source(
             data_root, run_dir, pairs_file, forgeries, split, num_pairs, seed, forgery_fraction
         )
-        part, distances, is_same = _verification_protocol(model, embed, pairs, labels, protocol, folds)
+        part, distances, is_same = _verification_protocol(
+            model, embed, pairs, labels, _fold_count(protocol, folds, info.get("folds"))
+        )
         report.update(pairs=info, **part)
         if out is not None:
             report["files"] = _write_plots(out, distances, is_same, model)

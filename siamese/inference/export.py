@@ -36,8 +36,9 @@ ONNX_OPSET = 17
 INPUT_NAME = "images"
 OUTPUT_NAME = "embeddings"
 PREPROCESSING_ORDER = (
-    "convert to L/RGB (channels), remove the background if remove_background is 'otsu' (pixels brighter "
-    "than the image's Otsu threshold become white), invert if invert, fit to size (pad with pad_fill, "
+    "convert to L/RGB (channels; see convert), remove the background if remove_background is 'otsu' "
+    "(pixels brighter than the image's Otsu threshold become white), invert if invert, keep the centre "
+    "crop (share of each side, 1 = all), fit to size (pad with pad_fill, "
     "crop or stretch; resample), scale to [0, 1], (x - mean) / std"
 )
 

@@ -155,6 +155,55 @@ def read_metadata(stem: Path) -> dict[str, Any]:
     return meta
 
 
+ARCHITECTURE_OPTIONS = ("encoder", "encoder_kwargs", "embedding_dim", "normalize")
+"""The training options that describe an encoder's architecture (`init_architecture`)."""
+
+
+def init_architecture(path: str | os.PathLike) -> dict[str, Any]:
+    """The architecture of a checkpoint's encoder as flat training options (`ARCHITECTURE_OPTIONS`),
+    so a run started from it (`--init`) builds an encoder its weights fit. The input channels are
+    left out: `adapt_input_channels` fits them.
+
+    Raises:
+        CheckpointError: not a checkpoint.
+    """
+    spec = dict(read_metadata(resolve_checkpoint(path))["encoder"])
+    name = spec.pop("name")
+    options: dict[str, Any] = {"encoder": name}
+    if "embedding_dim" in spec:
+        options["embedding_dim"] = spec.pop("embedding_dim")
+    if "normalize" in spec:
+        options["normalize"] = spec.pop("normalize")
+    for key in ("in_channels", "pretrained"):
+        spec.pop(key, None)
+    return {**options, "encoder_kwargs": spec}
+
+
+def adapt_input_channels(state: dict[str, torch.Tensor], target: Mapping[str, torch.Tensor]) -> list[str]:
+    """Fit the input-channel dimension of `state`'s weights to `target`'s, in place, so a grayscale
+    encoder starts a colour one and the other way round; returns the adapted keys.
+
+    Colour to grayscale sums the kernel over the three channels; grayscale to colour repeats it
+    divided by three. Either way a grayscale image (or its three-equal-channel copy) gets exactly
+    the responses it had, as the image conversion of `siamese.data.presets.CONVERT` is the same rule.
+    """
+    adapted = []
+    for key, weight in state.items():
+        want = target.get(key)
+        if want is None or want.dim() < 2 or weight.dim() != want.dim() or weight.shape == want.shape:
+            continue
+        if weight.shape[0] != want.shape[0] or weight.shape[2:] != want.shape[2:]:
+            continue
+        if (weight.shape[1], want.shape[1]) == (3, 1):
+            state[key] = weight.sum(dim=1, keepdim=True)
+        elif (weight.shape[1], want.shape[1]) == (1, 3):
+            state[key] = weight.expand(-1, 3, *weight.shape[2:]) / 3
+        else:
+            continue
+        adapted.append(key)
+    return adapted
+
+
 def _known(stem: Path, value: Any, allowed: tuple[str, ...], what: str) -> None:
     """`names.check_choice` for a metadata field, as a `CheckpointError` naming the file."""
     try:
@@ -280,9 +329,11 @@ class Preprocessing:
         preset: the preset whose evaluation transform is applied.
         size: input (H, W).
         channels: 1 (grayscale) or 3 (RGB), what images are converted to first.
+        convert: how an image of the other kind is converted (luma / replicated channel).
         remove_background: "otsu" (pixels brighter than the image's Otsu threshold become white,
             before anything else) or None.
         invert: intensities inverted (255 - x) after background removal.
+        crop: share of each side kept by a centre crop before fitting (1 = whole image).
         fit: how an image reaches `size`: "pad", "crop" or "stretch".
         pad: `fit == "pad"`.
         pad_fill: the colour padding uses.
@@ -294,8 +345,10 @@ class Preprocessing:
     preset: str
     size: tuple[int, int]
     channels: int
+    convert: str
     remove_background: str | None
     invert: bool
+    crop: float
     fit: str
     pad: bool
     pad_fill: str

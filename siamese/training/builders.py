@@ -14,7 +14,7 @@ from siamese.devices import native_bf16, resolve_precision
 from siamese.errors import CheckpointError, ConfigError
 from siamese.losses import get_miner
 from siamese.models import Encoder, get_encoder
-from siamese.models.checkpoint import load_checkpoint
+from siamese.models.checkpoint import adapt_input_channels, load_checkpoint
 from siamese.names import option_names
 from siamese.runs import RunDir
 from siamese.training.budget import time_budgets
@@ -45,8 +45,12 @@ def build_encoder(config: TrainConfig, channels: int) -> Encoder:
     )
     if m.init is not None:
         start, _ = load_checkpoint(m.init)
+        state = dict(start.encoder.state_dict())
+        adapted = adapt_input_channels(state, encoder.state_dict())
+        if adapted:
+            logger.info("--init: input channels fitted to %d (%s)", channels, ", ".join(adapted))
         try:
-            encoder.load_state_dict(start.encoder.state_dict())
+            encoder.load_state_dict(state)
         except RuntimeError as exc:
             detail = str(exc).strip().splitlines()[-1].strip()
             raise CheckpointError(

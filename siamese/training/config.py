@@ -19,6 +19,7 @@ from siamese.data.presets import PRESETS
 from siamese.errors import ConfigError
 from siamese.evaluation.distances import THRESHOLD_RULES
 from siamese.losses.registry import LOSSES, loss_class, loss_distances, loss_needs_classes, loss_samplers
+from siamese.models.checkpoint import ARCHITECTURE_OPTIONS, init_architecture
 from siamese.models.tta import check_tta
 from siamese.names import check_choice, option_names
 from siamese.training.methods.base import Method
@@ -125,7 +126,9 @@ class ModelConfig:
             verification and each loss's own default distance.
         encoder_kwargs: extra encoder options, e.g. `{"width": 32, "stem_stride": 2}` for smallcnn.
         init: a run directory or checkpoint (e.g. of `siamese pretrain`) whose encoder weights the
-            encoder starts from; its architecture must match. None = random initialisation.
+            encoder starts from; its architecture must match (`build_train_config` adopts it when
+            no architecture option is given); a grayscale encoder starts a colour one and the
+            other way round (`adapt_input_channels`). None = random initialisation.
     """
 
     encoder: str = "smallcnn"
@@ -566,6 +569,10 @@ def build_train_config(preset: str | None = None, **options: Any) -> TrainConfig
         preset: transform/training preset; None = "face" with a root, else the embedded data's:
             "glyphs" (`siamese.data.glyphs`), or "digits" for a self-supervised `method`.
 
+    With `init` and none of the architecture options (`encoder`, `encoder_kwargs`,
+    `embedding_dim`, `normalize`), the encoder is the init checkpoint's own, whatever the preset
+    brings, and its input channels are fitted to the preset's (grayscale <-> colour).
+
     Raises:
         ConfigError: an unknown option or an invalid value.
     """
@@ -574,6 +581,8 @@ def build_train_config(preset: str | None = None, **options: Any) -> TrainConfig
         preset = "face" if options.get("root") is not None else "digits" if ssl else "glyphs"
     check_choice(preset, names.PRESETS, "preset")
     given = {k: v for k, v in options.items() if v is not None}
+    if given.get("init") is not None and not set(ARCHITECTURE_OPTIONS) & set(given):
+        given.update(init_architecture(given["init"]))  # fine-tune the model as it is
     if "minutes" in given and "epochs" in given:
         raise ConfigError(
             "--minutes plans the epochs from the measured pace: give --epochs or --minutes, not both"

@@ -9,6 +9,7 @@ import subprocess
 import sys
 import typing
 
+import pytest
 from typer.testing import CliRunner
 
 from siamese.cli.app import app
@@ -134,3 +135,42 @@ def test_help_does_not_import_torch() -> None:
         "assert 'torch' not in sys.modules, 'torch imported by --help'\n"
     )
     subprocess.run([sys.executable, "-c", code], check=True)
+
+
+LFW_PAIRS = (  # 2 folds x (3 genuine + 3 impostor), LFW's View 2 layout
+    "2\t3\n"
+    "id00 1 2\nid01 1 3\nid02 2 4\nid00 1 id01 2\nid02 3 id03 1\nid04 1 id05 5\n"
+    "id03 2 5\nid04 1 4\nid05 2 3\nid06 1 id07 2\nid07 3 id00 4\nid01 5 id06 1\n"
+)
+
+
+def test_lfw_pairs_file_is_cross_validated_over_its_folds(tiny_run, tmp_path) -> None:
+    """A pairs file whose header declares folds gets the k-fold part over them, under the default
+    protocol; the figures are those of the fold computation on independently embedded pairs."""
+    from siamese.data import read_pairs
+    from siamese.evaluation import kfold_distance_report
+    from siamese.inference import EmbeddingModel
+
+    run_dir, data = tiny_run
+    pairs_file = tmp_path / "pairs.txt"
+    pairs_file.write_text(LFW_PAIRS)
+    args = ["evaluate", str(data), "--model", str(run_dir), "--pairs", str(pairs_file)]
+    result = runner.invoke(app, [*args, "--out", str(tmp_path / "lfw")])
+    assert result.exit_code == 0, result.output
+    assert "2-fold accuracy" in result.stdout and "standard error" in result.stdout
+    report = json.loads((tmp_path / "lfw" / "report.json").read_text())
+    assert report["pairs"]["folds"] == 2 and report["kfold"]["n_folds"] == 2
+
+    model = EmbeddingModel.from_checkpoint(run_dir)
+    pairs = read_pairs(pairs_file, data)
+    first = model.embed([a for a, _, _ in pairs])
+    second = model.embed([b for _, b, _ in pairs])
+    expected = kfold_distance_report(
+        model.pair_distance(first, second), [s for _, _, s in pairs], folds=2, fars=(1e-2, 1e-3)
+    )
+    got = report["kfold"]
+    assert got["fold_accuracies"] == expected["fold_accuracies"]
+    assert got["accuracy_se"] == pytest.approx(expected["accuracy_se"])
+
+    bad = runner.invoke(app, [*args, "--folds", "5"])
+    assert bad.exit_code == 1 and "declares 2 folds" in bad.output

@@ -166,11 +166,11 @@ def test_erase_sets_the_random_erasing_box_to_zero():
 
 @pytest.mark.parametrize("name", names.PRESETS)
 def test_views_of_every_preset_have_its_geometry_and_range(name):
-    h, w = PRESETS[name].image_size
+    (h, w), ch = PRESETS[name].image_size, PRESETS[name].channels
     bv = BatchViews(name, n_global=2, n_local=2)
     for mode in ("L", "RGB"):
         crops = bv(noise((37, 23), mode), torch.Generator().manual_seed(0))
-        assert [tuple(c.shape) for c in crops] == [(1, h, w)] * 2 + [(1, (h + 1) // 2, (w + 1) // 2)] * 2
+        assert [tuple(c.shape) for c in crops] == [(ch, h, w)] * 2 + [(ch, (h + 1) // 2, (w + 1) // 2)] * 2
         assert all(c.dtype == torch.float32 and c.min() >= -1 - 1e-6 and c.max() <= 1 + 1e-6 for c in crops)
     assert BatchViews(name, channels=3)(noise((30, 30))).shape == (2, 3, h, w)
 

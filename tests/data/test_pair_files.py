@@ -9,7 +9,15 @@ from pathlib import Path
 import pytest
 from PIL import Image
 
-from siamese.data import ImageLoader, PairDataset, generate_pairs, read_pairs, scan_folder, write_pairs_csv
+from siamese.data import (
+    ImageLoader,
+    PairDataset,
+    generate_pairs,
+    read_pair_list,
+    read_pairs,
+    scan_folder,
+    write_pairs_csv,
+)
 from siamese.errors import DataError
 
 
@@ -51,8 +59,21 @@ def test_lfw_header_optional_and_count_mismatch_warned(tmp_path, root, caplog):
     single = read_pairs(write(tmp_path, "b.txt", "1\nAlice 1 2\nAlice 1 Bob 1\n"), root)
     assert no_header == single[:1] and len(single) == 2
     with caplog.at_level(logging.WARNING, logger="siamese.data.pair_files"):
-        read_pairs(write(tmp_path, "c.txt", "10\t300\nAlice 1 2\n"), root)
-    assert "6000" in caplog.text
+        read_pairs(write(tmp_path, "c.txt", "300\nAlice 1 2\n"), root)
+    assert "600" in caplog.text
+    # a fold header must be exact: the folds are cut by position
+    with pytest.raises(DataError, match="10 folds, 6000 pairs in all, but the file holds 1"):
+        read_pairs(write(tmp_path, "d.txt", "10\t300\nAlice 1 2\n"), root)
+
+
+def test_lfw_fold_header_gives_the_folds(tmp_path, root):
+    """View 2's layout, by hand: `2<TAB>1` = 2 folds, each 1 genuine then 1 impostor pair."""
+    text = "2\t1\nAlice 1 2\nAlice 1 Bob 1\nBob 1 2\nBob 3 Greek/alpha 1\n"
+    listed = read_pair_list(write(tmp_path, "pairs.txt", text), root)
+    assert listed.folds == 2 and [s for _, _, s in listed.pairs] == [True, False, True, False]
+    assert listed.pairs[3] == (str(root / "Bob" / "Bob_0003.jpg"), str(root / "Greek/alpha" / "a.png"), False)
+    assert read_pair_list(write(tmp_path, "dev.txt", "1\nAlice 1 2\nAlice 1 Bob 1\n"), root).folds is None
+    assert read_pair_list(write(tmp_path, "none.txt", "Alice 1 2\n"), root).folds is None
 
 
 def test_csv(tmp_path, root):

@@ -16,15 +16,34 @@ def test_registry_keys_match_names():
     assert tuple(PRESETS) == names.PRESETS
     for name, preset in PRESETS.items():
         assert preset.name == name and len(preset.description) > 40
-        assert preset.channels == 1
+        assert preset.channels == (3 if name == "face-wild" else 1)
         assert get_preset(name) is preset
     assert PRESETS["signature"].image_size == (155, 220) and not PRESETS["signature"].hflip
     assert PRESETS["digits"].image_size == (32, 32)
     assert PRESETS["face"].hflip and not PRESETS["omniglot"].hflip
 
 
+def test_face_wild_keeps_the_middle_of_a_photo_in_colour():
+    """An LFW-like 250x250 photo: the centre 125x125 (the face) reaches the 64x64 colour input,
+    the border does not; a grayscale photo is replicated into three equal channels."""
+    import numpy as np
+    from PIL import Image
+
+    arr = np.zeros((250, 250, 3), np.uint8)
+    arr[62:187, 62:187] = (200, 40, 10)  # a red 125x125 middle on black: exactly the crop
+    x = get_transform("face-wild", train=False)(Image.fromarray(arr))
+    assert x.shape == (3, 64, 64)
+    expected = (np.array([200, 40, 10]) / 255 - 0.5) / 0.5
+    assert np.allclose(x.mean(dim=(1, 2)).numpy(), expected, atol=1e-6)  # no black border left
+    gray = get_transform("face-wild", train=False)(Image.fromarray(arr[..., 0]))
+    assert gray.shape == (3, 64, 64) and bool((gray[0] == gray[1]).all() and (gray[1] == gray[2]).all())
+    spec = preprocessing_spec("face-wild")
+    assert (spec["crop"], spec["fit"], spec["channels"]) == (0.5, "crop", 3)
+    assert "luma" in spec["convert"] and "replicat" in spec["convert"]
+
+
 def test_unknown_preset_lists_names():
-    with pytest.raises(ConfigError, match="face, signature, digits, glyphs, omniglot"):
+    with pytest.raises(ConfigError, match="face, face-wild, signature, digits, glyphs, omniglot"):
         get_transform("cats", train=False)
 
 

@@ -21,13 +21,13 @@ ODD_SIZES = [(200, 30), (30, 200), (1, 1), (92, 112), (105, 105)]  # Pillow (W, 
 @pytest.mark.parametrize("name", names.PRESETS)
 @pytest.mark.parametrize("train", [True, False])
 def test_shapes_on_odd_inputs(name, train):
-    h, w = PRESETS[name].image_size
+    (h, w), c = PRESETS[name].image_size, PRESETS[name].channels
     transform = get_transform(name, train=train)
     for size in ODD_SIZES:
         for mode in ("L", "RGB"):
             out = transform(pil_image(size, mode=mode))
             assert type(out) is torch.Tensor
-            assert out.shape == (1, h, w) and out.dtype == torch.float32
+            assert out.shape == (c, h, w) and out.dtype == torch.float32
             assert torch.isfinite(out).all() and out.min() >= -1.0 and out.max() <= 1.0
 
 

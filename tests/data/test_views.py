@@ -50,14 +50,14 @@ def folder(tmp_path):
 
 @pytest.mark.parametrize("name", names.PRESETS)
 def test_view_shapes_and_range_on_odd_inputs(name):
-    h, w = PRESETS[name].image_size
+    (h, w), c = PRESETS[name].image_size, PRESETS[name].channels
     multiview = MultiView(ssl_transform(name), views=3)
     gen = torch.Generator().manual_seed(0)
     for size in ODD_SIZES:
         for mode in ("L", "RGB"):
             out = multiview(noise(size, mode), gen)
             assert type(out) is torch.Tensor and out.dtype == torch.float32
-            assert out.shape == (3, 1, h, w)
+            assert out.shape == (3, c, h, w)
             assert torch.isfinite(out).all() and out.min() >= -1.0 and out.max() <= 1.0
 
 
@@ -193,18 +193,18 @@ def test_multiview_collate_stacks_views():
 
 @pytest.mark.parametrize("name", names.PRESETS)
 def test_multicrop_shapes_and_collate(name, folder):
-    h, w = PRESETS[name].image_size
+    (h, w), c = PRESETS[name].image_size, PRESETS[name].channels
     crops = multicrop_transform(name, n_local=3)
     ds = MultiViewDataset(sorted(folder.rglob("*.png")), crops, seed=1)
     views, _ = ds[0]
     assert isinstance(views, list) and len(views) == 5
-    assert [tuple(v.shape) for v in views] == [(1, h, w)] * 2 + [(1, (h + 1) // 2, (w + 1) // 2)] * 3
+    assert [tuple(v.shape) for v in views] == [(c, h, w)] * 2 + [(c, (h + 1) // 2, (w + 1) // 2)] * 3
     assert all(v.min() >= -1.0 and v.max() <= 1.0 for v in views)
     batches, labels = multiview_collate([ds[i] for i in range(4)])
     assert [tuple(b.shape) for b in batches] == [(4, *v.shape) for v in views]
     assert torch.equal(batches[3][0], views[3]) and labels.tolist() == [-1] * 4
     small = multicrop_transform(name, n_local=1, n_global=1, local_size=8)(noise())
-    assert [tuple(v.shape) for v in small] == [(1, h, w), (1, 8, 8)]
+    assert [tuple(v.shape) for v in small] == [(c, h, w), (c, 8, 8)]
 
 
 @pytest.mark.parametrize("multicrop", [False, True])

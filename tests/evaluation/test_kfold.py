@@ -85,6 +85,26 @@ def test_matches_naive_loop(seed: int, folds: int, shuffle_seed: int | None) -> 
         assert result[f"tar@far={f:g}_std"] == pytest.approx(np.std(tars[f]))
 
 
+def test_lfw_standard_error_and_fold_auc_eer_by_hand() -> None:
+    """Three folds of four pairs; fold 0 has one impostor above its genuine pairs.
+
+    Thresholds: fold 0's other folds are separable, any threshold in (0.4, 0.6] is best and the
+    lowest candidate is 0.5 -> fold 0 scores 3/4. Folds 1 and 2 see fold 0's impostor at 0.95 in
+    their training pairs; 0.5 is still the best (7/8) -> 4/4. Accuracies 0.75, 1, 1: mean 11/12,
+    sample std sqrt(((0.75 - 11/12)^2 + 2 (1 - 11/12)^2) / 2) = 0.144338, SE = that / sqrt(3).
+    Fold 0's AUC: of 2 x 2 genuine-impostor orderings, 0.9 and 0.8 beat 0.1 but not 0.95: 2/4.
+    """
+    scores = np.array([0.9, 0.8, 0.95, 0.1, 0.9, 0.8, 0.2, 0.1, 0.9, 0.6, 0.4, 0.1])
+    same = np.array([True, True, False, False] * 3)
+    result = kfold_verification(scores, same, folds=3, fars=())
+    assert result["fold_accuracies"] == [0.75, 1.0, 1.0]
+    sample_std = math.sqrt(((0.75 - 11 / 12) ** 2 + 2 * (1 - 11 / 12) ** 2) / 2)
+    assert result["accuracy_se"] == pytest.approx(sample_std / math.sqrt(3))
+    assert result["fold_aucs"] == [pytest.approx(0.5), 1.0, 1.0]
+    assert result["fold_eers"][1:] == [0.0, 0.0] and result["fold_eers"][0] == pytest.approx(0.5)
+    assert result["auc_mean"] == pytest.approx(2.5 / 3)
+
+
 def test_contiguous_folds_follow_the_pair_order() -> None:
     # Fold 0 (the first quarter) is reversed; the rest is separable with the threshold near 0.5.
     same = np.array([True, False] * 8)

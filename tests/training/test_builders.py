@@ -127,3 +127,36 @@ def test_tta_reaches_the_method_and_the_checkpoint_metadata():
     assert checkpoint_metadata(build_train_config("face"), data)["tta"] == "none"
     with pytest.raises(ConfigError, match="--tta flip needs a preset that trains with horizontal flips"):
         build_train_config("signature", tta="flip")
+
+
+@pytest.mark.parametrize(("source", "target"), [(3, 1), (1, 3)])
+def test_init_adopts_the_architecture_and_fits_the_input_channels(tmp_path, source, target):
+    """A colour model starts a grayscale run and the other way round: the init's encoder options
+    are adopted, and a grayscale image (as 1 channel, or replicated to 3) embeds as before."""
+    import torch
+
+    from siamese.models import get_encoder
+    from siamese.models.checkpoint import save_checkpoint
+    from siamese.models.twin import TwinNetwork
+    from siamese.training.builders import build_encoder, checkpoint_metadata
+
+    torch.manual_seed(0)
+    spec = {"width": 8, "grid": 2, "dropout": 0.0}
+    encoder = get_encoder("smallcnn", in_channels=source, embedding_dim=16, normalize=True, **spec)
+    preset = "face-wild" if source == 3 else "face"
+    config = build_train_config(preset, root=".", embedding_dim=16, encoder_kwargs=spec)
+    stem = tmp_path / "start" / "checkpoints" / "best"
+    meta = checkpoint_metadata(config, type("Data", (), {"image_size": (32, 32), "channels": source})())
+    save_checkpoint(stem, TwinNetwork(encoder, distance="cosine"), {**meta, "epoch": 1})
+
+    preset = "face" if target == 1 else "face-wild"
+    adopted = build_train_config(preset, root=".", init=str(stem))
+    assert adopted.model.embedding_dim == 16 and spec.items() <= adopted.model.encoder_kwargs.items()
+    started = build_encoder(adopted, channels=target).eval()
+    gray = torch.rand(2, 1, 32, 32)
+    with torch.no_grad():
+        before = encoder.eval()(gray.expand(-1, source, -1, -1))
+        after = started(gray.expand(-1, target, -1, -1))
+    assert torch.allclose(before, after, atol=1e-5)
+    # an architecture option given by the user wins (and then must fit)
+    assert build_train_config(preset, root=".", init=str(stem), embedding_dim=32).model.embedding_dim == 32
