@@ -15,7 +15,8 @@ pytorch-metric-learning and pytorch/examples recipes (peers.py, given our measur
 the same fold), and two training-free floors: raw pixels (the preset's 64x64 colour input, cosine)
 and a randomly initialised encoder of our architecture. Every (method, fold) result is stored as
 it finishes under `--work-dir` and skipped when present, so runs resume and can be split
-(`--folds`, `--methods`); every run then merges all stored folds of its view into the table.
+(`--folds`, `--methods`); every run then merges all stored folds of its view into the table, with
+the folds of earlier results given by `--merge` (a committed result, on another checkout).
 
     python benchmarks/lfw.py ../shared/data/lfw [--view 2] [--folds 1,2] [--methods ours,pml] [--budget 300]
 """
@@ -239,7 +240,7 @@ def run_task(
         facts.update(train_time_s=ours.train_time_s, kept_epoch=ours.checkpoint.get("epoch"))
         facts["config"] = ours.config.to_dict()
     elif method in PEERS:
-        budget = peer_budget(args, view.number, task.name)
+        budget = peer_budget(args, ours)
         size, channels = input_shape(build_train_config(PRESET, root="."))
         setup = PeerSetup(
             index=index.subset(split.train),
@@ -266,27 +267,36 @@ def run_task(
     return {"method": method, "task": task.name, **facts, **metrics, "scores": scores.tolist()}
 
 
-def peer_budget(args: argparse.Namespace, view: int, task: str) -> float:
+def peer_budget(args: argparse.Namespace, ours: dict[str, Any] | None) -> float:
     """Our measured wall time on the same task when we have it, else `--budget` (smoke: a few s)."""
     if args.smoke:
         return SMOKE["budget"]
-    ours = record_path(args, view, "ours", task)
-    if ours.is_file():
-        return float(json.loads(ours.read_text())["train_time_s"])
-    logger.warning("no result of ours on %s yet: the peers get --budget %.0f s", task, args.budget)
+    if ours is not None:
+        return float(ours["train_time_s"])
+    logger.warning("no result of ours on this fold yet: the peers get --budget %.0f s", args.budget)
     return args.budget
 
 
 def load_records(args: argparse.Namespace, view: int) -> dict[str, dict[str, dict[str, Any]]]:
-    """Every stored result of the view: {method: {task: record}}."""
+    """Every stored result of the view: {method: {task: record}}, from the work directory and
+    then, for the (method, task) results it lacks, from the `--merge` result files."""
     base = record_path(args, view, "ours", "x").parent.parent
     out: dict[str, dict[str, dict[str, Any]]] = {}
     for method in LABELS:
         folder = base / method
         if folder.is_dir():
-            found = {p.stem: json.loads(p.read_text()) for p in sorted(folder.glob("*.json"))}
-            out[method] = dict(sorted(found.items(), key=lambda kv: _task_order(kv[0])))
-    return out
+            out[method] = {p.stem: json.loads(p.read_text()) for p in folder.glob("*.json")}
+    for path in args.merge:
+        doc = json.loads(Path(path).read_text())
+        if doc.get("protocol", {}).get("view") != view or doc.get("smoke") != args.smoke:
+            raise SystemExit(f"--merge {path}: not a {'smoke ' if args.smoke else ''}view {view} result")
+        for method, tasks in doc["folds"].items():
+            for task, record in tasks.items():
+                out.setdefault(method, {}).setdefault(task, record)
+    return {
+        m: dict(sorted(tasks.items(), key=lambda kv: _task_order(kv[0])))
+        for m, tasks in sorted(out.items(), key=lambda kv: list(LABELS).index(kv[0]))
+    }
 
 
 def _task_order(task: str) -> int:
@@ -408,6 +418,14 @@ def main() -> None:
         "--view", type=int, choices=(1, 2), default=2, help="LFW view (1: choose recipes; 2: report)"
     )
     parser.add_argument("--methods", default=",".join(LABELS), help=f"comma-separated: {', '.join(LABELS)}")
+    parser.add_argument(
+        "--merge",
+        type=Path,
+        action="append",
+        default=[],
+        help="a stored lfw result (.json) whose folds join the table where the work directory has none "
+        "(repeatable): a run continues where a committed result stopped",
+    )
     parser.set_defaults(budget=BUDGET_S)
     args = parse_args(parser, "LFW", folders=("images",), preset=PRESET, root="images")
     methods = parse_list(args.methods, list(LABELS), "methods")
@@ -420,16 +438,17 @@ def main() -> None:
     if args.smoke:
         names = names[:1]
     index = scan_folder(args.data_root / "images")
-    for method in methods:  # ours first: the peers' budget is its measured time
+    records = load_records(args, args.view)
+    for method in sorted(methods, key=list(LABELS).index):  # ours first: the peers' budget is its time
         for name in names:
-            path = record_path(args, args.view, method, name)
-            if path.is_file():
-                logger.info("%s %s: stored (%s)", method, name, path)
+            if name in records.get(method, {}):
+                logger.info("%s %s: stored", method, name)
                 continue
-            record = run_task(args, index, view, view.tasks[name], method)
+            record = run_task(args, index, view, view.tasks[name], method, records.get("ours", {}).get(name))
+            path = record_path(args, args.view, method, name)
             path.parent.mkdir(parents=True, exist_ok=True)
             path.write_text(json.dumps(record) + "\n")
-    records = load_records(args, args.view)
+            records = load_records(args, args.view)
     summary = {m: summarise(r) for m, r in records.items()}
     protocol = {
         "view": args.view,

@@ -1,0 +1,170 @@
+"""Face models that carry to small face sets: LFW-trained starts on the ORL protocol.
+
+The folds, splits, validation and test pairs are exactly those of `orl.py` (ORL / AT&T faces, 4
+identity-disjoint folds of 10 test people, 6 validation people; thresholds from the validation
+people, EER rule). Per fold, beside our recipe from scratch (the `face` preset):
+
+- **lfw as is**: `--lfw-run` (a model trained on LFW with identity labels, e.g. the `face-wild`
+  run of `lfw.py --view 1`) applied with no ORL training, through its own preprocessing; and the
+  same model with the whole ORL image as input (`lfw whole image`: ORL photos are already
+  face crops, where the LFW preprocessing keeps the middle of a wide photo).
+- **lfw + fine-tune**: our recipe on the fold's ORL training people started from `--lfw-run`
+  (`init`: its architecture, the input fitted from colour to grayscale), at the preset's epochs.
+- **ssl lfw + fine-tune**: the same started from `--ssl-run`, a self-supervised model pretrained
+  on all LFW images without their labels (`siamese pretrain LFW/images --preset face-wild`).
+- **pml lfw as is**: the pytorch-metric-learning recipe (peers.py) trained on LFW
+  (`--pml-budget` seconds, every LFW person with two or more images) and applied to ORL as is.
+
+Every method is scored as `orl.py` scores ours, with the R-reference protocol (R = 1, 3, 5).
+ORL's people are not in LFW, so no model ever saw a test face.
+
+    python benchmarks/face_transfer.py ../shared/data/att_faces --lfw-images ../shared/data/lfw/images \
+        --lfw-run RUN [--ssl-run RUN] [--pml-budget 300] [--folds 4]
+"""
+
+from __future__ import annotations
+
+import argparse
+import logging
+from dataclasses import replace
+from functools import partial
+from pathlib import Path
+from typing import Any
+
+import orl
+from common import (
+    ModelScorer,
+    base_parser,
+    evaluate_method,
+    parse_args,
+    reference_counts,
+    run_identity_folds,
+    run_main,
+    train_ours,
+    write_protocol_results,
+)
+from peers import PeerSetup, ours_overrides, ours_record, train_peer
+
+from siamese.data import PRESETS, get_transform, scan_folder
+from siamese.inference import EmbeddingModel
+
+logger = logging.getLogger("benchmarks.face_transfer")
+
+NAME = "face_transfer"
+LABELS = {
+    "scratch": "ORL from scratch (face preset)",
+    "lfw_as_is": "LFW model as is (no ORL training)",
+    "lfw_whole": "LFW model as is, whole ORL image",
+    "lfw_finetune": "LFW model + ORL fine-tune",
+    "ssl_finetune": "self-supervised LFW + ORL fine-tune",
+    "pml_as_is": "pytorch-metric-learning trained on LFW, as is",
+}
+
+
+def whole_image(model: EmbeddingModel) -> EmbeddingModel:
+    """The model with its preset's centre crop turned off (the whole image reaches its input)."""
+    pre = model.preprocessing
+    model.transform = get_transform(replace(PRESETS[pre.preset], crop=1.0), False, pre.size, pre.channels)
+    return model
+
+
+def pml_on_lfw(args: argparse.Namespace) -> Any:
+    """The pml peer trained on every LFW person with 2+ images, at the face-wild input."""
+    index = scan_folder(args.lfw_images)
+    people = [p for p, images in index.by_identity().items() if len(images) >= 2]
+    preset = PRESETS["face-wild"]
+    setup = PeerSetup(
+        index=index.subset(people),
+        preset="face-wild",
+        image_size=preset.image_size,
+        channels=preset.channels,
+        batch_size=8 if args.smoke else 64,
+        seed=args.seed,
+        device=args.device,
+    )
+    return train_peer("pml", setup, 4.0 if args.smoke else args.pml_budget).scorer
+
+
+def run_fold(
+    args: argparse.Namespace, index: Any, k: int, test_ids: tuple[str, ...], people: list[str], pml: Any
+):
+    fold = orl.make_fold(args, index, k, test_ids, people)
+    counts = reference_counts(args)
+    evaluate = partial(evaluate_method, val=fold.val, test=fold.test, references=counts, seed=args.seed + k)
+    methods: dict[str, Any] = {}
+    overrides = ours_overrides(args)
+    data = {"root": str(args.data_root)}
+    if "scratch" in args.methods:
+        scratch = train_ours(orl.PRESET, fold.split, fold.run_dir / "scratch", overrides, args.device, **data)
+        methods["scratch"] = ours_record(scratch, evaluate)
+    if args.lfw_run is not None:
+        model = EmbeddingModel.from_checkpoint(args.lfw_run, device=args.device)
+        methods["lfw_as_is"] = {**evaluate(ModelScorer(model)), "train_time_s": 0.0}
+        methods["lfw_whole"] = {**evaluate(ModelScorer(whole_image(model))), "train_time_s": 0.0}
+        tuned = train_ours(
+            orl.PRESET,
+            fold.split,
+            fold.run_dir / "lfw",
+            {**overrides, "init": str(args.lfw_run)},
+            args.device,
+            **data,
+        )
+        methods["lfw_finetune"] = ours_record(tuned, evaluate)
+    if args.ssl_run is not None:
+        tuned = train_ours(
+            orl.PRESET,
+            fold.split,
+            fold.run_dir / "ssl",
+            {**overrides, "init": str(args.ssl_run)},
+            args.device,
+            **data,
+        )
+        methods["ssl_finetune"] = ours_record(tuned, evaluate)
+    if pml is not None:
+        methods["pml_as_is"] = {**evaluate(pml), "train_time_s": 0.0}
+    enrolled = [m["references"].pop("references") for m in methods.values() if "references" in m]
+    return {
+        "fold": k + 1,
+        "split": fold.split.to_dict(),
+        "test_pairs": fold.test.sets["all"].counts,
+        "val_pairs": fold.val.sets["val"].counts,
+        **({"enrolled_references": enrolled[0]} if enrolled else {}),
+        "methods": methods,
+    }
+
+
+def main() -> None:
+    parser = base_parser(__doc__.split("\n")[0], orl.FOLDS, peers=False, references=orl.REFERENCES)
+    parser.add_argument("--lfw-run", type=Path, help="a model trained on LFW (run directory or checkpoint)")
+    parser.add_argument("--ssl-run", type=Path, help="a model pretrained on LFW without labels")
+    parser.add_argument("--lfw-images", type=Path, help="LFW's images/ folder (for the pml peer)")
+    parser.add_argument(
+        "--pml-budget", type=float, default=300.0, help="seconds of pml training on LFW (0: none)"
+    )
+    parser.add_argument("--methods", default="scratch", help="scratch, or none: the LFW starts only")
+    args = parse_args(parser, "ORL/AT&T faces", preset=orl.PRESET, root="")
+    args.methods = [m.strip() for m in args.methods.split(",")]
+    pml = pml_on_lfw(args) if args.lfw_images is not None and args.pml_budget > 0 else None
+    counts = reference_counts(args)
+    index = scan_folder(args.data_root)
+    flatten = partial(orl.flat, counts=counts)
+    keys = [*orl.KEYS, *orl.reference_flat({}, counts, ("random",))]
+    folds, summary, protocol = run_identity_folds(
+        args, index, orl.FOLDS, orl.SMOKE_PEOPLE, partial(run_fold, pml=pml), flatten, keys, "people"
+    )
+    protocol.update(
+        threshold_rule=orl.THRESHOLD_RULE,
+        references=list(counts),
+        lfw_run=args.lfw_run,
+        ssl_run=args.ssl_run,
+        pml_budget_s=args.pml_budget if pml is not None else None,
+    )
+    orl.LABELS.update(LABELS)
+    markdown = orl.tables(folds, summary, counts).replace(
+        "ORL (AT&T faces)", "ORL from LFW-trained starts", 1
+    )
+    write_protocol_results(args, NAME, protocol, summary, markdown, folds=folds)
+
+
+if __name__ == "__main__":
+    run_main(main)
