@@ -718,6 +718,15 @@ def git_state(cwd: Path = Path(__file__).resolve().parent) -> dict[str, Any] | N
     return {"commit": head.stdout.strip(), "dirty": bool(status.stdout.strip())}
 
 
+def script_path(argv0: str) -> str:
+    """The script as run from the repository root (`benchmarks/orl.py`), wherever it was started from."""
+    script = Path(argv0).resolve()
+    try:
+        return script.relative_to(Path(__file__).resolve().parent.parent).as_posix()
+    except ValueError:
+        return Path(argv0).as_posix()
+
+
 def result_stem(out_dir: Path, name: str, smoke: bool, finished: datetime) -> Path:
     """Where `write_results` puts `<stem>.json` and `<stem>.md`.
 
@@ -746,7 +755,7 @@ def write_results(out_dir: Path, name: str, payload: dict[str, Any], markdown: s
     payload = {
         "benchmark": name,
         "smoke": smoke,
-        "command": " ".join([Path(sys.argv[0]).as_posix(), *sys.argv[1:]]),
+        "command": " ".join([script_path(sys.argv[0]), *sys.argv[1:]]),
         "finished": finished.isoformat(timespec="seconds"),
         "machine": machine(),
         "git": git_state(),

@@ -129,6 +129,16 @@ def _spread_weight(doc: Doc) -> str:
     return f"R={count}, EER at w={weights}: " + "; ".join(parts)
 
 
+def _lfw(doc: Doc) -> str:
+    """LFW: per method, the mean accuracy ± standard error over the folds run."""
+    parts = []
+    for method, s in doc["summary"].items():
+        se = s.get("accuracy_se")
+        se_text = f" ± {pct(se)}" if isinstance(se, (int, float)) and math.isfinite(se) else ""
+        parts.append(f"{method} {pct(s['accuracy_mean'])}{se_text} ({len(s['tasks'])} folds)")
+    return "accuracy " + "; ".join(parts)
+
+
 def key_figures(doc: Doc) -> str:
     """The headline numbers of one envelope, as a short line (empty when its kind is unknown)."""
     summary = doc.get("summary") or {}
@@ -137,6 +147,7 @@ def key_figures(doc: Doc) -> str:
         ("rates" in doc, _step_rates),
         ("methods" in (doc.get("results") or {}), _selfsup),
         (str(doc.get("benchmark", "")).startswith("spread_weight"), _spread_weight),
+        (str(doc.get("benchmark", "")).startswith("lfw"), _lfw),
         ("mean_accuracy" in summary, _omniglot),
         ("scratch" in summary, _finetune),
         (bool(summary), _methods),
