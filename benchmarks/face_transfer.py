@@ -5,13 +5,15 @@ identity-disjoint folds of 10 test people, 6 validation people; thresholds from 
 people, EER rule). Per fold, beside our recipe from scratch (the `face` preset):
 
 - **lfw as is**: `--lfw-run` (a model trained on LFW with identity labels, e.g. the `face-wild`
-  run of `lfw.py --view 1`) applied with no ORL training, through its own preprocessing; and the
-  same model with the whole ORL image as input (`lfw whole image`: ORL photos are already
-  face crops, where the LFW preprocessing keeps the middle of a wide photo).
+  run of `lfw.py --view 1`; without it, the script trains one: the `face-wild` preset on every LFW
+  person, 150 of them validating, for `--lfw-minutes`) applied with no ORL training, through its
+  own preprocessing; and the same model with the whole ORL image as input (`lfw whole image`: ORL
+  photos are already face crops, where the LFW preprocessing keeps the middle of a wide photo).
 - **lfw + fine-tune**: our recipe on the fold's ORL training people started from `--lfw-run`
   (`init`: its architecture, the input fitted from colour to grayscale), at the preset's epochs.
 - **ssl lfw + fine-tune**: the same started from `--ssl-run`, a self-supervised model pretrained
-  on all LFW images without their labels (`siamese pretrain LFW/images --preset face-wild`).
+  on all LFW images without their labels (without it, the script runs `siamese pretrain
+  LFW/images --preset face-wild --method simclr --batch-size 256 --minutes M`, M = `--ssl-minutes`).
 - **pml lfw as is**: the pytorch-metric-learning recipe (peers.py) trained on LFW
   (`--pml-budget` seconds, every LFW person with two or more images) and applied to ORL as is.
 
@@ -19,7 +21,7 @@ Every method is scored as `orl.py` scores ours, with the R-reference protocol (R
 ORL's people are not in LFW, so no model ever saw a test face.
 
     python benchmarks/face_transfer.py ../shared/data/att_faces --lfw-images ../shared/data/lfw/images \
-        --lfw-run RUN [--ssl-run RUN] [--pml-budget 300] [--folds 4]
+        [--lfw-run RUN] [--ssl-run RUN] [--pml-budget 300] [--folds 4]
 """
 
 from __future__ import annotations
@@ -31,6 +33,7 @@ from functools import partial
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import orl
 from common import (
     ModelScorer,
@@ -38,6 +41,7 @@ from common import (
     evaluate_method,
     parse_args,
     reference_counts,
+    require_dir,
     run_identity_folds,
     run_main,
     train_ours,
@@ -45,8 +49,10 @@ from common import (
 )
 from peers import PeerSetup, ours_overrides, ours_record, train_peer
 
-from siamese.data import PRESETS, get_transform, scan_folder
+from siamese.data import PRESETS, Split, get_transform, scan_folder
 from siamese.inference import EmbeddingModel
+from siamese.training.config import build_train_config
+from siamese.training.pretrain import pretrain
 
 logger = logging.getLogger("benchmarks.face_transfer")
 
@@ -68,10 +74,56 @@ def whole_image(model: EmbeddingModel) -> EmbeddingModel:
     return model
 
 
-def pml_on_lfw(args: argparse.Namespace) -> Any:
-    """The pml peer trained on every LFW person with 2+ images, at the face-wild input."""
+SMOKE_PEOPLE_LFW = 40  # LFW people (2+ images) a smoke run trains and pretrains on
+SMOKE_OPTIONS = {"epochs": 1, "samples_per_epoch": 64}
+
+
+def lfw_people(args: argparse.Namespace) -> tuple[Any, list[str]]:
+    """LFW's index and its people with two or more images (with `--smoke`, a seeded few of them)."""
     index = scan_folder(args.lfw_images)
     people = [p for p, images in index.by_identity().items() if len(images) >= 2]
+    if args.smoke:
+        people = sorted(
+            np.random.default_rng(args.seed).choice(people, SMOKE_PEOPLE_LFW, replace=False).tolist()
+        )
+    return index, people
+
+
+def train_on_lfw(args: argparse.Namespace) -> Path:
+    """Our `face-wild` recipe on every LFW person (150 with 2+ images validate) for `--lfw-minutes`."""
+    index, people = lfw_people(args)
+    rng = np.random.default_rng(args.seed)
+    val = set(rng.choice(people, size=4 if args.smoke else 150, replace=False).tolist())
+    everyone = people if args.smoke else list(index.identities)
+    split = Split(train=[p for p in everyone if p not in val], val=sorted(val), test=[])
+    options = SMOKE_OPTIONS if args.smoke else {"minutes": args.lfw_minutes}
+    out = args.work_dir / NAME / "lfw"
+    train_ours(
+        "face-wild", split, out, {"seed": args.seed, **options}, args.device, root=str(args.lfw_images)
+    )
+    return out
+
+
+def pretrain_on_lfw(args: argparse.Namespace) -> Path:
+    """simclr on the LFW images, no labels, for `--ssl-minutes`."""
+    index, people = lfw_people(args)
+    root: Path = args.lfw_images
+    if args.smoke:  # a list file of the few people's images
+        root = args.work_dir / NAME / "ssl-images.txt"
+        root.parent.mkdir(parents=True, exist_ok=True)
+        root.write_text("".join(f"{index.records[i].path}\n" for p in people for i in index.by_identity()[p]))
+    out = args.work_dir / NAME / "ssl"
+    options = SMOKE_OPTIONS if args.smoke else {"minutes": args.ssl_minutes}
+    config = build_train_config(
+        "face-wild", root=str(root), method="simclr", batch_size=256, out=str(out), seed=args.seed, **options
+    )
+    pretrain(config)
+    return out
+
+
+def pml_on_lfw(args: argparse.Namespace) -> Any:
+    """The pml peer trained on every LFW person with 2+ images, at the face-wild input."""
+    index, people = lfw_people(args)
     preset = PRESETS["face-wild"]
     setup = PeerSetup(
         index=index.subset(people),
@@ -137,13 +189,21 @@ def main() -> None:
     parser = base_parser(__doc__.split("\n")[0], orl.FOLDS, peers=False, references=orl.REFERENCES)
     parser.add_argument("--lfw-run", type=Path, help="a model trained on LFW (run directory or checkpoint)")
     parser.add_argument("--ssl-run", type=Path, help="a model pretrained on LFW without labels")
-    parser.add_argument("--lfw-images", type=Path, help="LFW's images/ folder (for the pml peer)")
+    parser.add_argument(
+        "--lfw-images", type=Path, help="LFW's images/ folder: the pml peer, and the runs not given"
+    )
+    parser.add_argument("--lfw-minutes", type=float, default=5.0, help="training on LFW when no --lfw-run")
+    parser.add_argument("--ssl-minutes", type=float, default=5.0, help="pretraining on LFW when no --ssl-run")
     parser.add_argument(
         "--pml-budget", type=float, default=300.0, help="seconds of pml training on LFW (0: none)"
     )
     parser.add_argument("--methods", default="scratch", help="scratch, or none: the LFW starts only")
     args = parse_args(parser, "ORL/AT&T faces", preset=orl.PRESET, root="")
     args.methods = [m.strip() for m in args.methods.split(",")]
+    if args.lfw_images is not None:
+        require_dir(args.lfw_images, "LFW images folder")
+        args.lfw_run = args.lfw_run or train_on_lfw(args)
+        args.ssl_run = args.ssl_run or (pretrain_on_lfw(args) if args.ssl_minutes > 0 else None)
     pml = pml_on_lfw(args) if args.lfw_images is not None and args.pml_budget > 0 else None
     counts = reference_counts(args)
     index = scan_folder(args.data_root)

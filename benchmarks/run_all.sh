@@ -21,3 +21,7 @@ fi
 "$PY" benchmarks/selfsup.py "$DATA/omniglot" --step-rates 20 "$@"
 "$PY" benchmarks/finetune.py "$DATA" --dataset orl "$@"
 "$PY" benchmarks/finetune.py "$DATA" --dataset cedar "$@"
+"$PY" benchmarks/lfw.py "$DATA/lfw" "$@"
+if [ -d "$DATA/lfw" ]; then  # the ORL protocol from LFW-trained and LFW-pretrained starts
+    "$PY" benchmarks/face_transfer.py "$DATA/att_faces" --lfw-images "$DATA/lfw/images" "$@"
+fi
