@@ -213,7 +213,7 @@ def _check_options(
             "a pairs file already lists its impostors; forgeries are only used to generate pairs"
         )
     checked = [("batch_size", batch_size, 1), ("workers", workers, 0)] + (
-        [("folds", folds, 2)] if folds else []
+        [("folds", folds, 2)] if folds is not None else []
     )
     for name, value, low in checked:
         if isinstance(value, bool) or not isinstance(value, int) or value < low:
@@ -233,7 +233,7 @@ def _fold_count(protocol: str, folds: int | None, declared: int | None) -> int |
                 f"the pairs file declares {declared} folds in its header; --folds {folds} disagrees"
             )
         return declared
-    return (folds or 10) if protocol == "kfold" else None
+    return (10 if folds is None else folds) if protocol == "kfold" else None
 
 
 def _json_safe(value: Any) -> Any:
