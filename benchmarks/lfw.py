@@ -215,9 +215,15 @@ def record_path(args: argparse.Namespace, view: int, method: str, task: str) -> 
 
 
 def run_task(
-    args: argparse.Namespace, index: ImageIndex, view: View, task: Task, method: str
+    args: argparse.Namespace,
+    index: ImageIndex,
+    view: View,
+    task: Task,
+    method: str,
+    ours_done: dict[str, Any] | None,
 ) -> dict[str, Any]:
-    """Train (or build) one method for one task and score every pair of the view."""
+    """Train (or build) one method for one task and score every pair of the view (`ours_done`: our
+    stored record of the task, whose wall time is a peer's budget)."""
     seed = args.seed + int("".join(c for c in task.name if c.isdigit()) or 0)
     split = task_split(index, task, seed, args.smoke)
     images = index.by_identity()
@@ -240,7 +246,7 @@ def run_task(
         facts.update(train_time_s=ours.train_time_s, kept_epoch=ours.checkpoint.get("epoch"))
         facts["config"] = ours.config.to_dict()
     elif method in PEERS:
-        budget = peer_budget(args, ours)
+        budget = peer_budget(args, ours_done)
         size, channels = input_shape(build_train_config(PRESET, root="."))
         setup = PeerSetup(
             index=index.subset(split.train),
