@@ -144,6 +144,7 @@ def run_fold(
     args: argparse.Namespace, index: Any, k: int, test_ids: tuple[str, ...], people: list[str], pml: Any
 ):
     fold = orl.make_fold(args, index, k, test_ids, people)
+    fold = replace(fold, run_dir=args.work_dir / NAME / f"fold{k + 1}")
     counts = reference_counts(args)
     evaluate = partial(evaluate_method, val=fold.val, test=fold.test, references=counts, seed=args.seed + k)
     methods: dict[str, Any] = {}
