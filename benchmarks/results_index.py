@@ -149,7 +149,7 @@ def key_figures(doc: Doc) -> str:
         (str(doc.get("benchmark", "")).startswith("spread_weight"), _spread_weight),
         (str(doc.get("benchmark", "")).startswith("lfw"), _lfw),
         ("mean_accuracy" in summary, _omniglot),
-        ("scratch" in summary, _finetune),
+        ("scratch" in summary and "finetune" in summary, _finetune),
         (bool(summary), _methods),
     ]
     for matches, read in readers:
