@@ -239,3 +239,21 @@ def test_train_without_data_uses_the_embedded_characters(tmp_path, monkeypatch, 
     assert summary["identities"] == {"train": 64, "val": 22, "test": 22} and summary["test"]["pairs"] == 32
     split = json.loads((out / "split.json").read_text())
     assert not set(split["test"]) & set(split["train"]) and "latin-small-letter-a" in sum(split.values(), [])
+
+
+def test_init_from_a_grayscale_run_into_a_colour_preset(tiny_run, tmp_path):
+    """`--init` with no architecture flag takes the init's (the tiny run's 8-d digits encoder) into
+    a `face-wild` run, whose colour input is fitted from the init's single channel."""
+    run_dir, data = tiny_run
+    out = tmp_path / "wild"
+    args = ["train", str(data), "--preset", "face-wild", "--init", str(run_dir), "--epochs", "1"]
+    args += ["--batch-size", "8", "--samples-per-epoch", "16", "--eval-pairs", "8", "--out", str(out)]
+    result = runner.invoke(app, [*args, "--val-fraction", "0.25", "--test-fraction", "0.25"])
+    assert result.exit_code == 0, result.output
+    meta = json.loads((out / "checkpoints" / "best.json").read_text())
+    start = json.loads((run_dir / "checkpoints" / "best.json").read_text())
+    assert meta["encoder"]["in_channels"] == 3 and start["encoder"]["in_channels"] == 1
+    assert meta["embedding_dim"] == start["embedding_dim"] == 8
+    assert {k: v for k, v in meta["encoder"].items() if k != "in_channels"} == {
+        k: v for k, v in start["encoder"].items() if k != "in_channels"
+    }
