@@ -148,34 +148,24 @@ def run_fold(
     counts = reference_counts(args)
     evaluate = partial(evaluate_method, val=fold.val, test=fold.test, references=counts, seed=args.seed + k)
     methods: dict[str, Any] = {}
-    overrides = ours_overrides(args)
-    data = {"root": str(args.data_root)}
+
+    def train(name: str, init: Path | None) -> dict[str, Any]:
+        """Our `face` recipe on the fold's ORL people, from scratch or from `init`."""
+        overrides = {**ours_overrides(args), **({"init": str(init)} if init is not None else {})}
+        run = train_ours(
+            orl.PRESET, fold.split, fold.run_dir / name, overrides, args.device, root=str(args.data_root)
+        )
+        return ours_record(run, evaluate)
+
     if "scratch" in args.methods:
-        scratch = train_ours(orl.PRESET, fold.split, fold.run_dir / "scratch", overrides, args.device, **data)
-        methods["scratch"] = ours_record(scratch, evaluate)
+        methods["scratch"] = train("scratch", None)
     if args.lfw_run is not None:
         model = EmbeddingModel.from_checkpoint(args.lfw_run, device=args.device)
         methods["lfw_as_is"] = {**evaluate(ModelScorer(model)), "train_time_s": 0.0}
         methods["lfw_whole"] = {**evaluate(ModelScorer(whole_image(model))), "train_time_s": 0.0}
-        tuned = train_ours(
-            orl.PRESET,
-            fold.split,
-            fold.run_dir / "lfw",
-            {**overrides, "init": str(args.lfw_run)},
-            args.device,
-            **data,
-        )
-        methods["lfw_finetune"] = ours_record(tuned, evaluate)
+        methods["lfw_finetune"] = train("lfw", args.lfw_run)
     if args.ssl_run is not None:
-        tuned = train_ours(
-            orl.PRESET,
-            fold.split,
-            fold.run_dir / "ssl",
-            {**overrides, "init": str(args.ssl_run)},
-            args.device,
-            **data,
-        )
-        methods["ssl_finetune"] = ours_record(tuned, evaluate)
+        methods["ssl_finetune"] = train("ssl", args.ssl_run)
     if pml is not None:
         methods["pml_as_is"] = {**evaluate(pml), "train_time_s": 0.0}
     enrolled = [m["references"].pop("references") for m in methods.values() if "references" in m]
