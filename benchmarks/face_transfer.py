@@ -28,6 +28,7 @@ ORL's people are not in LFW, so no model ever saw a test face.
 from __future__ import annotations
 
 import argparse
+import functools
 import logging
 from dataclasses import replace
 from functools import partial
@@ -50,7 +51,7 @@ from common import (
 )
 from peers import PeerSetup, ours_overrides, ours_record, train_peer
 
-from siamese.data import PRESETS, Split, get_transform, scan_folder
+from siamese.data import PRESETS, ImageIndex, Split, get_transform, scan_folder
 from siamese.inference import EmbeddingModel
 from siamese.training.config import build_train_config
 from siamese.training.pretrain import pretrain
@@ -79,9 +80,15 @@ SMOKE_PEOPLE_LFW = 40  # LFW people (2+ images) a smoke run trains and pretrains
 SMOKE_OPTIONS = {"epochs": 1, "samples_per_epoch": 64}
 
 
-def lfw_people(args: argparse.Namespace) -> tuple[Any, list[str]]:
-    """LFW's index and its people with two or more images (with `--smoke`, a seeded few of them)."""
-    index = scan_folder(args.lfw_images)
+@functools.cache
+def _lfw_index(images: Path) -> ImageIndex:
+    return scan_folder(images)
+
+
+def lfw_people(args: argparse.Namespace) -> tuple[ImageIndex, list[str]]:
+    """LFW's index (scanned once) and its people with two or more images (with `--smoke`, a seeded
+    few of them)."""
+    index = _lfw_index(args.lfw_images)
     people = [p for p, images in index.by_identity().items() if len(images) >= 2]
     if args.smoke:
         people = sorted(
@@ -114,7 +121,8 @@ def pretrain_on_lfw(args: argparse.Namespace) -> Path:
     if args.smoke:  # a list file of the few people's images
         root = args.work_dir / NAME / "ssl-images.txt"
         root.parent.mkdir(parents=True, exist_ok=True)
-        root.write_text("".join(f"{index.records[i].path}\n" for p in people for i in index.by_identity()[p]))
+        images = index.by_identity()
+        root.write_text("".join(f"{index.records[i].path}\n" for p in people for i in images[p]))
     out = args.work_dir / NAME / "ssl"
     options = SMOKE_OPTIONS if args.smoke else {"minutes": args.ssl_minutes}
     config = build_train_config(
