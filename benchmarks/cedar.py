@@ -41,7 +41,7 @@ from common import (
 )
 from peers import PEERS, Fold, compare_on_fold
 
-from siamese.data import ImageIndex, open_image, scan_folder
+from siamese.data import ImageIndex, Split, open_image, scan_folder
 from siamese.data.transforms import background_colour
 from siamese.evaluation import as_scores
 
@@ -124,12 +124,18 @@ def load_index(root: Path) -> ImageIndex:
     return scan_folder(root / "genuine", root / "forged")
 
 
+def make_pairs(index: ImageIndex, split: Split, seed: int, per_writer: int | None) -> tuple[PairSet, PairSet]:
+    """The validation pairs ("val") of `split`'s validation writers and the test pairs per impostor
+    kind of its test writers."""
+    val = writer_pairs(index, split.val, seed, per_writer).only("val")
+    return val, writer_pairs(index, split.test, seed, per_writer).only(*KINDS)
+
+
 def make_fold(args: Any, index: ImageIndex, k: int, test_ids: tuple[str, ...], writers: list[str]) -> Fold:
     """Fold `k`: its split, validation pairs ("val"), test pairs per impostor kind, training data."""
     split = fold_split(writers, test_ids, 2 if args.smoke else VAL_WRITERS, args.seed + k)
     per_writer = SMOKE_IMAGES_PER_WRITER if args.smoke else None
-    val = writer_pairs(index, split.val, args.seed + k, per_writer).only("val")
-    test = writer_pairs(index, split.test, args.seed + k, per_writer).only(*KINDS)
+    val, test = make_pairs(index, split, args.seed + k, per_writer)
     return Fold(
         k, split, val, test, index, training_data(args.data_root), args.work_dir / NAME / f"fold{k + 1}"
     )
@@ -143,11 +149,12 @@ def run_fold(args: Any, index: ImageIndex, k: int, test_ids: tuple[str, ...], wr
 
 
 def flat(result: dict[str, Any], counts: tuple[int, ...] = ()) -> dict[str, float]:
-    """One method's fold result as `<kind>_<metric>` columns plus training time (and the references')."""
+    """One method's fold result as `<kind>_<metric>` columns (FAR and FRR at the validation
+    threshold included) plus training time (and the references')."""
     out = {
         f"{kind}_{key}": result[kind][key]
         for kind in KINDS
-        for key in ("eer", "auc", "tar@far=0.01", "accuracy")
+        for key in ("eer", "auc", "tar@far=0.01", "accuracy", "far", "frr")
     }
     return {**out, "train_time_s": result["train_time_s"], **reference_flat(result, counts, KINDS)}
 

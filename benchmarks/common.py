@@ -212,12 +212,12 @@ def reference_counts(args: argparse.Namespace) -> tuple[int, ...]:
     return counts
 
 
-def peer_names(arg: str) -> list[str]:
-    """Parse `--peers`."""
+def peer_names(arg: str, known: Sequence[str] = ("pairbce", "pml")) -> list[str]:
+    """Parse `--peers` (names out of `known`, or none)."""
     names = [n.strip() for n in arg.split(",") if n.strip() and n.strip() != "none"]
-    unknown = sorted(set(names) - {"pairbce", "pml"})
+    unknown = sorted(set(names) - set(known))
     if unknown:
-        sys.exit(f"unknown peer recipe(s): {', '.join(unknown)}; choose from pairbce, pml, none")
+        sys.exit(f"unknown peer recipe(s): {', '.join(unknown)}; choose from {', '.join(known)}, none")
     return names
 
 

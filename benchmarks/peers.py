@@ -13,7 +13,14 @@
   picks from `samplers.MPerClassSampler(labels, m=4)` batches, Adam lr 1e-3. The pair score is minus
   the euclidean distance of the L2-normalised embeddings (the distance the loss trains by default).
 
-Both see the preset's train transform while training and its eval transform at test time
+- `signet`: SigNet's recipe (Dey et al. 2017) rebuilt from the library's parts, trained by our own
+  loop: its CNN (the `signet` encoder, 155x220, no L2 normalisation), the exact Hadsell loss
+  (margin 1, euclidean distance) on genuine/skilled-forgery pairs (`forgery_fraction=1`), RMSprop
+  (lr 1e-4, rho 0.9, eps 1e-8, momentum 0.9, weight decay 5e-4), batches of 128 pairs. It plans
+  its schedule for the budget with `minutes` (the library's cosine decay of the learning rate,
+  without warm-up), and is scored by the euclidean distance like the paper. Signature presets only.
+
+All of them see the preset's train transform while training and its eval transform at test time
 (`siamese.data.get_transform`), so their inputs are identical to ours. With skilled forgeries (CEDAR),
 `pairbce` draws impostors like our pair sampler (half of them forgeries of the anchor's writer) and
 `pml` labels the forgeries of writer k as one extra class "forged k". Each trains until the time
@@ -60,6 +67,24 @@ PEERS = {
     "pairbce": "pytorch/examples siamese_network (resnet18, concat head, BCE)",
     "pml": "pytorch-metric-learning (resnet18, Contrastive + MultiSimilarity miner)",
 }
+RECIPES = {"signet": "SigNet's recipe rebuilt (its CNN, Hadsell loss, RMSprop)"}
+"""Peers built from the library's own parts, trained like ours with their own options."""
+SIGNET = {
+    "encoder": "signet",
+    "embedding_dim": 128,
+    "normalize": False,
+    "loss": "margin",
+    "margin": 1.0,
+    "distance": "euclidean",
+    "sampler": "pairs",
+    "forgery_fraction": 1.0,
+    "optimizer": "rmsprop",
+    "lr": 1e-4,
+    "weight_decay": 5e-4,
+    "warmup_epochs": 0.0,
+    "batch_size": 128,
+}
+"""The training options of the `signet` recipe (over the preset's data options)."""
 SCORE_BATCH = 4096
 SMOKE = {"options": {"epochs": 1, "samples_per_epoch": 64, "eval_pairs": 32}, "budget": 4.0, "peer_batch": 8}
 """What `compare_on_fold` uses with `--smoke`: our training options, the peers' budget (s) and batch."""
@@ -375,6 +400,18 @@ def ours_record(ours: OursResult, evaluate: Callable[[Scorer], dict[str, Any]]) 
     return {**record, "best_epoch": checkpoint["epoch"], "checkpoint_threshold": checkpoint["threshold"]}
 
 
+def train_recipe(
+    args: Any, preset: str, fold: Fold, name: str, budget_s: float, smoke: dict[str, Any] = SMOKE
+) -> OursResult:
+    """Train the library-built peer `name` (a key of `RECIPES`) on the fold for `budget_s` seconds
+    (`minutes`; the smoke options instead with `--smoke`), in its own run directory."""
+    logger.info("training peer %s for %.0f s", name, budget_s)
+    time = {} if args.smoke else {"minutes": budget_s / 60}
+    options = {**SIGNET, **(smoke["options"] if args.smoke else {}), **time, "seed": args.seed}
+    run_dir = fold.run_dir.with_name(f"{fold.run_dir.name}-{name}")
+    return train_ours(preset, fold.split, run_dir, options, args.device, **fold.data)
+
+
 def compare_on_fold(
     args: Any,
     preset: str,
@@ -417,7 +454,10 @@ def compare_on_fold(
         device=args.device,
         forgery_fraction=ours.config.data.forgery_fraction,
     )
-    methods.update(run_peers(peer_names(args.peers), setup, budget, evaluate))
+    names = peer_names(args.peers, (*PEERS, *RECIPES))
+    methods.update(run_peers([n for n in names if n in PEERS], setup, budget, evaluate))
+    for name in (n for n in names if n in RECIPES):
+        methods[name] = ours_record(train_recipe(args, preset, fold, name, budget, smoke), evaluate)
     methods.update({name: {**evaluate(s), "train_time_s": 0.0} for name, s in (baselines or {}).items()})
     # The enrolled references depend only on the fold's seed and images: the same for every method.
     enrolled = [m["references"].pop("references") for m in methods.values() if "references" in m]

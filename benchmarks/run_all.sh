@@ -16,6 +16,7 @@ if [ -d "$DATA/att_faces" ]; then  # the second face protocol: ORL relit per ima
 fi
 "$PY" benchmarks/omniglot.py "$DATA/omniglot" "$@"
 "$PY" benchmarks/cedar.py "$DATA/cedar" "$@"
+"$PY" benchmarks/bhsig.py "$DATA/bhsig260-hindi" "$@"
 "$PY" benchmarks/spread_weight.py "$DATA/cedar" --dataset cedar "$@"
 "$PY" benchmarks/selfsup.py "$DATA/omniglot" "$@"
 "$PY" benchmarks/selfsup.py "$DATA/omniglot" --step-rates 20 "$@"

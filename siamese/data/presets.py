@@ -252,7 +252,6 @@ PRESETS: dict[str, Preset] = {
             # Chosen on LFW's View 1 (docs/presets.md): SupCon 86.9% against ArcFace 70.1% in 5 min
             "loss": "supcon",
             "epochs": 9,  # about 5 min on a 2-core CPU for the 9k LFW images of people with 2+ images
-
             "embedding_dim": 128,
             "batch_size": 64,
             "encoder_kwargs": {"width": 32, "stem_stride": 1, "grid": 2, "dropout": 0.2},

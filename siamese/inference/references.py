@@ -35,6 +35,7 @@ from siamese.runs import RunDir, validation_split_of
 
 logger = logging.getLogger(__name__)
 
+
 @dataclass(frozen=True)
 class EmbeddedSet:
     """The genuine images (and skilled forgeries) of an index, embedded.

@@ -25,6 +25,7 @@ from siamese.models.twin import pair_distance
 
 logger = logging.getLogger(__name__)
 
+
 @dataclass
 class VerificationResult:
     """The decision on one pair of images.
@@ -64,9 +65,7 @@ class Verifier(EmbeddingModel):
         cal = self.info.calibration
         return None if cal is None else float(calibrated_confidence(distance, cal))
 
-    def verify(
-        self, a: ImageSource, b: ImageSource, threshold: float | None = None
-    ) -> VerificationResult:
+    def verify(self, a: ImageSource, b: ImageSource, threshold: float | None = None) -> VerificationResult:
         """Decide whether two images show the same identity.
 
         Both images go through the encoder as one batch of two.

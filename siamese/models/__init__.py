@@ -2,6 +2,7 @@
 
 from siamese.models.encoder import Encoder, check_encoder_args
 from siamese.models.registry import ENCODERS, get_encoder
+from siamese.models.signet import SigNet, signet
 from siamese.models.small_cnn import SmallCNN, smallcnn
 from siamese.models.torchvision_backbones import (
     adapt_first_conv,
@@ -16,6 +17,7 @@ from siamese.models.twin import TwinNetwork, TwinOutput, pair_distance
 __all__ = [
     "ENCODERS",
     "Encoder",
+    "SigNet",
     "SmallCNN",
     "TwinNetwork",
     "TwinOutput",
@@ -28,6 +30,7 @@ __all__ = [
     "resnet18",
     "resnet34",
     "resnet50",
+    "signet",
     "smallcnn",
     "tta_embed",
 ]

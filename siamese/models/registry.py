@@ -10,11 +10,13 @@ from torch import nn
 
 from siamese.errors import ConfigError
 from siamese.models.encoder import Encoder
+from siamese.models.signet import signet
 from siamese.models.small_cnn import smallcnn
 from siamese.models.torchvision_backbones import mobilenet_v3_small, resnet18, resnet34, resnet50
 
 ENCODERS: dict[str, Callable[..., Encoder]] = {
     "smallcnn": smallcnn,
+    "signet": signet,
     "resnet18": resnet18,
     "resnet34": resnet34,
     "resnet50": resnet50,

@@ -20,15 +20,16 @@ def _conv_block(in_channels: int, out_channels: int, stride: int) -> nn.Sequenti
 
 
 class GridPool(nn.Module):
-    """Adaptive average pooling to `grid x grid` written as one matrix product.
+    """Adaptive average pooling to `grid x grid` (or `(rows, cols)`) written as one matrix product.
 
     Equals `nn.AdaptiveAvgPool2d(grid)` (same bins), but exports to ONNX for any input size: the
     legacy exporter only handles adaptive pooling whose output divides the input.
     """
 
-    def __init__(self, grid: int) -> None:
+    def __init__(self, grid: int | tuple[int, int]) -> None:
         super().__init__()
         self.grid = grid
+        self.rows, self.cols = (grid, grid) if isinstance(grid, int) else grid
 
     @staticmethod
     def _bins(size: int, grid: int) -> torch.Tensor:
@@ -40,10 +41,10 @@ class GridPool(nn.Module):
         return m
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        """`(B, C, H, W) -> (B, C, grid, grid)`."""
+        """`(B, C, H, W) -> (B, C, rows, cols)`."""
         h, w = int(x.shape[-2]), int(x.shape[-1])
-        rows = self._bins(h, self.grid).to(x)  # (g, H)
-        cols = self._bins(w, self.grid).to(x)  # (g, W)
+        rows = self._bins(h, self.rows).to(x)  # (g, H)
+        cols = self._bins(w, self.cols).to(x)  # (k, W)
         return torch.einsum("gh,bchw,kw->bcgk", rows, x, cols)
 
 

@@ -132,6 +132,10 @@ def build_optimizer(
         opt: torch.optim.Optimizer = torch.optim.SGD(
             groups, lr=o.lr, momentum=0.9, nesterov=True, weight_decay=o.weight_decay
         )
+    elif o.optimizer == "rmsprop":  # SigNet's: rho 0.9, fuzz factor 1e-8, momentum 0.9
+        opt = torch.optim.RMSprop(
+            groups, lr=o.lr, alpha=0.9, eps=1e-8, momentum=0.9, weight_decay=o.weight_decay
+        )
     else:
         opt = torch.optim.AdamW(groups, lr=o.lr, weight_decay=o.weight_decay)
     factor = WarmupCosine(int(o.warmup_epochs * steps_per_epoch), o.epochs * steps_per_epoch)

@@ -211,7 +211,8 @@ class OptimConfig:
     """Optimiser and schedule.
 
     Attributes:
-        optimizer: "adamw" or "sgd" (momentum 0.9, Nesterov).
+        optimizer: "adamw", "sgd" (momentum 0.9, Nesterov) or "rmsprop" (SigNet's: smoothing
+            0.9, eps 1e-8, momentum 0.9; L2 weight decay).
         lr: peak learning rate.
         weight_decay: decoupled weight decay.
         epochs: passes of `samples_per_epoch` samples.

@@ -16,6 +16,9 @@ from siamese import names
 from siamese.errors import CheckpointError, ConfigError
 from siamese.models import ENCODERS, Encoder, SmallCNN, adapt_first_conv, get_encoder
 
+SIDE = {"signet": 72}  # the smallest input it takes is 67 px a side (SigNet: 155x220)
+"""Test image side per encoder (32 px unless listed)."""
+
 
 def test_registry_keys_are_the_names():
     assert tuple(ENCODERS) == names.ENCODERS
@@ -26,7 +29,7 @@ def test_registry_keys_are_the_names():
 def test_forward_backward(name, in_channels, embedding_dim):
     torch.manual_seed(0)
     enc = get_encoder(name, in_channels=in_channels, embedding_dim=embedding_dim)
-    x = torch.randn(2, in_channels, 32, 32)
+    x = torch.randn(2, in_channels, SIDE.get(name, 32), SIDE.get(name, 32))
     out = enc(x)  # (B, D)
     expected_dim = embedding_dim if embedding_dim else enc.feature_dim
     assert out.shape == (2, expected_dim)
@@ -45,7 +48,10 @@ def test_forward_backward(name, in_channels, embedding_dim):
 
 @pytest.mark.parametrize("name", names.ENCODERS)
 def test_spec_round_trip_rebuilds_same_architecture(name):
-    extra = {"width": 8, "stem_stride": 2, "grid": 2, "dropout": 0.0} if name == "smallcnn" else {}
+    extra = {
+        "smallcnn": {"width": 8, "stem_stride": 2, "grid": 2, "dropout": 0.0},
+        "signet": {"stem_stride": 3, "fc": 32},
+    }.get(name, {})
     enc = get_encoder(name, in_channels=2, embedding_dim=8, normalize=False, **extra).eval()
     spec = json.loads(json.dumps(enc.spec))
     assert spec == {"name": name, "in_channels": 2, "embedding_dim": 8, "normalize": False, **extra}
@@ -54,7 +60,7 @@ def test_spec_round_trip_rebuilds_same_architecture(name):
     torch.manual_seed(123)  # different init from `enc`
     rebuilt = get_encoder(**spec).eval()
     rebuilt.load_state_dict(enc.state_dict(), strict=True)
-    x = torch.randn(2, 2, 32, 32)
+    x = torch.randn(2, 2, SIDE.get(name, 32), SIDE.get(name, 32))
     with torch.no_grad():
         torch.testing.assert_close(rebuilt(x), enc(x))
     assert rebuilt.normalize is False
