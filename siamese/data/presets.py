@@ -122,6 +122,10 @@ class Preset:
         remove_background: set every pixel brighter than the image's Otsu threshold to pure white
             before anything else, so paper tone and scanner differences carry no signal (SigNet).
         invert: invert intensities (255 - x) after background removal.
+        trim: crop to the ink, the box of the pixels that background removal left (the outermost
+            0.5% of them on each side ignored as specks), plus a 2% margin, before fitting; needs
+            `remove_background`. A signature then fills the input whatever its place and size on
+            the page.
         hflip: random horizontal flips in training.
         degrees: random rotation range (+/- degrees) in training.
         translate: random shift range as a fraction of width/height in training.
@@ -151,6 +155,7 @@ class Preset:
     fit: str = "pad"
     remove_background: bool = False
     invert: bool = False
+    trim: bool = False
     hflip: bool = False
     degrees: float = 0.0
     translate: float = 0.0
@@ -169,6 +174,8 @@ class Preset:
     def __post_init__(self) -> None:
         if not 0.0 < self.crop <= 1.0:
             raise ValueError(f"preset {self.name}: crop must be in (0, 1], got {self.crop}")
+        if self.trim and not self.remove_background:
+            raise ValueError(f"preset {self.name}: trim needs remove_background (a uniform background)")
         object.__setattr__(self, "training", MappingProxyType(dict(self.training)))
         object.__setattr__(self, "pretraining", MappingProxyType(dict(self.pretraining)))
         unknown = sorted(set(self.method_pretraining) - set(names.SSL_METHODS))
@@ -408,8 +415,8 @@ def preprocessing_spec(
     """JSON-able description of the deterministic (eval) preprocessing, for export metadata.
 
     Keys: preset, size [H, W], channels, convert (how images of the other kind reach `channels`),
-    remove_background, invert, crop (centre crop, share of each side), fit, pad (fit == "pad"),
-    pad_fill, resample, mean and std (per channel). Rebuild the transform with
+    remove_background, invert, trim (crop to the ink), crop (centre crop, share of each side), fit,
+    pad (fit == "pad"), pad_fill, resample, mean and std (per channel). Rebuild the transform with
     `get_transform(spec["preset"], False, tuple(spec["size"]), spec["channels"])`.
     """
     p = resolve_preset(preset, image_size, channels)
@@ -420,6 +427,7 @@ def preprocessing_spec(
         "convert": CONVERT,
         "remove_background": "otsu" if p.remove_background else None,
         "invert": p.invert,
+        "trim": p.trim,
         "crop": p.crop,
         "fit": p.fit,
         "pad": p.fit == "pad",

@@ -4,7 +4,7 @@ Every transform maps a Pillow image to a float tensor (C, H, W) normalised with 
 (mean = std = 0.5 per channel, so pixel values land in [-1, 1]). Steps, in order:
 
 1. convert to "L" or "RGB" (`channels`);
-2. invert (signature only: ink becomes bright on black);
+2. signatures only: background removal, inversion (ink becomes bright on black), crop to the ink (`trim`);
 3. centre crop (`crop` < 1: faces in the wild keep the middle of the photo), then fit to (H, W):
    "crop" = aspect-preserving resize then centre crop, "pad" = aspect-preserving resize then pad
    with the background colour (median of the border pixels), "stretch" = resize;
@@ -113,6 +113,29 @@ class _Invert(Deterministic):
         return ImageOps.invert(img)
 
 
+class _TrimToInk(Deterministic):
+    """Crop to the box of the pixels that differ from the (uniform) background, ignoring the
+    outermost `outlier` share of them on each side (specks), plus `margin` of each side."""
+
+    def __init__(self, outlier: float = 0.005, margin: float = 0.02) -> None:
+        self.outlier = outlier
+        self.margin = margin
+
+    def __call__(self, img: Image.Image) -> Image.Image:
+        grey = img.convert("L")
+        arr = np.asarray(grey)
+        rows, cols = np.nonzero(arr != background_colour(grey))
+        if len(rows) == 0:
+            return img  # a blank page: nothing to crop to
+        q = (self.outlier, 1.0 - self.outlier)
+        top, bottom = np.quantile(rows, q).round().astype(int)
+        left, right = np.quantile(cols, q).round().astype(int)
+        pad_y = round(self.margin * (bottom - top + 1))
+        pad_x = round(self.margin * (right - left + 1))
+        box = (max(left - pad_x, 0), max(top - pad_y, 0), right + 1 + pad_x, bottom + 1 + pad_y)
+        return img.crop((box[0], box[1], min(box[2], img.width), min(box[3], img.height)))
+
+
 class _CentreCrop(Deterministic):
     """Keep the middle `share` of each side (rounded to whole pixels, at least one)."""
 
@@ -200,12 +223,15 @@ def get_transform(
 
 
 def preprocess_steps(p: Preset) -> list[Callable]:
-    """Steps 1-3 of a resolved preset: to mode, background removal, inversion, centre crop, fit to (H, W)."""
+    """Steps 1-3 of a resolved preset: to mode, background removal, inversion, crop to the ink,
+    centre crop, fit to (H, W)."""
     steps: list[Callable] = [_ToMode(p.channels)]
     if p.remove_background:
         steps.append(_RemoveBackground())
     if p.invert:
         steps.append(_Invert())
+    if p.trim:
+        steps.append(_TrimToInk())
     if p.crop < 1.0:
         steps.append(_CentreCrop(p.crop))
     steps.append(_Fit(p.image_size, p.fit))

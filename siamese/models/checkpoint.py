@@ -16,7 +16,7 @@ import logging
 import os
 import tempfile
 from collections.abc import Callable, Mapping
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
@@ -333,6 +333,8 @@ class Preprocessing:
         remove_background: "otsu" (pixels brighter than the image's Otsu threshold become white,
             before anything else) or None.
         invert: intensities inverted (255 - x) after background removal.
+        trim: cropped to the ink before fitting (`siamese.data.Preset.trim`); what the checkpoint
+            records, False when it records nothing (checkpoints from before the option).
         crop: share of each side kept by a centre crop before fitting (1 = whole image).
         fit: how an image reaches `size`: "pad", "crop" or "stretch".
         pad: `fit == "pad"`.
@@ -348,6 +350,7 @@ class Preprocessing:
     convert: str
     remove_background: str | None
     invert: bool
+    trim: bool
     crop: float
     fit: str
     pad: bool
@@ -362,8 +365,9 @@ class Preprocessing:
 
         The preset, size and channels come from `meta["preprocessing"]`, else from the top-level
         `preset`, `image_size` and `channels` of older checkpoints (channels: else the encoder's
-        input channels). Every other field is the preset's, which is what `transform` applies; a
-        recorded value that differs from it is logged as a warning.
+        input channels), `trim` from the record (False when absent). Every other field is the
+        preset's, which is what `transform` applies; a recorded value that differs from it is
+        logged as a warning.
 
         Args:
             meta: checkpoint metadata (see `read_metadata`).
@@ -388,6 +392,7 @@ class Preprocessing:
             spec = preprocessing_spec(preset, size, channels)
         except (ConfigError, TypeError, ValueError) as exc:
             raise CheckpointError(f"{source}.json has unusable preprocessing: {exc}") from None
+        spec["trim"] = bool(pre.get("trim", False))
         for key, value in pre.items():
             if key in spec and _jsonable(value) != spec[key]:
                 message = "%s.json records preprocessing %s=%r but preset %r applies %r"
@@ -401,9 +406,11 @@ class Preprocessing:
 
     def transform(self) -> Callable:
         """The PIL image -> normalised `(C, H, W)` float tensor transform (torchvision-free)."""
-        from siamese.data.transforms import get_transform  # siamese.data never imports siamese.models
+        from siamese.data.presets import get_preset  # siamese.data never imports siamese.models
+        from siamese.data.transforms import get_transform
 
-        return get_transform(self.preset, train=False, image_size=self.size, channels=self.channels)
+        preset = replace(get_preset(self.preset), trim=self.trim)
+        return get_transform(preset, train=False, image_size=self.size, channels=self.channels)
 
 
 def _jsonable(value: Any) -> Any:

@@ -243,3 +243,32 @@ def test_random_gaussian_blur_probability_and_effect():
     assert blurred.std() < 0.6 * np.asarray(img, dtype=float).std()
     hits = sum(RandomGaussianBlur(0.5, (1.0, 1.0))(img, gen) is not img for _ in range(200))
     assert 70 < hits < 130
+
+
+def test_trim_crops_to_the_ink_ignoring_specks():
+    from siamese.data.transforms import _TrimToInk
+
+    arr = np.full((60, 100), 255, np.uint8)
+    arr[20:30, 30:70] = 0  # 10 x 40 px of ink
+    arr[55, 95] = 0  # one speck, beyond the 0.5% of ink pixels each side ignores
+    out = _TrimToInk()(Image.fromarray(arr))
+    # rows 20-29 (2% of 10 rounds to no margin), columns 30-69 plus 1 (2% of 40)
+    assert out.size == (42, 10)
+    assert np.array_equal(np.asarray(out), arr[20:30, 29:71])
+    blank = Image.fromarray(np.full((8, 8), 255, np.uint8))
+    assert _TrimToInk()(blank).size == (8, 8)
+
+
+def test_trim_makes_the_input_independent_of_place_and_margin():
+    from dataclasses import replace
+
+    trim = replace(PRESETS["signature"], trim=True, image_size=(24, 48))
+    pages = []
+    for top, left, height, width in ((5, 10, 80, 160), (40, 70, 160, 300)):
+        arr = np.full((height, width), 250, np.uint8)
+        arr[top : top + 20, left : left + 40] = 20  # the same "signature" on pages of other sizes
+        arr[top + 5 : top + 15, left + 10 : left + 30] = 250
+        pages.append(get_transform(trim, train=False)(Image.fromarray(arr)))
+    assert torch.equal(pages[0], pages[1])
+    with pytest.raises(ValueError, match="trim needs remove_background"):
+        replace(PRESETS["face"], trim=True)

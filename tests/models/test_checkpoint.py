@@ -177,3 +177,23 @@ def test_preprocessing_transform_is_the_presets_eval_transform():
     x = pre.transform()(img)
     assert x.shape == (1, 24, 32)
     assert torch.equal(x, get_transform("signature", False, (24, 32), 1)(img))
+
+
+def test_preprocessing_honours_the_recorded_trim():
+    from dataclasses import replace
+
+    from PIL import Image
+
+    from siamese.data import PRESETS
+
+    spec = preprocessing_spec("signature", (24, 32))
+    for trim in (True, False):
+        pre = Preprocessing.from_metadata({"preprocessing": {**spec, "trim": trim}}, "best")
+        assert pre.trim is trim
+        arr = np.full((50, 70), 255, np.uint8)
+        arr[10:20, 5:40] = 0
+        img = Image.fromarray(arr)
+        expected = get_transform(replace(PRESETS["signature"], trim=trim), False, (24, 32), 1)(img)
+        assert torch.equal(pre.transform()(img), expected)
+    older = {k: v for k, v in spec.items() if k != "trim"}
+    assert Preprocessing.from_metadata({"preprocessing": older}, "best").trim is False
