@@ -14,7 +14,8 @@
   the euclidean distance of the L2-normalised embeddings (the distance the loss trains by default).
 
 - `signet`: SigNet's recipe (Dey et al. 2017) rebuilt from the library's parts, trained by our own
-  loop: its CNN (the `signet` encoder, 155x220, no L2 normalisation), the exact Hadsell loss
+  loop: its CNN (the `signet` encoder) at its 155x220 input (the preset's preprocessing otherwise),
+  no L2 normalisation, the exact Hadsell loss
   (margin 1, euclidean distance) on genuine/skilled-forgery pairs (`forgery_fraction=1`), RMSprop
   (lr 1e-4, rho 0.9, eps 1e-8, momentum 0.9, weight decay 5e-4), batches of 128 pairs. It plans
   its schedule for the budget with `minutes` (the library's cosine decay of the learning rate,
@@ -70,6 +71,7 @@ PEERS = {
 RECIPES = {"signet": "SigNet's recipe rebuilt (its CNN, Hadsell loss, RMSprop)"}
 """Peers built from the library's own parts, trained like ours with their own options."""
 SIGNET = {
+    "image_size": (155, 220),  # SigNet's input, whatever the preset's
     "encoder": "signet",
     "embedding_dim": 128,
     "normalize": False,

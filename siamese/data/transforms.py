@@ -115,7 +115,9 @@ class _Invert(Deterministic):
 
 class _TrimToInk(Deterministic):
     """Crop to the box of the pixels that differ from the (uniform) background, ignoring the
-    outermost `outlier` share of them on each side (specks), plus `margin` of each side."""
+    outermost `outlier` share of them on each side (specks), and surround it with a border of
+    background of `margin` of each side (at least 1 px), so that padding and affine fills that
+    take the border's colour keep taking the background's."""
 
     def __init__(self, outlier: float = 0.005, margin: float = 0.02) -> None:
         self.outlier = outlier
@@ -123,17 +125,16 @@ class _TrimToInk(Deterministic):
 
     def __call__(self, img: Image.Image) -> Image.Image:
         grey = img.convert("L")
-        arr = np.asarray(grey)
-        rows, cols = np.nonzero(arr != background_colour(grey))
+        background = background_colour(grey)
+        rows, cols = np.nonzero(np.asarray(grey) != background)
         if len(rows) == 0:
             return img  # a blank page: nothing to crop to
         q = (self.outlier, 1.0 - self.outlier)
         top, bottom = np.quantile(rows, q).round().astype(int)
         left, right = np.quantile(cols, q).round().astype(int)
-        pad_y = round(self.margin * (bottom - top + 1))
-        pad_x = round(self.margin * (right - left + 1))
-        box = (max(left - pad_x, 0), max(top - pad_y, 0), right + 1 + pad_x, bottom + 1 + pad_y)
-        return img.crop((box[0], box[1], min(box[2], img.width), min(box[3], img.height)))
+        ink = img.crop((int(left), int(top), int(right) + 1, int(bottom) + 1))
+        border = (max(1, round(self.margin * ink.width)), max(1, round(self.margin * ink.height)))
+        return ImageOps.expand(ink, border=border, fill=background_colour(img))
 
 
 class _CentreCrop(Deterministic):

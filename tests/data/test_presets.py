@@ -18,7 +18,7 @@ def test_registry_keys_match_names():
         assert preset.name == name and len(preset.description) > 40
         assert preset.channels == (3 if name == "face-wild" else 1)
         assert get_preset(name) is preset
-    assert PRESETS["signature"].image_size == (155, 220) and not PRESETS["signature"].hflip
+    assert PRESETS["signature"].image_size == (112, 304) and not PRESETS["signature"].hflip
     assert PRESETS["digits"].image_size == (32, 32)
     assert PRESETS["face"].hflip and not PRESETS["omniglot"].hflip
 
@@ -50,7 +50,8 @@ def test_unknown_preset_lists_names():
 def test_preprocessing_spec():
     spec = preprocessing_spec("signature")
     json.dumps(spec)
-    assert spec["size"] == [155, 220] and spec["channels"] == 1 and spec["invert"] is True
+    assert spec["size"] == [112, 304] and spec["channels"] == 1 and spec["invert"] is True
+    assert spec["trim"] is True
     assert spec["pad"] is True and spec["mean"] == [0.5] and spec["std"] == [0.5]
     face = preprocessing_spec("face", image_size=(64, 48), channels=3)
     assert face["size"] == [64, 48] and face["mean"] == [0.5] * 3 and face["invert"] is False

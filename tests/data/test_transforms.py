@@ -71,8 +71,8 @@ def test_train_transform_is_random_but_seedable():
 def test_signature_eval_inverts_and_pads_with_background():
     img = Image.new("L", (200, 30), 255)  # white paper, wide and short
     ImageDraw.Draw(img).line([(20, 15), (180, 15)], fill=0, width=3)  # black ink
-    out = get_transform("signature", train=False)(img)[0]  # (155, 220)
-    assert out.shape == (155, 220)
+    out = get_transform("signature", train=False)(img)[0]  # (112, 304)
+    assert out.shape == (112, 304)
     assert out[0, 0] == pytest.approx(-1.0) and out[-1, -1] == pytest.approx(-1.0)  # padding = background
     assert out.max() > 0.8  # ink is bright
     assert (out < -0.9).float().mean() > 0.9  # mostly dark background
@@ -252,9 +252,16 @@ def test_trim_crops_to_the_ink_ignoring_specks():
     arr[20:30, 30:70] = 0  # 10 x 40 px of ink
     arr[55, 95] = 0  # one speck, beyond the 0.5% of ink pixels each side ignores
     out = _TrimToInk()(Image.fromarray(arr))
-    # rows 20-29 (2% of 10 rounds to no margin), columns 30-69 plus 1 (2% of 40)
-    assert out.size == (42, 10)
-    assert np.array_equal(np.asarray(out), arr[20:30, 29:71])
+    # rows 20-29 and columns 30-69, framed by 1 px of background (2% of 10 and 40 rounds below 1)
+    assert out.size == (42, 12)
+    expected = np.full((12, 42), 255, np.uint8)
+    expected[1:11, 1:41] = arr[20:30, 30:70]
+    assert np.array_equal(np.asarray(out), expected)
+    wide = np.full((60, 300), 255, np.uint8)
+    wide[10:50, 0:300] = 0  # ink to the edge, thicker than the background left around it
+    framed = np.asarray(_TrimToInk()(Image.fromarray(wide)))
+    assert framed.shape[0] == 40 + 2 * 1 and 300 < framed.shape[1] <= 300 + 2 * 6
+    assert (framed[[0, -1]] == 255).all() and (framed[:, [0, -1]] == 255).all()
     blank = Image.fromarray(np.full((8, 8), 255, np.uint8))
     assert _TrimToInk()(blank).size == (8, 8)
 

@@ -128,9 +128,10 @@ def test_preprocessing_reads_what_training_records(preset):
 
 def test_preprocessing_of_older_checkpoints_falls_back_to_top_level_and_encoder():
     legacy = {"preset": "signature", "image_size": [30, 40], "channels": 1}
-    assert Preprocessing.from_metadata(legacy, "best").to_dict() == preprocessing_spec(
-        "signature", (30, 40), 1
-    )
+    assert Preprocessing.from_metadata(legacy, "best").to_dict() == {
+        **preprocessing_spec("signature", (30, 40), 1),
+        "trim": False,  # signature models before `trim` saw whole pages
+    }
     no_channels = {
         "preset": "face",
         "image_size": [30, 40],
