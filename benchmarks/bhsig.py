@@ -22,7 +22,16 @@ from functools import partial
 from typing import Any
 
 import numpy as np
-from cedar import KINDS, BackgroundScorer, columns, flat, load_index, make_pairs, training_data
+from cedar import (
+    KINDS,
+    BackgroundScorer,
+    columns,
+    flat,
+    load_index,
+    make_pairs,
+    references_section,
+    training_data,
+)
 from common import (
     base_parser,
     fold_split,
@@ -31,7 +40,6 @@ from common import (
     parse_args,
     reference_counts,
     reference_flat,
-    reference_table,
     run_main,
     smoke_sample,
     write_protocol_results,
@@ -95,14 +103,7 @@ def tables(folds: list[dict[str, Any]], summary: dict[str, Any], counts: tuple[i
         for name, v in PUBLISHED.items()
     )
     out += f"\n\nPublished on the same protocol (one split, not measured here):\n\n{published}"
-    if not counts:
-        return out
-    title = (
-        "BHSig260-Hindi with R enrolled genuine signatures per test writer: the other genuine "
-        "signatures are queries against every test writer (random), the writer's forgeries against "
-        "it (skilled); thresholds per rule and R calibrated on the validation writers"
-    )
-    return out + "\n\n" + reference_table(title, summary, LABELS, counts, KINDS)
+    return out + references_section("BHSig260-Hindi", summary, LABELS, counts)
 
 
 def main() -> None:

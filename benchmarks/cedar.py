@@ -176,14 +176,21 @@ def tables(folds: list[dict[str, Any]], summary: dict[str, Any], counts: tuple[i
         f"{c['random']['impostor']} random"
     )
     out = fold_tables(title, folds, summary, columns(), LABELS, flat)
+    return out + references_section("CEDAR", summary, LABELS, counts)
+
+
+def references_section(
+    dataset: str, summary: dict[str, Any], labels: dict[str, str], counts: tuple[int, ...]
+) -> str:
+    """The references table of a signature benchmark, after a blank line ("" without `--references`)."""
     if not counts:
-        return out
+        return ""
     title = (
-        "CEDAR with R enrolled genuine signatures per test writer: the other genuine signatures are "
-        "queries against every test writer (random), the writer's forgeries against it (skilled); "
+        f"{dataset} with R enrolled genuine signatures per test writer: the other genuine signatures "
+        "are queries against every test writer (random), the writer's forgeries against it (skilled); "
         "thresholds per rule and R calibrated on the validation writers"
     )
-    return out + "\n\n" + reference_table(title, summary, LABELS, counts, KINDS)
+    return "\n\n" + reference_table(title, summary, labels, counts, KINDS)
 
 
 def main() -> None:
