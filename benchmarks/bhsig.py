@@ -97,7 +97,7 @@ def tables(folds: list[dict[str, Any]], summary: dict[str, Any], counts: tuple[i
         f"writer splits ({len(folds)} run); test pairs per split: {c['skilled']['genuine']} genuine, "
         f"{c['skilled']['impostor']} skilled, {c['random']['impostor']} random"
     )
-    out = fold_tables(title, folds, summary, split_columns(), LABELS, flat).replace("| fold |", "| split |")
+    out = fold_tables(title, folds, summary, split_columns(), LABELS, flat, unit="split")
     published = "\n".join(
         f"- {name}: skilled accuracy {v['skilled_accuracy']:.2%}, FAR = FRR = {v['skilled_far']:.2%}"
         for name, v in PUBLISHED.items()

@@ -660,11 +660,13 @@ def fold_tables(
     columns: Sequence[tuple[str, str, str]],
     labels: dict[str, str],
     flatten: Callable[[dict[str, Any]], dict[str, float]],
+    unit: str = "fold",
 ) -> str:
     """Summary (mean ± std over folds) and per-fold markdown tables of a k-fold benchmark.
 
     `columns` are `(metric key, heading, format kind)`; `labels` name the methods; `flatten` turns
-    one method's fold result into the columns' values.
+    one method's fold result into the columns' values; `unit` heads the per-fold table's first
+    column (e.g. "split").
     """
     heads = [h for _, h, _ in columns]
     rows = [[labels[m], *(fmt_mean_std(summary[m][key], kind) for key, _, kind in columns)] for m in summary]
@@ -677,7 +679,7 @@ def fold_tables(
         [
             f"### {title}",
             markdown_table(["method", *heads], rows),
-            markdown_table(["fold", "method", *heads], per_fold),
+            markdown_table([unit, "method", *heads], per_fold),
         ]
     )
 

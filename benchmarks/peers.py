@@ -87,6 +87,8 @@ SIGNET = {
     "batch_size": 128,
 }
 """The training options of the `signet` recipe (over the preset's data options)."""
+RECIPE_OPTIONS = {"signet": SIGNET}
+"""Each recipe's training options, by the names of `RECIPES`."""
 SCORE_BATCH = 4096
 SMOKE = {"options": {"epochs": 1, "samples_per_epoch": 64, "eval_pairs": 32}, "budget": 4.0, "peer_batch": 8}
 """What `compare_on_fold` uses with `--smoke`: our training options, the peers' budget (s) and batch."""
@@ -409,7 +411,7 @@ def train_recipe(
     (`minutes`; the smoke options instead with `--smoke`), in its own run directory."""
     logger.info("training peer %s for %.0f s", name, budget_s)
     time = {} if args.smoke else {"minutes": budget_s / 60}
-    options = {**SIGNET, **(smoke["options"] if args.smoke else {}), **time, "seed": args.seed}
+    options = {**RECIPE_OPTIONS[name], **(smoke["options"] if args.smoke else {}), **time, "seed": args.seed}
     run_dir = fold.run_dir.with_name(f"{fold.run_dir.name}-{name}")
     return train_ours(preset, fold.split, run_dir, options, args.device, **fold.data)
 

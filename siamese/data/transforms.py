@@ -134,7 +134,8 @@ class _TrimToInk(Deterministic):
         left, right = np.quantile(cols, q).round().astype(int)
         ink = img.crop((int(left), int(top), int(right) + 1, int(bottom) + 1))
         border = (max(1, round(self.margin * ink.width)), max(1, round(self.margin * ink.height)))
-        return ImageOps.expand(ink, border=border, fill=background_colour(img))
+        fill = background if img.mode == "L" else background_colour(img)  # colour: per channel
+        return ImageOps.expand(ink, border=border, fill=fill)
 
 
 class _CentreCrop(Deterministic):

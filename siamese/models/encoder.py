@@ -31,6 +31,13 @@ def check_encoder_args(in_channels: int, embedding_dim: int | None) -> None:
         raise ConfigError(f"embedding_dim must be None or an integer >= 0, got {embedding_dim!r}")
 
 
+def check_positive_ints(network: str, **options: Any) -> None:
+    """Raise `ConfigError` naming `network` unless every option is an integer >= 1 (not a bool)."""
+    for key, value in options.items():
+        if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+            raise ConfigError(f"{network} {key} must be an integer >= 1, got {value!r}")
+
+
 class Encoder(nn.Module):
     """Backbone + head, mapping images `(B, C, H, W)` to embeddings `(B, D)`.
 

@@ -14,7 +14,7 @@ import torch
 from torch import nn
 
 from siamese.errors import ConfigError
-from siamese.models.encoder import Encoder, check_encoder_args
+from siamese.models.encoder import Encoder, check_encoder_args, check_positive_ints
 from siamese.models.small_cnn import GridPool
 
 INPUT_SIZE = (155, 220)
@@ -63,9 +63,7 @@ class SigNet(nn.Module):
             ConfigError: A non-positive option.
         """
         super().__init__()
-        for key, value in (("in_channels", in_channels), ("stem_stride", stem_stride), ("fc", fc)):
-            if isinstance(value, bool) or not isinstance(value, int) or value < 1:
-                raise ConfigError(f"signet {key} must be an integer >= 1, got {value!r}")
+        check_positive_ints("signet", in_channels=in_channels, stem_stride=stem_stride, fc=fc)
         self.features = nn.Sequential(
             nn.Conv2d(in_channels, 96, kernel_size=11, stride=stem_stride),
             nn.ReLU(inplace=True),

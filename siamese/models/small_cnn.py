@@ -6,7 +6,7 @@ import torch
 from torch import nn
 
 from siamese.errors import ConfigError
-from siamese.models.encoder import Encoder, check_encoder_args
+from siamese.models.encoder import Encoder, check_encoder_args, check_positive_ints
 
 
 def _conv_block(in_channels: int, out_channels: int, stride: int) -> nn.Sequential:
@@ -74,14 +74,9 @@ class SmallCNN(nn.Module):
             ConfigError: Non-positive `in_channels`, `width` or `stem_stride`.
         """
         super().__init__()
-        for key, value in (
-            ("in_channels", in_channels),
-            ("width", width),
-            ("stem_stride", stem_stride),
-            ("grid", grid),
-        ):
-            if isinstance(value, bool) or not isinstance(value, int) or value < 1:
-                raise ConfigError(f"smallcnn {key} must be an integer >= 1, got {value!r}")
+        check_positive_ints(
+            "smallcnn", in_channels=in_channels, width=width, stem_stride=stem_stride, grid=grid
+        )
         channels = [width, 2 * width, 4 * width, 8 * width]
         blocks = []
         prev = in_channels
