@@ -13,6 +13,8 @@ from siamese.cli.embed import embed_command
 from siamese.cli.enroll import enroll_command
 from siamese.cli.evaluate import evaluate_command
 from siamese.cli.export import export_command
+from siamese.cli.gallery import gallery_app
+from siamese.cli.identify import identify_command
 from siamese.cli.pairs import pairs_command
 from siamese.cli.pretrain import pretrain_command
 from siamese.cli.probe import probe_command
@@ -26,11 +28,14 @@ COMMANDS: dict[str, Callable[..., Any]] = {
     "pairs": pairs_command,
     "verify": verify_command,
     "enroll": enroll_command,
+    "identify": identify_command,
     "embed": embed_command,
     "export": export_command,
     "probe": probe_command,
 }
 """Every command, in the order `siamese --help` lists them."""
+GROUPS: dict[str, typer.Typer] = {"gallery": gallery_app}
+"""Command groups (`siamese gallery show|remove|index`), listed after the commands."""
 
 app = typer.Typer(
     name="siamese",
@@ -64,6 +69,8 @@ def main_callback(
 
 for _name, _function in COMMANDS.items():
     app.command(_name, cls=Command)(_function)
+for _name, _group in GROUPS.items():
+    app.add_typer(_group, name=_name)
 
 
 def root_help(command_names: list[str]) -> str:
@@ -75,7 +82,10 @@ def root_help(command_names: list[str]) -> str:
     return f"Siamese networks for verification: {', '.join(command_names)}."
 
 
-app.info.help = root_help([info.name or "" for info in app.registered_commands])
+app.info.help = root_help(
+    [info.name or "" for info in app.registered_commands]
+    + [info.name or "" for info in app.registered_groups]
+)
 
 
 def main() -> None:

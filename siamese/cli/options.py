@@ -349,7 +349,10 @@ ThresholdOpt = Annotated[
 # -- enroll ----------------------------------------------------------------------------------------
 
 EnrollDataArg = Annotated[
-    Path, typer.Argument(help="Identities to enrol: DATA/<identity>/<image>.", show_default=False)
+    Path | None,
+    typer.Argument(
+        help="Identities to enrol: DATA/<identity>/<image> (or give --embeddings).", show_default=False
+    ),
 ]
 GalleryOutOpt = Annotated[Path, option("Gallery folder to write.", OUTPUT_PANEL, show_default=False)]
 MaxReferencesOpt = Annotated[
@@ -359,6 +362,75 @@ MaxReferencesOpt = Annotated[
         PROTOCOL_PANEL,
         "--max-references",
         min=1,
+        show_default=False,
+    ),
+]
+
+AddOpt = Annotated[
+    bool,
+    option(
+        "Add to the gallery in --out (new identities, or more references for enrolled ones) "
+        "instead of replacing it; the model must be the gallery's.",
+        OUTPUT_PANEL,
+        "--add",
+    ),
+]
+EmbeddingsInOpt = Annotated[
+    Path | None,
+    option(
+        "Enrol from `siamese embed` output (a file or its .manifest.json) instead of DATA's images.",
+        DATA_PANEL,
+        "--embeddings",
+        show_default=False,
+    ),
+]
+IndexOpt = Annotated[
+    str | None,
+    option(
+        "Search backend: exact | faiss-flat | faiss-ivf | faiss-hnsw (pip install 'siamese\\[index]') | "
+        "milvus (pip install 'siamese\\[milvus]') \\[default: exact; with --add the gallery's].",
+        PROTOCOL_PANEL,
+        "--index",
+        show_default=False,
+    ),
+]
+IndexOptionOpt = Annotated[
+    list[str] | None,
+    option(
+        "Backend option KEY=VALUE, repeatable (faiss-ivf: nlist, nprobe; faiss-hnsw: m, ef_search; "
+        "milvus: uri, collection, index_type).",
+        PROTOCOL_PANEL,
+        "--index-option",
+        show_default=False,
+    ),
+]
+
+# -- identify --------------------------------------------------------------------------------------
+
+QueriesArg = Annotated[
+    list[Path],
+    typer.Argument(help="Query images, or folders of them (searched recursively).", show_default=False),
+]
+TopKOpt = Annotated[int, option("Candidates listed per query.", PROTOCOL_PANEL, "--top-k", "-k", min=1)]
+FpirOpt = Annotated[
+    float | None,
+    option(
+        "Open-set operating point: the share of people who are not enrolled that may still get a "
+        "candidate (FPIR) \\[default: the gallery's, 0.01 unless enrolled with --fpir].",
+        PROTOCOL_PANEL,
+        "--fpir",
+        min=0.0,
+        max=1.0,
+        show_default=False,
+    ),
+]
+IdentifyFusionOpt = Annotated[
+    names.FusionName | None,
+    option(
+        "How each identity's references are fused into its score (a rule the gallery was built for) "
+        "\\[default: the rule with the lowest calibration EER].",
+        PROTOCOL_PANEL,
+        "--fusion",
         show_default=False,
     ),
 ]

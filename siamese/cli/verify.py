@@ -26,7 +26,7 @@ from siamese.cli.options import (
 from siamese.errors import ConfigError, DataError
 
 if TYPE_CHECKING:
-    from siamese.inference.gallery import ClaimResult
+    from siamese.galleries.claims import ClaimResult
     from siamese.inference.verifier import VerificationResult
 
 
@@ -98,7 +98,7 @@ def _verify_claim(
             raise ConfigError("verify a claim with --gallery G --claim ID, or with --claim-references DIR")
         if gallery is not None and claim is None:
             raise ConfigError("--gallery needs --claim ID, the identity the query claims to be")
-        from siamese.inference.gallery import Gallery, verify_against_references, verify_claim
+        from siamese.galleries import Gallery, verify_against_references, verify_claim
         from siamese.inference.verifier import Verifier
 
         if gallery is not None and claim is not None:

@@ -15,18 +15,12 @@ from siamese.inference.embedding import (
     embed_images,
 )
 from siamese.inference.export import EXPORT_FORMATS, export_metadata, export_model, metadata_path
-from siamese.inference.gallery import (
-    ClaimResult,
-    Gallery,
-    model_fingerprint,
-    verify_against_references,
-    verify_claim,
-)
 from siamese.inference.model import EmbeddingModel
 from siamese.inference.verifier import VerificationResult, Verifier
 from siamese.inference.writers import (
     FORMATS,
     CsvWriter,
+    EmbeddingTable,
     EmbeddingWriter,
     EmbedSummary,
     NpyWriter,
@@ -34,16 +28,12 @@ from siamese.inference.writers import (
     check_output,
     open_writer,
     output_files,
+    read_embeddings,
     write_embeddings,
 )
 from siamese.runs import latest_run
 
 __all__ = [
-    "ClaimResult",
-    "Gallery",
-    "model_fingerprint",
-    "verify_against_references",
-    "verify_claim",
     "EXPORT_FORMATS",
     "FORMATS",
     "CsvWriter",
@@ -52,6 +42,7 @@ __all__ = [
     "EmbeddingModel",
     "ImageSource",
     "EmbeddingBatch",
+    "EmbeddingTable",
     "EmbeddingWriter",
     "NpyWriter",
     "ParquetWriter",
@@ -67,6 +58,7 @@ __all__ = [
     "metadata_path",
     "open_writer",
     "output_files",
+    "read_embeddings",
     "resolve_device",
     "write_embeddings",
 ]

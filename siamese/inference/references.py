@@ -1,4 +1,4 @@
-"""Pipelines of the R-reference protocol: enrolling a gallery and `evaluate --references`.
+"""Pipelines of the R-reference protocol: `evaluate --references`, and the calibration set galleries use.
 
 Both embed their images once through `siamese.inference.embedding.embed_files` and leave the
 protocol to the pure functions of `siamese.evaluation.references`. Thresholds are calibrated on a
@@ -20,16 +20,12 @@ import numpy as np
 
 from siamese.data import ImageIndex, load_split_index, materialize_embedded, scan_folder
 from siamese.errors import ConfigError, DataError
-from siamese.evaluation.fusion import fit_identity_svms
 from siamese.evaluation.references import (
     calibratable_count,
     calibrate_references,
     check_fusions,
     reference_metrics,
-    reference_order,
 )
-from siamese.inference.embedding import ProgressCallback
-from siamese.inference.gallery import Gallery, model_fingerprint
 from siamese.inference.model import Embed, EmbeddingModel
 from siamese.runs import RunDir, validation_split_of
 
@@ -126,7 +122,8 @@ def calibration_index(
     return index, info
 
 
-def _shared_images(a: ImageIndex, b: ImageIndex) -> int:
+def shared_images(a: ImageIndex, b: ImageIndex) -> int:
+    """How many images of `b` are also images of `a` (by real path)."""
     real = {os.path.realpath(r.path) for r in a.records}
     return sum(os.path.realpath(r.path) in real for r in b.records)
 
@@ -164,7 +161,7 @@ def evaluate_references(
         cal_index, cal_info = calibration_index(model.run.path, calibration)
     except ConfigError as exc:
         cal_index, cal_info = None, {"error": str(exc)}
-    if cal_index is not None and _shared_images(index, cal_index):
+    if cal_index is not None and shared_images(index, cal_index):
         cal_info = {**cal_info, "error": "the calibration set shares images with the evaluated identities"}
         cal_index = None
     if cal_index is None:
@@ -207,98 +204,3 @@ def evaluate_references(
                 k: v for k, v in entry.items() if k != "calibration"
             }
     return {"references": {**metrics, "calibration": cal_info}}
-
-
-def _gallery_references(data: EmbeddedSet, cap: int | None, seed: int) -> list[np.ndarray]:
-    """Per identity (sorted), the rows of its references: at most `cap`, in `reference_order`."""
-    rows = []
-    for name in sorted(set(data.labels.tolist())):
-        own = np.flatnonzero(data.labels == name)
-        take = len(own) if cap is None else min(cap, len(own))
-        rows.append(np.sort(own[reference_order(len(own), name, seed)[:take]]))
-    return rows
-
-
-def enroll(
-    model_path: str | os.PathLike,
-    data_root: str | os.PathLike,
-    out_dir: str | os.PathLike,
-    *,
-    references: int | None = None,
-    fusions: Sequence[str] | None = None,
-    calibration: str | os.PathLike | None = None,
-    seed: int = 0,
-    device: str = "cpu",
-    batch_size: int = 64,
-    workers: int = 0,
-    on_progress: ProgressCallback | None = None,
-) -> Gallery:
-    """Enrol every identity of `data_root` and calibrate thresholds on the calibration set.
-
-    Args:
-        model_path: run directory, checkpoint stem or file.
-        data_root: identity folders to enrol, `data_root/<identity>/<image>`.
-        out_dir: the gallery folder to write.
-        references: at most this many references per identity (a seeded choice); default all.
-        fusions: the rules to build and calibrate (default: all of `FUSIONS`).
-        calibration: a labelled folder of other identities; default the run's validation identities.
-        seed: seed of the reference choice (enrolled and calibration identities alike).
-        device, batch_size, workers, on_progress: how images are embedded.
-
-    Raises:
-        ConfigError: bad options, or no calibration set. DataError: bad data, or a calibration set
-        with fewer than two identities of two images. CheckpointError: bad model.
-    """
-    if references is not None and (isinstance(references, bool) or references < 1):
-        raise ConfigError(f"--references must be an integer >= 1, got {references!r}")
-    chosen = check_fusions(fusions)
-    model = EmbeddingModel.from_checkpoint(model_path, device=device)
-    embed = model.embedder(batch_size, workers, on_progress)
-    index = scan_folder(data_root)
-    cal_index, cal_info = calibration_index(model.run.path, calibration)
-    shared = _shared_images(index, cal_index)
-    if shared:
-        logger.warning(
-            "%d enrolled images are also calibration images: decisions on their identities are "
-            "calibrated on themselves (pass --calibration DIR with other identities)",
-            shared,
-        )
-    data, cal = embed_indexes(embed, index, cal_index)
-    rows = _gallery_references(data, references, seed)
-    refs = [data.embeddings[r] for r in rows]
-    reachable = calibratable_count(cal.labels)
-    if reachable < 1:
-        raise DataError("the calibration set needs at least two identities with two or more images")
-    counts = sorted({min(len(r), reachable) for r in rows})
-    rule, target_far = model.info.threshold_rule, model.info.target_far
-    thresholds = calibrate_references(
-        cal.embeddings, cal.labels, counts, chosen, model.distance, rule, target_far, seed, cal.forgeries
-    )
-    stem = Path(model.source)
-    gallery = Gallery(
-        model=str(stem.absolute()),
-        fingerprint=model_fingerprint(stem, model.metadata),
-        distance=model.distance,
-        identities=tuple(sorted(set(data.labels.tolist()))),
-        files=tuple(tuple(data.paths[i] for i in r) for r in rows),
-        references=tuple(np.asarray(r, dtype=np.float32) for r in refs),
-        fusions=chosen,
-        thresholds=thresholds,
-        scorers=tuple(fit_identity_svms(refs)) if "svm" in chosen else None,
-        info={
-            "data": str(Path(data_root).absolute()),
-            "seed": int(seed),
-            "max_references": references,
-            "svm": {"kernel": "linear", "C": 1.0, "class_weight": "balanced"} if "svm" in chosen else None,
-            "calibration": {
-                **cal_info,
-                "identities": sorted(set(cal.labels.tolist())),
-                "rule": rule,
-                "target_far": target_far if rule == "far" else None,
-                "seed": int(seed),
-            },
-        },
-    )
-    gallery.save(out_dir)
-    logger.info("enrolled %d identities into %s", len(gallery.identities), out_dir)
-    return gallery

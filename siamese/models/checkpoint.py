@@ -11,6 +11,7 @@ verifier, the evaluation pipeline, the exporter and the benchmarks all go throug
 
 from __future__ import annotations
 
+import hashlib
 import json
 import logging
 import os
@@ -84,6 +85,40 @@ WEIGHT_SUFFIXES = (".safetensors", ".pt", ".pth")
 def weights_file(stem: Path) -> Path | None:
     """The weights file of a checkpoint stem: safetensors, else a `.pt`/`.pth` state dict."""
     return next((stem.with_suffix(s) for s in WEIGHT_SUFFIXES if stem.with_suffix(s).is_file()), None)
+
+
+# the metadata that changes what an image embeds to (with the weights); "tta" if a model records one
+_EMBEDDING_KEYS = (
+    "encoder",
+    "distance",
+    "embedding_dim",
+    "preprocessing",
+    "preset",
+    "image_size",
+    "channels",
+    "tta",
+)
+
+
+def model_fingerprint(stem: str | os.PathLike, metadata: Mapping[str, Any]) -> str:
+    """`sha256:<hex>` of a checkpoint's weights file and the metadata that shapes its embeddings.
+
+    Re-calibrating a model (its threshold, confidence) keeps the fingerprint; other weights, another
+    preprocessing or another distance change it.
+
+    Raises:
+        CheckpointError: no weights beside the stem.
+    """
+    weights = weights_file(Path(stem))
+    if weights is None:
+        raise CheckpointError(f"no weights beside {stem}.json")
+    digest = hashlib.sha256()
+    with open(weights, "rb") as f:
+        for block in iter(lambda: f.read(1 << 20), b""):
+            digest.update(block)
+    facts = {k: metadata.get(k) for k in _EMBEDDING_KEYS}
+    digest.update(json.dumps(facts, sort_keys=True, default=str).encode("utf-8"))
+    return f"sha256:{digest.hexdigest()}"
 
 
 def resolve_checkpoint(path: str | os.PathLike, which: str = "best") -> Path:

@@ -4,6 +4,7 @@ through Typer's CliRunner on the session's tiny trained run."""
 from __future__ import annotations
 
 import json
+import re
 import shutil
 import subprocess
 import sys
@@ -14,7 +15,7 @@ from typer.testing import CliRunner
 
 from siamese.cli.app import app
 from siamese.data import Split
-from siamese.inference.gallery import Gallery
+from siamese.galleries import Gallery
 
 runner = CliRunner(env={"COLUMNS": "250"})
 
@@ -45,7 +46,9 @@ def enrolled(tiny_run, tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, 
 
 def test_enroll_table_and_files(enrolled) -> None:
     run, data, out, stdout = enrolled
-    assert sorted(p.name for p in out.iterdir()) == ["gallery.json", "gallery.safetensors"]
+    names = sorted(p.name for p in out.iterdir())
+    assert len(names) == 2 and names[1] == "gallery.json" and re.fullmatch(r"gallery-[0-9a-f]{8}\.safetensors", names[0])
+    assert "identification" in stdout and "FPIR 0.01" in stdout and "exact" in stdout
     assert "2 (5-5 references each)" in stdout and "run validation identities" in stdout
     for fusion in ("mean", "min", "template", "adaptive", "svm"):
         assert f"{fusion}, R=4" in stdout  # 5 references; the 5-image validation identities calibrate 4
@@ -114,7 +117,7 @@ def test_verify_claim_errors_are_one_line(enrolled) -> None:
 
 def test_verify_claim_refuses_another_model(enrolled, tmp_path: Path) -> None:
     run, data, out, _ = enrolled
-    from siamese.inference.gallery import GALLERY_FILE
+    from siamese.galleries.gallery import GALLERY_FILE
 
     meta = json.loads((out / GALLERY_FILE).read_text())
     meta["model"]["fingerprint"] = "sha256:" + "1" * 64

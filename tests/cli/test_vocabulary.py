@@ -15,7 +15,7 @@ import typer.main
 from typer.core import TyperOption
 from typer.testing import CliRunner
 
-from siamese.cli.app import COMMANDS, app, root_help
+from siamese.cli.app import COMMANDS, GROUPS, app, root_help
 from siamese.cli.common import renamed_flags
 from siamese.cli.options import PANELS, RENAMED
 
@@ -34,9 +34,9 @@ DIFFERS: dict[tuple[str, str], set[str]] = {
     ("--batch-size", "panel"): {"train", "pretrain"},
     # probe: the probe library's own default (`ProbeOptions.batch_size`).
     ("--batch-size", "default"): {"train", "pretrain", "probe"},
-    # verify applies one fusion rule; enroll and evaluate build and calibrate several.
-    ("--fusion", "help"): {"verify"},
-    ("--fusion", "type"): {"verify"},
+    # verify and identify apply one fusion rule; enroll and evaluate build and calibrate several.
+    ("--fusion", "help"): {"verify", "identify"},
+    ("--fusion", "type"): {"verify", "identify"},
 }
 PER_COMMAND_HELP = {"--out"}
 """Flags whose help is each command's own: `--out` is what the command writes (a run directory, a
@@ -68,7 +68,7 @@ SHARED = {flag: by for flag, by in _options().items() if len(by) > 1}
 
 def test_every_command_is_walked():
     group: Any = typer.main.get_command(app)
-    assert set(group.commands) == set(COMMANDS) and len(COMMANDS) == 9
+    assert set(group.commands) == set(COMMANDS) | set(GROUPS) and len(COMMANDS) == 10
     assert {"--device", "--seed", "--model", "--batch-size", "--workers", "--json"} <= set(SHARED)
     assert {flag for flag, _ in DIFFERS} | PER_COMMAND_HELP <= set(SHARED)
 
@@ -134,9 +134,9 @@ def test_root_help_names_every_registered_command():
     assert result.exit_code == 0, result.output
     line = next(line for line in result.output.splitlines() if "Siamese networks for verification:" in line)
     listed = line.split(":", 1)[1].strip(" .│").split(", ")
-    assert listed == list(COMMANDS)
+    assert listed == list(COMMANDS) + list(GROUPS)
     commands_panel = result.output.split("Commands")[1]
-    assert all(f" {name} " in commands_panel for name in COMMANDS)
+    assert all(f" {name} " in commands_panel for name in [*COMMANDS, *GROUPS])
     assert root_help(["a", "b"]) == "Siamese networks for verification: a, b."
 
 
@@ -199,7 +199,7 @@ def _cli_defaults(command: str) -> dict[str, object]:
 @pytest.mark.parametrize("command", ["evaluate", "enroll"])
 def test_inference_defaults_are_the_library_functions(command):
     from siamese.inference.evaluate import evaluate
-    from siamese.inference.references import enroll
+    from siamese.galleries.enroll import enroll
 
     library = inspect.signature({"evaluate": evaluate, "enroll": enroll}[command]).parameters
     cli = _cli_defaults(command)

@@ -12,17 +12,11 @@ import torch
 
 from siamese.errors import CheckpointError, ConfigError, DataError
 from siamese.evaluation.fusion import LinearScorer, fused_distances
-from siamese.inference.gallery import (
-    ARRAYS_FILE,
-    GALLERY_FILE,
-    Gallery,
-    model_fingerprint,
-    verify_against_references,
-    verify_claim,
-)
-from siamese.inference.references import enroll
+from siamese.galleries import Gallery, verify_against_references, verify_claim
+from siamese.galleries.enroll import enroll
+from siamese.galleries.gallery import GALLERY_FILE
 from siamese.inference.verifier import Verifier
-from siamese.models.checkpoint import load_checkpoint, read_metadata, save_checkpoint
+from siamese.models.checkpoint import load_checkpoint, model_fingerprint, read_metadata, save_checkpoint
 from tests.inference.test_evaluate import naive_embed
 
 
@@ -47,10 +41,16 @@ def _toy_gallery() -> Gallery:
     )
 
 
+def _arrays_file(root: Path) -> Path:
+    return root / json.loads((root / GALLERY_FILE).read_text())["arrays"]
+
+
 def test_round_trip_keeps_everything(tmp_path: Path) -> None:
     g = _toy_gallery()
     g.save(tmp_path / "g")
-    assert sorted(p.name for p in (tmp_path / "g").iterdir()) == [GALLERY_FILE, ARRAYS_FILE]
+    arrays = _arrays_file(tmp_path / "g")
+    assert sorted(p.name for p in (tmp_path / "g").iterdir()) == sorted([GALLERY_FILE, arrays.name])
+    assert arrays.name.startswith("gallery-") and arrays.suffix == ".safetensors"
     back = Gallery.load(tmp_path / "g")
     for name in ("model", "fingerprint", "distance", "identities", "files", "fusions", "thresholds", "info"):
         assert getattr(back, name) == getattr(g, name), name
@@ -105,7 +105,7 @@ def test_damaged_galleries_are_data_errors(tmp_path: Path) -> None:
     with pytest.raises(DataError, match="not a siamese gallery"):
         Gallery.load(tmp_path / "g")
     g.save(tmp_path / "g")
-    (tmp_path / "g" / ARRAYS_FILE).write_bytes(b"not safetensors")
+    _arrays_file(tmp_path / "g").write_bytes(b"not safetensors")
     with pytest.raises(DataError, match="unreadable gallery arrays"):
         Gallery.load(tmp_path / "g")
 
