@@ -63,22 +63,26 @@ class EmbeddingBar:
 
 def _check_flags(protocol: str, pairs: Path | None, given: set[str]) -> None:
     """Refuse flags (`given` on the command line) that the chosen protocol would ignore."""
-    if "--references" not in given:
+    if protocol == "identify":
+        flags = ["--pairs", "--forgeries", "--num-pairs", "--folds", "--calibration", "--tta"]
+        reason = "with --protocol identify (it enrols, calibrates and searches the split's identities)"
+    elif "--references" not in given:
         unused = [flag for flag in ("--fusion", "--calibration") if flag in given]
         if unused:
-            raise ConfigError(f"{', '.join(unused)} only apply with --references")
+            raise ConfigError(f"{', '.join(unused)} only apply with --references or --protocol identify")
+        flags, reason = [], ""
     elif protocol != "pairs" or pairs is not None or "--num-pairs" in given:
         raise ConfigError("--references enrols the split's images: no --pairs, --num-pairs or other protocol")
-    if protocol != "kfold" and "--folds" in given and pairs is None:
+    else:
+        flags, reason = [], ""
+    if protocol != "kfold" and "--folds" in given and pairs is None and protocol != "identify":
         raise ConfigError("--folds is only used with --protocol kfold or an LFW pairs file with folds")
     if protocol == "oneshot":
         flags = ["--pairs", "--forgeries", "--split", "--num-pairs", "--seed"]
         reason = "with --protocol oneshot (DATA is a folder of one-shot runs)"
-    elif pairs is not None:
+    elif pairs is not None and protocol != "identify":
         flags = ["--forgeries", "--split", "--num-pairs", "--seed"]
         reason = "with --pairs (the file fixes the pairs)"
-    else:
-        return
     bad = [flag for flag in flags if flag in given]
     if bad:
         raise ConfigError(f"{', '.join(bad)} cannot be used {reason}")
@@ -104,7 +108,7 @@ def _out_name(protocol: str, pairs: Path | None, split: str) -> str:
     if protocol == "oneshot":
         return "eval-oneshot"
     base = f"eval-{pairs.stem}" if pairs is not None else f"eval-{split}"
-    return base + ("-kfold" if protocol == "kfold" else "")
+    return base + {"kfold": "-kfold", "identify": "-identify"}.get(protocol, "")
 
 
 def _pct(x: float | None) -> str:
@@ -152,6 +156,34 @@ def _oneshot_rows(table: Table, report: dict[str, Any]) -> None:
     table.add_row("one-shot mean accuracy", f"{_pct(o['mean_accuracy'])} ± {_pct(o['std_accuracy'])}")
 
 
+def _identify_rows(table: Table, part: dict[str, Any]) -> None:
+    who = part["identities"]
+    table.add_row(
+        "identities",
+        f"{who['enrolled']} enrolled, {who['calibration']} calibrating the thresholds, "
+        f"{who['fresh']} fresh strangers (seed {part['seed']})",
+    )
+
+
+def identification_table(part: dict[str, Any]) -> Table:
+    """Per R and fusion rule: N, CMC, and FNIR at each FPIR with the FPIR reached on fresh strangers."""
+    first = next(iter(next(iter(part["counts"].values())).values()))
+    rates = list(first["open_set"])
+    table = Table(title="open-set identification (FNIR at FPIR; FPIR measured on fresh strangers)")
+    for column in ["R", "fusion", "N", *first["cmc"], *(r.replace("fpir=", "FNIR@") for r in rates)]:
+        table.add_column(column, justify="left" if column in ("R", "fusion") else "right")
+    for count, per in part["counts"].items():
+        for fusion, entry in per.items():
+            cells = [f"{v:.1%}" for v in entry["cmc"].values()]
+            for rate in rates:
+                point = entry["open_set"][rate]
+                mark = "" if point["resolvable"] else "*"
+                cells.append(f"{point['fnir']:.1%} ({point['fpir_fresh']:.1%}){mark}")
+            table.add_row(count, fusion, str(entry["gallery_size"]), *cells)
+    table.caption = "* fewer calibration searches than 1/FPIR: the threshold rejects every one of them"
+    return table
+
+
 def _print_table(report: dict[str, Any]) -> None:
     table = Table(title=f"siamese evaluate ({report['protocol']})", show_header=False)
     table.add_column(no_wrap=True)
@@ -160,6 +192,8 @@ def _print_table(report: dict[str, Any]) -> None:
     table.add_row("data", report["data"])
     if report["protocol"] == "oneshot":
         _oneshot_rows(table, report)
+    elif report["protocol"] == "identify":
+        _identify_rows(table, report["identification"])
     elif "references" in report:
         reference_rows(table, report)
     else:
@@ -173,6 +207,10 @@ def _print_table(report: dict[str, Any]) -> None:
     console.print(table)
     if "references" in report:
         console.print(references_table(report["references"]))
+    if "identification" in report:
+        console.print(identification_table(report["identification"]))
+        if "files" in report["identification"]:
+            console.print(f"DIR/FPIR curve: {report['identification']['files']['dir_fpir']}", highlight=False)
 
 
 def evaluate_command(
@@ -206,7 +244,9 @@ def evaluate_command(
         model = model_or_latest(model, json_output)
         split = split or "test"
         counts = reference_counts(references) if references is not None else []
-        name = _out_name(protocol, pairs, split) + ("-references" if counts else "")
+        name = _out_name(protocol, pairs, split) + (
+            "-references" if counts and protocol != "identify" else ""
+        )
         out = out or run_of(model).path / name
         with EmbeddingBar() as bar:
             report = evaluate(

@@ -62,7 +62,7 @@ RENAMED: dict[str, dict[str, str]] = {
 }
 
 Device = names.DeviceName
-Protocol = Literal["pairs", "kfold", "oneshot"]
+Protocol = Literal["pairs", "kfold", "oneshot", "identify"]
 SplitName = Literal["test", "val", "train", "all"]
 
 
@@ -270,7 +270,12 @@ PairsFileOpt = Annotated[
     option("Pair list (LFW pairs.txt or CSV path1,path2,is_same), paths relative to DATA.", PROTOCOL_PANEL),
 ]
 ProtocolOpt = Annotated[
-    Protocol, option("pairs | kfold (LFW-style folds) | oneshot (Omniglot runs).", PROTOCOL_PANEL)
+    Protocol,
+    option(
+        "pairs | kfold (LFW-style folds) | oneshot (Omniglot runs) | identify (open-set 1:N: CMC, "
+        "FNIR at FPIR, with --references R counts, default 1 and 5).",
+        PROTOCOL_PANEL,
+    ),
 ]
 FoldsOpt = Annotated[
     int | None,

@@ -22,6 +22,15 @@ from siamese.evaluation.fusion import (
     fused_matrix,
     reference_template,
 )
+from siamese.evaluation.identification import (
+    cmc,
+    dir_fpir_curve,
+    fnir_at,
+    fpir_at,
+    fpir_threshold,
+    identification_report,
+    mate_ranks,
+)
 from siamese.evaluation.kfold import kfold_verification
 from siamese.evaluation.knn import embedding_spread, knn_accuracy, knn_predict
 from siamese.evaluation.metrics import (
@@ -38,7 +47,7 @@ from siamese.evaluation.metrics import (
     verification_report,
 )
 from siamese.evaluation.oneshot import n_way_one_shot_accuracy, one_shot_predictions
-from siamese.evaluation.plots import plot_det, plot_roc, plot_score_histograms
+from siamese.evaluation.plots import plot_det, plot_dir_fpir, plot_roc, plot_score_histograms
 from siamese.evaluation.references import (
     Enrolment,
     Trials,
@@ -51,6 +60,14 @@ from siamese.evaluation.references import (
 from siamese.evaluation.retrieval import RETRIEVAL_METRICS, retrieval_metrics
 
 __all__ = [
+    "cmc",
+    "dir_fpir_curve",
+    "fnir_at",
+    "fpir_at",
+    "fpir_threshold",
+    "identification_report",
+    "mate_ranks",
+    "plot_dir_fpir",
     "Enrolment",
     "LinearScorer",
     "Trials",

@@ -191,3 +191,35 @@ def plot_score_histograms(
     ax.set_xlabel(xlabel)
     ax.set_ylabel("density")
     return _finish(fig, title or f"Genuine vs impostor {xlabel}", "best", path)
+
+
+def plot_dir_fpir(
+    curves: dict[str, tuple[npt.ArrayLike, npt.ArrayLike]],
+    path: str | Path,
+    title: str = "Open-set identification",
+    gallery_size: int | None = None,
+) -> Path:
+    """DIR (rank 1) against FPIR on a log FPIR axis, one line per labelled curve
+    (`siamese.evaluation.identification.dir_fpir_curve`), with the NIST operating points marked.
+
+    Args:
+        curves: label -> (FPIR values, DIR values).
+        path: PNG file to write.
+        title: the figure's title.
+        gallery_size: N, shown in the title.
+    """
+    fig = _new_figure()
+    ax = fig.add_subplot()
+    for label, (fpir, dir_) in curves.items():
+        f, d = np.asarray(fpir, dtype=np.float64), np.asarray(dir_, dtype=np.float64)
+        keep = f > 0
+        ax.step(f[keep], d[keep], where="post", label=label)
+    for rate in (0.003, 0.01, 0.1):
+        ax.axvline(rate, color="grey", lw=0.6, ls=":")
+    ax.set_xscale("log")
+    ax.set_xlabel("FPIR (share of non-enrolled people given a candidate)")
+    ax.set_ylabel("DIR = 1 - FNIR (rank 1)")
+    ax.set_ylim(0.0, 1.02)
+    return _finish(
+        fig, title + ("" if gallery_size is None else f" (N = {gallery_size})"), "lower right", path
+    )

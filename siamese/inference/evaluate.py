@@ -49,11 +49,17 @@ from siamese.names import check_choice
 
 logger = logging.getLogger(__name__)
 
-PROTOCOLS = ("pairs", "kfold", "oneshot")
+PROTOCOLS = ("pairs", "kfold", "oneshot", "identify")
+IDENTIFY_COUNTS = (1, 5)  # reference counts of the identify protocol when none are given
 REPORT_FARS = (1e-1, 1e-2, 1e-3)
 KFOLD_FARS = (1e-2, 1e-3)
 REPORT_FILE = "report.json"
-PLOT_FILES = {"roc": "roc.png", "det": "det.png", "distances": "distances.png"}
+PLOT_FILES = {
+    "roc": "roc.png",
+    "det": "det.png",
+    "distances": "distances.png",
+    "dir_fpir": "dir_fpir.png",
+}
 
 Pair = tuple[str, str, bool]
 
@@ -202,6 +208,39 @@ def _verification_protocol(
     return part, distances, is_same
 
 
+def _identify_report(
+    embed: Embed,
+    index: ImageIndex,
+    distance: str,
+    counts: Sequence[int],
+    fusions: Sequence[str] | None,
+    seed: int,
+    out: Path | None,
+) -> dict[str, Any]:
+    """The identify protocol on the split's genuine images (and the DIR/FPIR plot into `out`)."""
+    from siamese.evaluation import plot_dir_fpir
+    from siamese.galleries.protocol import identification_protocol
+
+    real = [r for r in index.records if not r.forgery]
+    emb = embed([r.path for r in real])  # (N, D)
+    labels = [r.identity for r in real]
+    part = identification_protocol(
+        emb, labels, distance, counts or IDENTIFY_COUNTS, fusions, seed, curves=True
+    )
+    curves = {}
+    for count, per in part["counts"].items():
+        for fusion, entry in per.items():
+            curve = entry.pop("curve")
+            curves[f"R={count}, {fusion}"] = (curve["fpir"], curve["dir"])
+    if out is not None:
+        sizes = {entry["gallery_size"] for per in part["counts"].values() for entry in per.values()}
+        size = sizes.pop() if len(sizes) == 1 else None
+        part["files"] = {
+            "dir_fpir": str(plot_dir_fpir(curves, out / PLOT_FILES["dir_fpir"], gallery_size=size))
+        }
+    return part
+
+
 def _check_options(
     protocol: str, pairs_file: object, forgeries: object, folds: int | None, batch_size: int, workers: int
 ) -> None:
@@ -286,6 +325,11 @@ def evaluate(
             A pairs file whose header declares folds (LFW's `10<TAB>300`) gets the k-fold part
             under either protocol, over its own folds.
         "oneshot": `data_root` is an Omniglot `one_shot_runs` folder; per-run N-way accuracy and mean.
+        "identify": open-set 1:N identification (`siamese.galleries.protocol`) on the identities of
+            the `split`: half enrolled with R references (`references`, default 1 and 5), a quarter
+            calibrating the FPIR thresholds, a quarter of fresh strangers measuring them; CMC rank
+            1/5/10 and FNIR at FPIR 0.003/0.01/0.1 per R and fusion rule, with the gallery size N,
+            and the DIR/FPIR curve (`dir_fpir.png`).
 
     Args:
         model_path: run directory, checkpoint stem or checkpoint file.
@@ -324,7 +368,7 @@ def evaluate(
         ImageError: undecodable images. CheckpointError: bad model path.
     """
     _check_options(protocol, pairs_file, forgeries, folds, batch_size, workers)
-    if references and (protocol != "pairs" or pairs_file is not None):
+    if references and (protocol not in ("pairs", "identify") or pairs_file is not None):
         raise ConfigError("references are enrolled from the split's identities: no pairs file, no kfold")
     model = EmbeddingModel.from_checkpoint(model_path, device=device, tta=tta)
     run_dir = model.run.path
@@ -343,6 +387,17 @@ def evaluate(
     out = Path(out_dir).absolute() if out_dir is not None else None
     if protocol == "oneshot":
         report.update(_oneshot_report(embed, data_root, model.distance))
+    elif protocol == "identify":
+        report["split"] = split
+        report["identification"] = _identify_report(
+            embed,
+            load_split_index(data_root, None, run_dir, split),
+            model.distance,
+            references,
+            fusions,
+            seed,
+            out,
+        )
     elif references:
         index = load_split_index(data_root, forgeries, run_dir, split)
         report["split"] = split

@@ -78,7 +78,9 @@ def test_dir_fpir_curve_is_monotone_and_ends_at_the_closed_set_rate() -> None:
 def test_identification_report_measures_fresh_strangers_at_calibrated_thresholds() -> None:
     cal = np.linspace(0.2, 1.2, 100)
     fresh = np.linspace(0.25, 1.25, 100)
-    out = identification_report([1, 1, 2, 1], [0.1, 0.3, 0.1, 0.5], cal, fresh, gallery_size=7, fpirs=(0.01, 0.1))
+    out = identification_report(
+        [1, 1, 2, 1], [0.1, 0.3, 0.1, 0.5], cal, fresh, gallery_size=7, fpirs=(0.01, 0.1)
+    )
     assert out["gallery_size"] == 7 and out["mated_searches"] == 4
     assert out["cmc"]["rank-1"] == 0.75
     at10 = out["open_set"]["fpir=0.1"]

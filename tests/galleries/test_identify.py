@@ -22,7 +22,9 @@ def _gallery(distance: str = "euclidean", seed: int = 0) -> Gallery:
     refs = [(centres[i] + rng.normal(size=(1 + i % 4, 6)) * 0.5).astype(np.float32) for i in range(7)]
     names.append("h")
     refs.append(refs[6].copy())  # "h" ties "g" everywhere
-    cal = np.concatenate([centres[8 + j] + rng.normal(size=(3, 6)) * 0.5 for j in range(6)]).astype(np.float32)
+    cal = np.concatenate([centres[8 + j] + rng.normal(size=(3, 6)) * 0.5 for j in range(6)]).astype(
+        np.float32
+    )
     labels = np.repeat([f"c{j}" for j in range(6)], 3)
     g = Gallery(
         model="m",
@@ -66,7 +68,10 @@ def test_open_set_decision_at_the_calibrated_fpir() -> None:
     nonmated = g.nonmated_distances("min")
     assert len(nonmated) == 18  # every calibration image searched once
     assert nonmated == pytest.approx(
-        [min(float(g.distances(q[None], n, "min")[0]) for n in g.identities) for q in g.calibration.embeddings]
+        [
+            min(float(g.distances(q[None], n, "min")[0]) for n in g.identities)
+            for q in g.calibration.embeddings
+        ]
     )
     for rate in (0.1, 0.3):
         assert fpir_at(nonmated, ident.threshold(rate)) <= rate
@@ -86,7 +91,9 @@ def test_adding_and_removing_identities() -> None:
     g = _gallery()
     ids_before = np.concatenate(g.reference_ids)
     new = np.random.default_rng(5).normal(size=(2, 6)).astype(np.float32) + 20
-    grown = calibrate_gallery(g.with_references(["zed", "a"], [["z1.png", "z2.png"], ["a9.png"]], [new, new[:1]]))
+    grown = calibrate_gallery(
+        g.with_references(["zed", "a"], [["z1.png", "z2.png"], ["a9.png"]], [new, new[:1]])
+    )
     assert grown.identities[-1] == "zed" and grown.files[0][-1] == "a9.png" and len(grown.references[0]) == 2
     assert np.isin(ids_before, np.concatenate(grown.reference_ids)).all()  # old ids kept
     assert len(np.unique(np.concatenate(grown.reference_ids))) == sum(len(r) for r in grown.references)
@@ -114,7 +121,9 @@ def test_round_trip_keeps_the_open_set_calibration(tmp_path) -> None:
     for f in FUSIONS:
         assert np.array_equal(back.nonmated[f], g.nonmated[f])
         assert Identifier(back, f).threshold(0.2) == Identifier(g, f).threshold(0.2)
-    assert [np.asarray(i).tolist() for i in back.reference_ids] == [np.asarray(i).tolist() for i in g.reference_ids]
+    assert [np.asarray(i).tolist() for i in back.reference_ids] == [
+        np.asarray(i).tolist() for i in g.reference_ids
+    ]
 
 
 def test_a_killed_save_leaves_the_old_gallery(tmp_path, monkeypatch) -> None:
