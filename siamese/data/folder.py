@@ -224,7 +224,9 @@ def _scan_root(root: Path, what: str) -> dict[str, list[str]]:
     return found
 
 
-def scan_folder(root: str | os.PathLike, forgeries: str | os.PathLike | None = None) -> ImageIndex:
+def scan_folder(
+    root: str | os.PathLike, forgeries: str | os.PathLike | None = None, min_identities: int = 2
+) -> ImageIndex:
     """Index an image tree where every folder directly holding images is one identity.
 
     Identity names are folder paths relative to `root` with "/" separators, so nested layouts
@@ -235,14 +237,15 @@ def scan_folder(root: str | os.PathLike, forgeries: str | os.PathLike | None = N
         root: folder of genuine images, `root/<identity>/<image>`.
         forgeries: optional folder of skilled forgeries, `forgeries/<identity>/<image>`, using
             the same identity names; unmatched forgery folders are ignored with a warning.
+        min_identities: the fewest identities accepted (pairs need two; enrolling one is fine).
 
     Raises:
-        DataError: missing root, a file instead of a folder, no identity folders, fewer than two
-            identities, or forgery folders none of which matches an identity.
+        DataError: missing root, a file instead of a folder, no identity folders, fewer than
+            `min_identities` identities, or forgery folders none of which matches an identity.
     """
     root = Path(root).absolute()
     genuine = _scan_root(root, "dataset folder")
-    if len(genuine) < 2:
+    if len(genuine) < min_identities:
         raise DataError(f"dataset folder {root} has only 1 identity ({next(iter(genuine))}); need at least 2")
     identities = tuple(sorted(genuine))
     records = [ImageRecord(path, name) for name in identities for path in genuine[name]]

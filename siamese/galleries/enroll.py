@@ -79,9 +79,11 @@ def calibrate_gallery(gallery: Gallery) -> Gallery:
     )
     scorers = gallery.scorers
     if "svm" in gallery.fusions and (scorers is None or len(scorers) != gallery.size):
-        scorers = tuple(fit_identity_svms(gallery.references))
+        scorers = tuple(fit_identity_svms(gallery.references)) if gallery.size > 1 else None
+        if scorers is None:
+            logger.warning("svm fusion waits for a second identity: it has no negatives yet")
     out = replace(gallery, thresholds=thresholds, scorers=scorers, nonmated={})
-    out.nonmated = {f: Identifier(out, f).best_distances(cal.embeddings) for f in gallery.fusions}
+    out.nonmated = {f: Identifier(out, f).best_distances(cal.embeddings) for f in out.usable_fusions}
     return out
 
 
@@ -95,7 +97,7 @@ def _new_references(
     if (data_root is None) == (embeddings is None):
         raise ConfigError("enrol from a DATA folder or from --embeddings FILE (one of them)")
     if data_root is not None:
-        index = scan_folder(data_root)
+        index = scan_folder(data_root, min_identities=1)
         (data,) = embed_indexes(embed, index)
         return data, index
     from siamese.inference.writers import read_embeddings

@@ -148,7 +148,16 @@ class Gallery:
                 f"the gallery was built for {', '.join(self.fusions)} fusion, not {fusion}; "
                 f"enrol again with --fusion {fusion}"
             )
+        if fusion == "svm" and self.scorers is None:
+            raise ConfigError(
+                "svm fusion needs two enrolled identities or more (the others are its negatives)"
+            )
         return fusion
+
+    @property
+    def usable_fusions(self) -> tuple[str, ...]:
+        """The built rules that can score now (svm needs two identities or more)."""
+        return tuple(f for f in self.fusions if f != "svm" or self.scorers is not None)
 
     def calibrated(self, fusion: str, count: int) -> tuple[int, dict[str, Any]]:
         """The calibration entry for `count` references: the largest calibrated count <= `count`,
@@ -173,14 +182,14 @@ class Gallery:
         that are not enrolled) had the lowest EER at `count` references; ties go to the first built.
         Rules with no recorded EER (galleries from before it was stored) fall back to "mean"."""
         eers = {}
-        for rule in self.fusions:
+        for rule in self.usable_fusions:
             if self.thresholds.get(rule):
                 eer = self.calibrated(rule, count)[1].get("eer")
                 if eer is not None and math.isfinite(float(eer)):
                     eers[rule] = float(eer)
         if not eers:
-            return "mean" if "mean" in self.fusions else self.fusions[0]
-        return min(self.fusions, key=lambda r: eers.get(r, float("inf")))
+            return "mean" if "mean" in self.fusions else self.usable_fusions[0]
+        return min(self.usable_fusions, key=lambda r: eers.get(r, float("inf")))
 
     def distances(self, queries: np.ndarray, identity: str, fusion: str) -> np.ndarray:
         """Fused distances `(Q,)` of `(Q, D)` query embeddings to one enrolled identity."""
@@ -403,7 +412,7 @@ class Gallery:
         bounds = np.cumsum([0, *sizes])
         spans = list(zip(bounds[:-1], bounds[1:], strict=True))
         scorers = None
-        if "svm" in fusions:
+        if "svm" in fusions and "svm_weights" in arrays:  # none while one identity is enrolled
             w, b = np.asarray(arrays.get("svm_weights")), np.asarray(arrays.get("svm_bias"))
             if w.shape != (len(names), flat.shape[1]) or b.shape != (len(names),):
                 raise DataError(f"{where}: the arrays hold no classifier for every identity")

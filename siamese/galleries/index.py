@@ -35,10 +35,6 @@ def index_spec(gallery: Gallery) -> dict[str, Any]:
     return dict(gallery.info.get("index") or {"backend": "exact"})
 
 
-def _options(spec: dict[str, Any], root: Path) -> dict[str, Any]:
-    return {**spec.get("options", {}), "directory": str(root)}
-
-
 def build_index(gallery: Gallery, backend: str, options: dict[str, Any], root: Path) -> SearchIndex:
     """A new index of `backend` holding every reference of the gallery."""
     index = get_index(backend, gallery.distance, gallery.embedding_dim, **options, directory=str(root))
@@ -57,7 +53,7 @@ def open_index(gallery: Gallery, directory: str | os.PathLike) -> SearchIndex | 
         return None
     cls = backend_class(spec["backend"])
     folder = root / str(spec.get("path", "")) if spec.get("path") else root
-    index = cls.open(folder, gallery.distance, gallery.embedding_dim, **_options(spec, root))
+    index = cls.open(folder, gallery.distance, gallery.embedding_dim, **spec.get("options", {}))
     expected = sum(len(r) for r in gallery.references)
     if index is None or len(index) != expected:
         logger.warning("the %s index of %s is missing or out of step: rebuilding it", spec["backend"], root)
