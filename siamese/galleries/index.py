@@ -53,7 +53,8 @@ def open_index(gallery: Gallery, directory: str | os.PathLike) -> SearchIndex | 
         return None
     cls = backend_class(spec["backend"])
     folder = root / str(spec.get("path", "")) if spec.get("path") else root
-    index = cls.open(folder, gallery.distance, gallery.embedding_dim, **spec.get("options", {}))
+    options = {**spec.get("options", {}), "directory": str(root)}  # the gallery folder, for defaults
+    index = cls.open(folder, gallery.distance, gallery.embedding_dim, **options)
     expected = sum(len(r) for r in gallery.references)
     if index is None or len(index) != expected:
         logger.warning("the %s index of %s is missing or out of step: rebuilding it", spec["backend"], root)

@@ -47,7 +47,11 @@ def enrolled(tiny_run, tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, 
 def test_enroll_table_and_files(enrolled) -> None:
     run, data, out, stdout = enrolled
     names = sorted(p.name for p in out.iterdir())
-    assert len(names) == 2 and names[1] == "gallery.json" and re.fullmatch(r"gallery-[0-9a-f]{8}\.safetensors", names[0])
+    assert (
+        len(names) == 2
+        and names[1] == "gallery.json"
+        and re.fullmatch(r"gallery-[0-9a-f]{8}\.safetensors", names[0])
+    )
     assert "identification" in stdout and "FPIR 0.01" in stdout and "exact" in stdout
     assert "2 (5-5 references each)" in stdout and "run validation identities" in stdout
     for fusion in ("mean", "min", "template", "adaptive", "svm"):

@@ -198,8 +198,8 @@ def _cli_defaults(command: str) -> dict[str, object]:
 
 @pytest.mark.parametrize("command", ["evaluate", "enroll"])
 def test_inference_defaults_are_the_library_functions(command):
-    from siamese.inference.evaluate import evaluate
     from siamese.galleries.enroll import enroll
+    from siamese.inference.evaluate import evaluate
 
     library = inspect.signature({"evaluate": evaluate, "enroll": enroll}[command]).parameters
     cli = _cli_defaults(command)

@@ -69,6 +69,10 @@ class Maker:
                 index.drop()  # no collection is left behind
             if hasattr(index, "close"):
                 index.close()
+        if (self.folder / "milvus.db").exists():
+            from siamese.galleries.backends.milvus import release_lite
+
+            release_lite(self.folder / "milvus.db")  # milvus-lite's server threads stop here, not at exit
 
 
 @pytest.fixture
@@ -97,6 +101,8 @@ CONFIGS = [
     pytest.param("milvus", MILVUS_HNSW, False, id="milvus-hnsw"),
     pytest.param("milvus", MILVUS_IVF, False, id="milvus-ivf"),
 ]
+# milvus-lite searches unsealed rows by brute force whatever the index type: one Milvus config is enough here
+EDIT_CONFIGS = [config for config in CONFIGS if config.id not in ("milvus-hnsw", "milvus-ivf")]
 
 
 def _exact(distance: str, ids: np.ndarray, vectors: np.ndarray) -> ExactIndex:
@@ -219,7 +225,7 @@ def test_milvus_options_reach_the_collection(make, clustered) -> None:
 
 # -- add / remove ---------------------------------------------------------------------------------
 @pytest.mark.parametrize("distance", DISTANCES)
-@pytest.mark.parametrize(("name", "options", "exact"), CONFIGS)
+@pytest.mark.parametrize(("name", "options", "exact"), EDIT_CONFIGS)
 def test_add_remove_round_trip(make, clustered, name: str, options: dict, exact: bool, distance: str) -> None:
     ids, vectors, queries = clustered
     index = make(name, distance, **options)
@@ -228,9 +234,10 @@ def test_add_remove_round_trip(make, clustered, name: str, options: dict, exact:
     for step, removed in ((first, first), (more, ids[:130])):
         index.remove(np.append(step, 999_999))  # an unknown id is ignored
         assert len(index) == len(ids) - len(removed)
-        _, got = index.search(queries, len(index))
+        _, got = index.search(queries[::4], len(index))  # every vector held, for 50 queries
         assert not np.isin(got, removed).any()
-        assert (got[:, 0] >= 0).all()
+        if exact:  # (an IVF probing only cells whose vectors were removed finds nothing, rightly)
+            assert (got >= 0).all()
     # re-adding brings them back, each (nearly always, for approximate search) its own nearest vector
     index.add(ids[:130], vectors[:130])
     assert len(index) == len(ids)
@@ -252,10 +259,17 @@ def test_padding_beyond_the_vectors_held(make, clustered, name: str) -> None:
     assert (got[:, 3:] == -1).all() and np.isinf(dist[:, 3:]).all() and np.isfinite(dist[:, :3]).all()
     dist, got = index.search(queries[:2], 0)
     assert dist.shape == got.shape == (2, 0)
+
+
+@pytest.mark.parametrize("name", BACKENDS)
+def test_vectors_of_another_size_are_data_errors(make, clustered, name: str) -> None:
+    ids, vectors, queries = clustered
+    index = make(name, "euclidean")
+    with pytest.raises(DataError):
+        index.add(ids[:2], vectors[:2, :5])
+    index.add(ids[:2], vectors[:2])
     with pytest.raises(DataError):
         index.search(queries[:2, :5], 1)
-    with pytest.raises(DataError):
-        index.add(ids[3:5], vectors[3:5, :5])
 
 
 # -- save / open ----------------------------------------------------------------------------------
@@ -285,9 +299,12 @@ def test_save_open_round_trip(make, clustered, name: str, options: dict, exact: 
     assert reopened.describe() == described
     assert len(reopened) == len(ids) - len(ids[::9])
     after = reopened.search(queries, 10)
+    assert not np.isin(after[1], ids[::9]).any()
+    if name == "milvus" and not exact:  # milvus-lite rebuilds an IVF/HNSW index on load
+        assert (after[1][:, 0] == before[1][:, 0]).mean() >= 0.95
+        return
     np.testing.assert_array_equal(after[1], before[1])
     np.testing.assert_allclose(after[0], before[0], atol=1e-6)
-    assert not np.isin(after[1], ids[::9]).any()
 
 
 @pytest.mark.parametrize("name", ["faiss-flat", "faiss-ivf", "faiss-hnsw"])

@@ -14,9 +14,9 @@ from sklearn.svm import SVC
 from siamese.data import Split
 from siamese.errors import ConfigError, DataError
 from siamese.evaluation.references import calibrate_references
-from siamese.inference.evaluate import evaluate
 from siamese.galleries import Gallery
 from siamese.galleries.enroll import enroll
+from siamese.inference.evaluate import evaluate
 from siamese.inference.references import calibration_index
 from tests.conftest import write_identity_folder
 from tests.inference.test_evaluate import naive_embed, write_noise_folder

@@ -37,7 +37,8 @@ def backend_class(name: str) -> type[SearchIndex]:
     try:
         return getattr(importlib.import_module(module), attr)
     except ImportError as exc:
-        raise ConfigError(f"the {name} backend needs {exc.name}: pip install 'siamese[index]'") from None
+        extra = "milvus" if name == "milvus" else "index"
+        raise ConfigError(f"the {name} backend needs {exc.name}: pip install 'siamese[{extra}]'") from None
 
 
 def get_index(name: str | SearchIndex, distance: str, dim: int, **options: Any) -> SearchIndex:

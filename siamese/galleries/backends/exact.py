@@ -6,6 +6,7 @@ from typing import Any
 
 import numpy as np
 
+from siamese.errors import DataError
 from siamese.galleries.backends.base import SearchIndex, check_vectors, pad_results, unit_rows
 
 # compact the matrix once this share of its rows has been removed (until then they are masked)
@@ -64,7 +65,10 @@ class ExactIndex(SearchIndex):
 
     def distances(self, queries: np.ndarray) -> np.ndarray:
         """`(Q, M)` distances to every row held (removed rows at inf), in row order."""
-        q = np.asarray(queries, dtype=np.float32).reshape(-1, self.dim)
+        q = np.asarray(queries, dtype=np.float32)
+        q = q[None, :] if q.ndim == 1 else q
+        if q.ndim != 2 or q.shape[1] != self.dim:
+            raise DataError(f"queries must be (Q, {self.dim}), got shape {np.shape(queries)}")
         if self.distance == "cosine":
             dist = 1.0 - unit_rows(q) @ self._vectors.T  # (Q, M)
         else:
