@@ -14,8 +14,9 @@ nearest references a `SearchIndex` returns (faiss, Milvus) - then the shortlist 
 
 from __future__ import annotations
 
+import contextlib
 import time
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
@@ -124,10 +125,20 @@ class Identifier:
             (chosen at enrolment), else the rule with the lowest calibration EER.
         index: a `SearchIndex` over the gallery's references that shortlists candidates (their
             nearest references); None searches every identity exactly.
+        threads: BLAS/OpenMP threads of a search (default 1: a single query is faster on one
+            thread than on oversubscribed ones); None leaves the libraries' own setting.
     """
 
-    def __init__(self, gallery: Gallery, fusion: str | None = None, index: SearchIndex | None = None) -> None:
+    def __init__(
+        self,
+        gallery: Gallery,
+        fusion: str | None = None,
+        index: SearchIndex | None = None,
+        threads: int | None = 1,
+    ) -> None:
         self.gallery = gallery
+        self.threads = threads
+        self._controller: Any = None
         typical = int(np.median([len(r) for r in gallery.references]))
         default = gallery.info.get("identification", {}).get("fusion") or gallery.default_fusion(typical)
         self.fusion = gallery.check_fusion(fusion or default)
@@ -140,6 +151,20 @@ class Identifier:
         )
         self._max_refs = max(len(r) for r in gallery.references)
 
+    @contextlib.contextmanager
+    def _threads(self) -> Iterator[None]:
+        """BLAS and OpenMP (faiss) held to `threads` inside the block (a controller made once: a
+        fresh `threadpool_limits` costs about half a millisecond, as much as a search)."""
+        if self.threads is None:
+            yield
+            return
+        if self._controller is None:
+            from threadpoolctl import ThreadpoolController
+
+            self._controller = ThreadpoolController()
+        with self._controller.limit(limits=self.threads):
+            yield
+
     def threshold(self, fpir: float | None = None) -> float:
         """The identification threshold (a distance) at `fpir` (default: the gallery's)."""
         return fpir_threshold(self.gallery.nonmated_distances(self.fusion), self.gallery.fpir(fpir))
@@ -151,8 +176,9 @@ class Identifier:
         q = np.asarray(queries, dtype=np.float64).reshape(-1, self.gallery.embedding_dim)
         k = min(k, self.gallery.size)
         short = min(self.gallery.size, max(2 * k, k + _SHORTLIST_MARGIN))
-        shortlists = self._shortlist(q, short)
-        return [self._score(q[i : i + 1], cand, k) for i, cand in enumerate(shortlists)]
+        with self._threads():
+            shortlists = self._shortlist(q, short)
+            return [self._score(q[i : i + 1], cand, k) for i, cand in enumerate(shortlists)]
 
     def _shortlist(self, q: np.ndarray, short: int) -> list[np.ndarray]:
         if self._exact is not None:
