@@ -11,24 +11,36 @@ embedding`; rows of unreadable images are simply absent.
   list of D float32), written one row group per batch.
 
 Files are written under a temporary name and renamed into place when complete.
+
+Beside every output, `<stem>.manifest.json` (`EmbeddingManifest`) records the model (checkpoint
+stem and fingerprint), the input list (count and digest) and each completed part: with a shard
+size the rows go to parts `<stem>-00000<ext>`, `<stem>-00001<ext>`, ..., otherwise to `out` as one
+part. A part enters the manifest only once its files are in place, and the manifest is rewritten
+atomically, so a killed run is resumed from the first input no completed part covers.
+`read_embeddings` reads any of it back (a manifest, an output with or without one, one part).
 """
 
 from __future__ import annotations
 
 import csv
+import hashlib
+import json
 import logging
 import os
+import time
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass, field
+from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
 from siamese.data.inputs import EmbeddingInput
-from siamese.errors import ConfigError, ImageError, SiameseError
+from siamese.errors import CheckpointError, ConfigError, DataError, ImageError, SiameseError
+from siamese.models.checkpoint import atomic_write, model_fingerprint
 
 if TYPE_CHECKING:
+    from siamese.inference.embedding import EmbeddingBatch
     from siamese.inference.model import EmbeddingModel
 
 logger = logging.getLogger(__name__)
@@ -256,21 +268,385 @@ def open_writer(out: str | os.PathLike, num_rows: int, dim: int) -> EmbeddingWri
     return check_output(out)(out, num_rows, dim)
 
 
+# -- the manifest: which parts an output has, from which model and inputs ---------------------------
+
+MANIFEST_FORMAT = "siamese-embeddings"
+MANIFEST_VERSION = 1
+MANIFEST_SUFFIX = ".manifest.json"
+
+
+def manifest_path(out: str | os.PathLike) -> Path:
+    """The manifest of the output `out`: `emb.npy` -> `emb.manifest.json` beside it."""
+    out = Path(out)
+    return out.with_name(out.stem + MANIFEST_SUFFIX)
+
+
+def part_path(out: str | os.PathLike, index: int) -> Path:
+    """Part `index` of a sharded output: `emb.npy` -> `emb-00000.npy`, `emb-00001.npy`, ..."""
+    out = Path(out)
+    return out.with_name(f"{out.stem}-{index:05d}{out.suffix}")
+
+
+def inputs_digest(inputs: Sequence[EmbeddingInput]) -> str:
+    """`sha256:<hex>` of an input list: every path and identity, in order."""
+    digest = hashlib.sha256()
+    for item in inputs:
+        digest.update(json.dumps([item.path, item.identity]).encode("utf-8") + b"\n")
+    return f"sha256:{digest.hexdigest()}"
+
+
+@dataclass(frozen=True)
+class ManifestPart:
+    """One completed part of an embeddings output.
+
+    Attributes:
+        files: its files, named relative to the manifest's folder (a `.npy` and its sidecar, or one).
+        first: the position of its first input in the input list.
+        inputs: how many successive inputs it covers: its rows plus its skipped inputs.
+        rows: rows written.
+        skipped: `(position, path, reason)` of each unreadable input it covers.
+    """
+
+    files: tuple[str, ...]
+    first: int
+    inputs: int
+    rows: int
+    skipped: tuple[tuple[int, str, str], ...] = ()
+
+    def to_json(self) -> dict[str, Any]:
+        skipped = [{"position": i, "path": p, "reason": r} for i, p, r in self.skipped]
+        return {
+            "files": list(self.files),
+            "first": self.first,
+            "inputs": self.inputs,
+            "rows": self.rows,
+            "skipped": skipped,
+        }
+
+    @classmethod
+    def from_json(cls, doc: dict[str, Any]) -> ManifestPart:
+        """Raises KeyError, TypeError or ValueError on a malformed record."""
+        files = tuple(_typed(doc, "files", list))
+        if not files or any(not isinstance(f, str) or Path(f).name != f or f in (".", "..") for f in files):
+            raise ValueError(f"a part lists bad file names {list(files)}")
+        skipped = tuple(
+            (int(s["position"]), str(s["path"]), str(s["reason"])) for s in _typed(doc, "skipped", list)
+        )
+        first, inputs, rows = (_typed(doc, key, int) for key in ("first", "inputs", "rows"))
+        if rows + len(skipped) != inputs:
+            raise ValueError(f"part {files[0]}: {rows} rows and {len(skipped)} skipped but {inputs} inputs")
+        return cls(files, first, inputs, rows, skipped)
+
+
+@dataclass(frozen=True)
+class EmbeddingManifest:
+    """`<stem>.manifest.json`: what an embeddings output holds and in which files.
+
+    `write_embeddings` writes it beside every output, one part or many, and rewrites it (to a
+    temporary file, then renamed) each time a part's files are complete; `read_manifest` reads it.
+
+    Attributes:
+        model: the checkpoint stem the embeddings come from (absolute).
+        fingerprint: its `model_fingerprint` (None for a model without a weights file).
+        distance: the model's pair distance.
+        embedding_dim: D.
+        tta: the test-time augmentation used.
+        suffix: the file format, ".npy", ".csv" or ".parquet".
+        shard_size: inputs per part; None for one file named as the output itself.
+        inputs: the number of inputs.
+        inputs_digest: `inputs_digest` of the input list.
+        parts: the completed parts, in input order.
+    """
+
+    model: str | None
+    fingerprint: str | None
+    distance: str | None
+    embedding_dim: int
+    tta: str | None
+    suffix: str
+    shard_size: int | None
+    inputs: int
+    inputs_digest: str
+    parts: tuple[ManifestPart, ...] = ()
+
+    @property
+    def covered(self) -> int:
+        """Inputs the completed parts cover (from the first one on)."""
+        return sum(part.inputs for part in self.parts)
+
+    @property
+    def complete(self) -> bool:
+        """Every input is covered."""
+        return self.covered == self.inputs
+
+    def to_json(self) -> dict[str, Any]:
+        facts = {k: v for k, v in asdict(self).items() if k != "parts"}
+        return {
+            "format": MANIFEST_FORMAT,
+            "version": MANIFEST_VERSION,
+            **facts,
+            "complete": self.complete,
+            "rows": sum(part.rows for part in self.parts),
+            "parts": [part.to_json() for part in self.parts],
+        }
+
+    @classmethod
+    def from_json(cls, doc: Any) -> EmbeddingManifest:
+        """Raises KeyError, TypeError or ValueError on a malformed document."""
+        if not isinstance(doc, dict) or doc.get("format") != MANIFEST_FORMAT:
+            raise ValueError(f"not a {MANIFEST_FORMAT} manifest")
+        if not isinstance(doc.get("version"), int) or doc["version"] > MANIFEST_VERSION:
+            raise ValueError(
+                f"manifest version {doc.get('version')!r}; this siamese reads {MANIFEST_VERSION}"
+            )
+        optional = {k: _typed(doc, k, str, none=True) for k in ("model", "fingerprint", "distance", "tta")}
+        parts = tuple(ManifestPart.from_json(p) for p in _typed(doc, "parts", list))
+        manifest = cls(
+            **optional,
+            embedding_dim=_typed(doc, "embedding_dim", int),
+            suffix=_typed(doc, "suffix", str),
+            shard_size=_typed(doc, "shard_size", int, none=True),
+            inputs=_typed(doc, "inputs", int),
+            inputs_digest=_typed(doc, "inputs_digest", str),
+            parts=parts,
+        )
+        starts = [sum(p.inputs for p in parts[:k]) for k in range(len(parts))]
+        if [p.first for p in parts] != starts or manifest.covered > manifest.inputs:
+            raise ValueError("its parts do not cover successive inputs")
+        return manifest
+
+
+def _typed(doc: dict[str, Any], key: str, kind: type, none: bool = False) -> Any:
+    value = doc[key]
+    if (value is None and none) or (isinstance(value, kind) and not isinstance(value, bool)):
+        return value
+    raise TypeError(f"{key!r} is {value!r}")
+
+
+def _one_line(exc: BaseException) -> str:
+    lines = str(exc).strip().splitlines()
+    return lines[0] if lines else type(exc).__name__
+
+
+def read_manifest(path: str | os.PathLike) -> EmbeddingManifest:
+    """Read `<stem>.manifest.json`.
+
+    Raises:
+        DataError: missing, unreadable or not a manifest this version of siamese reads.
+    """
+    path = Path(path)
+    try:
+        return EmbeddingManifest.from_json(json.loads(path.read_text(encoding="utf-8")))
+    except (OSError, ValueError, KeyError, TypeError) as exc:
+        raise DataError(f"cannot read the manifest {path}: {_one_line(exc)}") from None
+
+
+def _write_manifest(path: Path, manifest: EmbeddingManifest) -> None:
+    atomic_write(path, lambda tmp: tmp.write_text(json.dumps(manifest.to_json(), indent=1) + "\n"))
+
+
+def _fresh_manifest(
+    model: EmbeddingModel, inputs: Sequence[EmbeddingInput], out: Path, shard_size: int | None
+) -> EmbeddingManifest:
+    try:
+        fingerprint: str | None = model_fingerprint(model.source, model.metadata)
+    except CheckpointError:  # a model built in memory: nothing to fingerprint
+        fingerprint = None
+    return EmbeddingManifest(
+        model=str(Path(model.source).absolute()),
+        fingerprint=fingerprint,
+        distance=model.distance,
+        embedding_dim=model.embedding_dim,
+        tta=model.tta,
+        suffix=out.suffix.lower(),
+        shard_size=shard_size,
+        inputs=len(inputs),
+        inputs_digest=inputs_digest(inputs),
+    )
+
+
+def _layout(manifest: EmbeddingManifest) -> str:
+    size = manifest.shard_size
+    return f"one {manifest.suffix} file" if size is None else f"{manifest.suffix} parts of {size}"
+
+
+def _conflict(old: EmbeddingManifest, new: EmbeddingManifest) -> str | None:
+    """Why an output described by `old` cannot be continued as `new` (None when it can)."""
+    if old.fingerprint is not None and new.fingerprint is not None:
+        same_model = old.fingerprint == new.fingerprint
+    else:
+        same_model = old.model == new.model
+    if not same_model:
+        return f"another model ({old.model})"
+    if (old.distance, old.embedding_dim, old.tta) != (new.distance, new.embedding_dim, new.tta):
+        return (
+            f"other embeddings ({old.distance}, {old.embedding_dim} dims, test-time augmentation {old.tta})"
+        )
+    if old.inputs != new.inputs:
+        return f"another input list ({old.inputs} inputs, not {new.inputs})"
+    if old.inputs_digest != new.inputs_digest:
+        return f"another input list (the same count, {old.inputs}, but other paths or order)"
+    if (old.suffix, old.shard_size) != (new.suffix, new.shard_size):
+        return f"another layout ({_layout(old)}, not {_layout(new)})"
+    return None
+
+
+def _kept_parts(manifest: EmbeddingManifest, folder: Path) -> tuple[ManifestPart, ...]:
+    """The parts up to the first one with a file gone (that one and the rest are embedded again)."""
+    for k, part in enumerate(manifest.parts):
+        missing = [name for name in part.files if not (folder / name).is_file()]
+        if missing:
+            logger.warning("%s is missing: embedding again from input %d", folder / missing[0], part.first)
+            return manifest.parts[:k]
+    return manifest.parts
+
+
+def _remove_output(path: Path) -> None:
+    """Delete the files the manifest at `path` lists (best effort: an unreadable one lists none)."""
+    try:
+        old = read_manifest(path)
+    except DataError:
+        return
+    for part in old.parts:
+        for name in part.files:
+            (path.parent / name).unlink(missing_ok=True)
+
+
+def _start(
+    model: EmbeddingModel,
+    inputs: Sequence[EmbeddingInput],
+    out: Path,
+    shard_size: int | None,
+    overwrite: bool,
+) -> EmbeddingManifest:
+    """The manifest to continue: the existing one's completed parts when it matches, else a new one.
+
+    Raises:
+        ConfigError: an existing manifest from another model, input list or layout (and not `overwrite`).
+        DataError: an unreadable existing manifest (and not `overwrite`).
+    """
+    fresh = _fresh_manifest(model, inputs, out, shard_size)
+    path = manifest_path(out)
+    if path.exists() and not overwrite:
+        try:
+            old = read_manifest(path)
+        except DataError as exc:
+            raise DataError(f"{exc}; pass --overwrite to start again") from None
+        reason = _conflict(old, fresh)
+        if reason is not None:
+            raise ConfigError(
+                f"{path} is from {reason}; pass --overwrite to replace it or choose another --out"
+            )
+        kept = replace(fresh, parts=_kept_parts(old, path.parent))
+        if kept.parts:
+            logger.info("resuming %s: %d of %d inputs already embedded", path, kept.covered, kept.inputs)
+        if kept != old:
+            _write_manifest(path, kept)
+        return kept
+    if path.exists():
+        _remove_output(path)
+    _write_manifest(path, fresh)
+    return fresh
+
+
+class _Parts:
+    """Route the rows of successive inputs into parts of `shard_size` inputs (one part without it);
+    a part goes into the manifest only once its files are complete and in place."""
+
+    def __init__(self, out: Path, manifest: EmbeddingManifest, inputs: Sequence[EmbeddingInput]) -> None:
+        self.out = out
+        self.manifest = manifest
+        self.inputs = inputs
+        self.next = manifest.covered  # the first input not handled yet
+        self.writer: EmbeddingWriter | None = None
+        self.skipped: list[tuple[int, str]] = []
+
+    @property
+    def _end(self) -> int:
+        """One past the last input of the current part."""
+        size = self.manifest.shard_size or self.manifest.inputs
+        return min(self.manifest.covered + size, self.manifest.inputs)
+
+    def _current(self) -> EmbeddingWriter:
+        if self.writer is None:
+            index = len(self.manifest.parts)
+            out = self.out if self.manifest.shard_size is None else part_path(self.out, index)
+            self.writer = open_writer(out, self._end - self.manifest.covered, self.manifest.embedding_dim)
+        return self.writer
+
+    def add(self, batch: EmbeddingBatch, offset: int) -> None:
+        """Write one batch of the successive inputs from `self.next` (its positions count from `offset`)."""
+        positions = [offset + i for i in batch.positions]
+        failed = [(offset + i, reason) for i, reason in batch.failed]
+        stop = self.next + len(positions) + len(failed)
+        while self.next < stop:
+            lo, hi = self.next, min(stop, self._end)
+            take = [k for k, p in enumerate(positions) if lo <= p < hi]
+            rows = [self.inputs[positions[k]] for k in take]
+            if rows:
+                self._current().write(
+                    [r.path for r in rows], [r.identity for r in rows], batch.embeddings[take]
+                )
+            self.skipped += [(p, reason) for p, reason in failed if lo <= p < hi]
+            self.next = hi
+            if hi == self._end:
+                self._commit()
+
+    def _commit(self) -> None:
+        """Close the current part's files (renamed into place), then record it in the manifest."""
+        writer = self._current()
+        files = writer.close()
+        self.writer = None
+        first = self.manifest.covered
+        skipped = tuple((p, self.inputs[p].path, reason) for p, reason in self.skipped)
+        part = ManifestPart(tuple(f.name for f in files), first, self._end - first, writer.rows, skipped)
+        self.manifest = replace(self.manifest, parts=(*self.manifest.parts, part))
+        _write_manifest(manifest_path(self.out), self.manifest)
+        self.skipped = []
+
+    def finish(self) -> None:
+        """Check every input is covered; an output of no inputs still gets its (empty) file."""
+        if self.manifest.shard_size is None and not self.manifest.parts:
+            self._commit()
+        if not self.manifest.complete:
+            raise RuntimeError(f"embedded {self.manifest.covered} of {self.manifest.inputs} inputs")
+
+    def abort(self) -> None:
+        """Remove the current part's partial files (completed parts stay, for a resume)."""
+        if self.writer is not None:
+            self.writer.abort()
+            self.writer = None
+
+
 @dataclass
 class EmbedSummary:
     """What `write_embeddings` did.
 
     Attributes:
-        written: images embedded and written.
+        written: rows in the output (those of parts from an earlier, resumed run included).
         dim: embedding size D.
-        files: output files.
-        skipped: `(path, reason)` of each unreadable image.
+        files: every file of the output, the manifest last.
+        skipped: `(path, reason)` of each unreadable image (earlier parts' included).
+        inputs: the inputs.
+        resumed: inputs covered by the parts of an earlier run, not embedded again.
+        seconds: wall time of this run's embedding (decoding, forward passes, writing).
+        parts: the parts of the output (1 without a shard size).
     """
 
     written: int
     dim: int
     files: list[Path]
     skipped: list[tuple[str, str]] = field(default_factory=list)
+    inputs: int = 0
+    resumed: int = 0
+    seconds: float = 0.0
+    parts: int = 1
+
+    @property
+    def images_per_s(self) -> float | None:
+        """Inputs handled by this run per second of it (None when it had nothing to do)."""
+        done = self.inputs - self.resumed
+        return done / self.seconds if done > 0 and self.seconds > 0 else None
 
 
 def write_embeddings(
@@ -281,8 +657,17 @@ def write_embeddings(
     workers: int = 0,
     on_batch: Callable[[int], None] | None = None,
     strict: bool = False,
+    shard_size: int | None = None,
+    overwrite: bool = False,
 ) -> EmbedSummary:
-    """Embed `inputs` with a loaded model and stream the rows into `out`.
+    """Embed `inputs` with a loaded model and stream the rows into `out`, resuming an interrupted run.
+
+    The rows go to `out` itself, or with `shard_size` to parts `<stem>-00000<ext>`, `<stem>-00001<ext>`,
+    ... of `shard_size` successive inputs each (at most that many rows). Beside them,
+    `<stem>.manifest.json` (`EmbeddingManifest`) records the model, the input list and each completed
+    part. When that manifest exists and matches the model, inputs and layout, its completed parts are
+    kept and embedding continues from the first input they do not cover, so a killed run finishes
+    with the same rows as an uninterrupted one.
 
     Args:
         model: the loaded model (`siamese.inference.EmbeddingModel`, or a `Verifier`).
@@ -290,29 +675,227 @@ def write_embeddings(
         out: `.npy`, `.csv` or `.parquet` file.
         batch_size: images per forward pass.
         workers: DataLoader worker processes decoding images.
-        on_batch: called with the number of inputs handled after each batch (progress).
-        strict: raise on the first unreadable image (the partial output is removed).
+        on_batch: called with the number of inputs handled after each batch (progress); when
+            resuming, first once with the number the earlier parts cover.
+        strict: raise on the first unreadable image (the partial part is removed).
+        shard_size: inputs per part; None writes one file.
+        overwrite: start afresh, deleting the files of an existing manifest at `out`, instead of
+            resuming it (or refusing it when it is from another model, input list or layout).
 
     Returns:
         The summary; unreadable images are skipped and listed, not raised (unless `strict`).
 
     Raises:
-        ConfigError: unknown output extension or a bad batch size / worker count.
+        ConfigError: unknown output extension, a bad batch size / worker count / shard size, or an
+            existing manifest from another model, input list or layout (without `overwrite`).
+        DataError: an existing manifest that cannot be read (without `overwrite`).
         SiameseError: `.parquet` without pyarrow.
     """
-    if batch_size < 1 or workers < 0:
-        raise ConfigError(f"batch size must be >= 1 and workers >= 0, got {batch_size} and {workers}")
-    paths = [item.path for item in inputs]
-    skipped: list[tuple[str, str]] = []
-    with open_writer(out, len(inputs), model.embedding_dim) as writer:
-        for batch in model.embed_batches(paths, batch_size, workers):
-            skipped += [(paths[i], reason) for i, reason in batch.failed]
-            if strict and skipped:
-                raise ImageError(f"{skipped[0][1]} (--strict)")
-            if batch.positions:
-                rows = [inputs[i] for i in batch.positions]
-                writer.write([r.path for r in rows], [r.identity for r in rows], batch.embeddings)
+    if batch_size < 1 or workers < 0 or (shard_size is not None and shard_size < 1):
+        raise ConfigError(
+            f"batch size and shard size must be >= 1 and workers >= 0, "
+            f"got {batch_size}, {shard_size} and {workers}"
+        )
+    check_output(out)
+    out = Path(out)
+    manifest = _start(model, inputs, out, shard_size, overwrite)
+    resumed = manifest.covered
+    if resumed and on_batch is not None:
+        on_batch(resumed)
+    parts = _Parts(out, manifest, inputs)
+    started = time.perf_counter()
+    try:
+        todo = [item.path for item in inputs[resumed:]]
+        for batch in model.embed_batches(todo, batch_size, workers):
+            if strict and batch.failed:
+                raise ImageError(f"{batch.failed[0][1]} (--strict)")
+            parts.add(batch, resumed)
             if on_batch is not None:
                 on_batch(len(batch.positions) + len(batch.failed))
-        files = writer.close()
-    return EmbedSummary(written=writer.rows, dim=model.embedding_dim, files=files, skipped=skipped)
+        parts.finish()
+    except BaseException:
+        parts.abort()
+        raise
+    seconds = time.perf_counter() - started
+    done = parts.manifest
+    folder = out.parent
+    return EmbedSummary(
+        written=sum(part.rows for part in done.parts),
+        dim=done.embedding_dim,
+        files=[folder / name for part in done.parts for name in part.files] + [manifest_path(out)],
+        skipped=[(path, reason) for part in done.parts for _, path, reason in part.skipped],
+        inputs=len(inputs),
+        resumed=resumed,
+        seconds=seconds,
+        parts=len(done.parts),
+    )
+
+
+# -- reading an output back ---------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class EmbeddingTable:
+    """The rows of an embeddings output, as `read_embeddings` returns them.
+
+    Attributes:
+        paths: the image of each row.
+        identities: the identity of each row.
+        embeddings: `(N, D)` float32, row i for `paths[i]`.
+        model: the checkpoint stem that embedded them (None without a manifest).
+        fingerprint: that checkpoint's `model_fingerprint` (None without a manifest).
+        distance: the model's pair distance (None without a manifest).
+    """
+
+    paths: list[str]
+    identities: list[str]
+    embeddings: np.ndarray  # (N, D) float32
+    model: str | None = None
+    fingerprint: str | None = None
+    distance: str | None = None
+
+    def __len__(self) -> int:
+        return len(self.paths)
+
+
+def read_embeddings(path: str | os.PathLike) -> EmbeddingTable:
+    """Read what `siamese embed` / `write_embeddings` wrote.
+
+    Args:
+        path: a manifest (`<stem>.manifest.json`: every part, in order), the `--out` the output was
+            written to (read through its manifest when there is one, sharded or not), or one file
+            (`.npy` with its sidecar `<file>.csv`, `.csv`, `.parquet`); a file a manifest lists
+            (a part) gets the model facts from it.
+
+    Returns:
+        The rows; the model facts are None for a file no manifest lists.
+
+    Raises:
+        DataError: a missing, unreadable or corrupt file or manifest, or a manifest of an
+            unfinished run (run the same `siamese embed` again to finish it).
+        SiameseError: a `.parquet` file without pyarrow installed.
+    """
+    path = Path(path)
+    if path.name.endswith(MANIFEST_SUFFIX):
+        return _read_output(read_manifest(path), path)
+    own = manifest_path(path)
+    if own.is_file():
+        manifest = read_manifest(own)
+        if manifest.suffix == path.suffix.lower():
+            return _read_output(manifest, own)
+    table = _read_file(path)
+    for candidate in _part_manifests(path):
+        manifest = read_manifest(candidate)
+        part = next((p for p in manifest.parts if p.files[0] == path.name), None)
+        if part is not None:
+            _check_part(table, part, manifest, path)
+            return replace(
+                table, model=manifest.model, fingerprint=manifest.fingerprint, distance=manifest.distance
+            )
+    return table
+
+
+def _part_manifests(path: Path) -> list[Path]:
+    """The manifest that may list `path` as a part (`emb-00003.npy` -> `emb.manifest.json`)."""
+    stem, sep, number = path.stem.rpartition("-")
+    candidate = path.with_name(stem + MANIFEST_SUFFIX)
+    return [candidate] if sep and len(number) == 5 and number.isdigit() and candidate.is_file() else []
+
+
+def _read_output(manifest: EmbeddingManifest, where: Path) -> EmbeddingTable:
+    if not manifest.complete:
+        raise DataError(
+            f"{where} is unfinished: {manifest.covered} of {manifest.inputs} inputs embedded "
+            "(run the same `siamese embed` again to finish it)"
+        )
+    paths: list[str] = []
+    identities: list[str] = []
+    blocks = [np.zeros((0, manifest.embedding_dim), np.float32)]
+    for part in manifest.parts:
+        file = where.parent / part.files[0]
+        table = _read_file(file)
+        _check_part(table, part, manifest, file)
+        paths += table.paths
+        identities += table.identities
+        blocks.append(table.embeddings)
+    return EmbeddingTable(
+        paths,
+        identities,
+        np.concatenate(blocks),  # (N, D)
+        model=manifest.model,
+        fingerprint=manifest.fingerprint,
+        distance=manifest.distance,
+    )
+
+
+def _check_part(table: EmbeddingTable, part: ManifestPart, manifest: EmbeddingManifest, file: Path) -> None:
+    if len(table) != part.rows or table.embeddings.shape[1] != manifest.embedding_dim:
+        raise DataError(
+            f"{file} holds {len(table)} rows of {table.embeddings.shape[1]} dims; its manifest says "
+            f"{part.rows} of {manifest.embedding_dim}"
+        )
+
+
+def _read_file(path: Path) -> EmbeddingTable:
+    readers = {".npy": _read_npy, ".csv": _read_csv, ".parquet": _read_parquet}
+    read = readers.get(path.suffix.lower())
+    if read is None:
+        raise DataError(
+            f"cannot read embeddings from {path}: not a {', '.join(FORMATS)} or {MANIFEST_SUFFIX} file"
+        )
+    try:
+        paths, identities, embeddings = read(path)
+    except SiameseError:
+        raise
+    except Exception as exc:  # noqa: BLE001 - numpy, csv and pyarrow each raise their own kinds
+        raise DataError(f"cannot read embeddings from {path}: {_one_line(exc)}") from None
+    if embeddings.ndim != 2 or len(embeddings) != len(paths):
+        raise DataError(
+            f"cannot read embeddings from {path}: {len(paths)} rows but an array of {embeddings.shape}"
+        )
+    return EmbeddingTable(paths, identities, embeddings.astype(np.float32, copy=False))
+
+
+def _read_index(path: Path, min_columns: int) -> tuple[list[str], list[list[str]]]:
+    """The header and rows of a CSV whose first two columns are path, identity."""
+    with path.open(newline="", encoding="utf-8") as f:
+        rows = list(csv.reader(f))
+    if not rows or rows[0][:2] != ["path", "identity"] or len(rows[0]) < min_columns:
+        raise ValueError(
+            f"{path.name} does not start with the columns path,identity{',e0...' * (min_columns > 2)}"
+        )
+    bad = next((k for k, row in enumerate(rows) if len(row) != len(rows[0])), None)
+    if bad is not None:
+        raise ValueError(f"{path.name} line {bad + 1} has {len(rows[bad])} columns, not {len(rows[0])}")
+    return rows[0], rows[1:]
+
+
+def _read_npy(path: Path) -> tuple[list[str], list[str], np.ndarray]:
+    embeddings = np.load(path, allow_pickle=False)  # (N, D)
+    if embeddings.ndim != 2 or embeddings.dtype.kind != "f":
+        raise ValueError(f"expected an (N, D) float array, got {embeddings.dtype} {embeddings.shape}")
+    _, rows = _read_index(path.with_name(path.name + ".csv"), 2)
+    return [r[0] for r in rows], [r[1] for r in rows], embeddings
+
+
+def _read_csv(path: Path) -> tuple[list[str], list[str], np.ndarray]:
+    header, rows = _read_index(path, 3)
+    if header[2:] != [f"e{j}" for j in range(len(header) - 2)]:
+        raise ValueError(f"{path.name}: the columns after path,identity are not e0, e1, ...")
+    embeddings = np.array([r[2:] for r in rows], dtype=np.float32).reshape(len(rows), len(header) - 2)
+    return [r[0] for r in rows], [r[1] for r in rows], embeddings
+
+
+def _read_parquet(path: Path) -> tuple[list[str], list[str], np.ndarray]:
+    pa, pq = _require_pyarrow()
+    table = pq.read_table(str(path), columns=["path", "identity", "embedding"])
+    column = table.column("embedding").combine_chunks()
+    if not pa.types.is_fixed_size_list(column.type):
+        raise ValueError(f"its embedding column is {column.type}, not a fixed-size list of floats")
+    dim = column.type.list_size
+    values = column.flatten().to_numpy(zero_copy_only=False)
+    return (
+        [str(p) for p in table.column("path").to_pylist()],
+        [str(i) for i in table.column("identity").to_pylist()],
+        np.asarray(values, dtype=np.float32).reshape(len(column), dim),  # (N, D)
+    )

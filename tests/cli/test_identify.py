@@ -217,3 +217,27 @@ def test_evaluate_identify_protocol(tiny_run, tmp_path: Path) -> None:
     assert entry["gallery_size"] == 4 and entry["mated_searches"] == 4 * 2
     assert set(entry["open_set"]) == {"fpir=0.003", "fpir=0.01", "fpir=0.1"}
     assert "--pairs" in _one_line_error(runner.invoke(app, [*args, "--pairs", str(tmp_path / "p.txt")]))
+
+
+def test_a_gallery_in_milvus_identifies_like_the_file_backend(people, tmp_path: Path) -> None:
+    pytest.importorskip("pymilvus")
+    run, first, second, names = people
+    _enrol(run, first, tmp_path / "g", "--index", "milvus")
+    _enrol(run, second, tmp_path / "g", "--add")  # vectors inserted into the collection, not rebuilt
+    _enrol(run, first, tmp_path / "f")
+    _enrol(run, second, tmp_path / "f", "--add")
+    assert (tmp_path / "g" / "milvus.db").exists()
+    queries = [str(p) for p in sorted(second.glob("*/*.png"))[:3]] + [str(next(first.glob("*/*.png")))]
+    found = {}
+    for name in ("g", "f"):
+        result = _ok(runner.invoke(app, ["identify", *queries, "--gallery", str(tmp_path / name), "--json"]))
+        found[name] = json.loads(result.stdout)["results"]
+    for a, b in zip(found["g"], found["f"], strict=True):
+        assert a["identity"] == b["identity"] and a["threshold"] == b["threshold"]
+        assert [c["identity"] for c in a["candidates"]] == [c["identity"] for c in b["candidates"]]
+        assert [c["distance"] for c in a["candidates"]] == pytest.approx(
+            [c["distance"] for c in b["candidates"]]
+        )
+    _ok(runner.invoke(app, ["gallery", "remove", str(tmp_path / "g"), names[0]]))
+    result = _ok(runner.invoke(app, ["identify", queries[-1], "--gallery", str(tmp_path / "g"), "--json"]))
+    assert [c["identity"] for c in json.loads(result.stdout)["results"][0]["candidates"]] == [names[1]]

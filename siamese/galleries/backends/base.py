@@ -91,10 +91,9 @@ class SearchIndex(ABC):
         """Persist the index into the gallery folder (nothing for in-memory backends)."""
 
     @classmethod
-    def open(
-        cls, directory: str | os.PathLike, distance: str, dim: int, **options: Any
-    ) -> SearchIndex | None:
-        """Reopen a persisted index, or None when there is none to reopen (the caller rebuilds)."""
+    def open(cls, folder: str | os.PathLike, distance: str, dim: int, **options: Any) -> SearchIndex | None:
+        """Reopen an index persisted into `folder` (its `save` folder), or None when there is none to
+        reopen (the caller rebuilds). Options may name the gallery folder as `directory`."""
         return None
 
 

@@ -163,12 +163,12 @@ class FaissIndex(SearchIndex):
         write_index_atomic(self.index, Path(directory) / INDEX_FILE)
 
     @classmethod
-    def open(cls, directory: str | os.PathLike, distance: str, dim: int, **options: Any) -> FaissIndex | None:
+    def open(cls, folder: str | os.PathLike, distance: str, dim: int, **options: Any) -> FaissIndex | None:
         """Reopen `gallery.faiss`: None when absent, or when it holds another kind, metric or size of
         index (logged; the caller rebuilds and the next `save` replaces it). Options that shape the
         index (nlist, m, ef_construction) come from the file; the others (nprobe, ef_search,
         threads) from `options`."""
-        path = Path(directory) / INDEX_FILE
+        path = Path(folder) / INDEX_FILE
         if not path.is_file():
             return None
         stored = read_index(path)

@@ -232,16 +232,14 @@ class MilvusIndex(SearchIndex):
             self.client.flush(self.collection)
 
     @classmethod
-    def open(
-        cls, directory: str | os.PathLike, distance: str, dim: int, **options: Any
-    ) -> MilvusIndex | None:
+    def open(cls, folder: str | os.PathLike, distance: str, dim: int, **options: Any) -> MilvusIndex | None:
         """Reconnect to the collection, or None when it does not exist. The default milvus-lite
-        file is in the gallery folder: the `directory` option when given, else `directory`.
+        file is in the gallery folder: the `directory` option when given, else `folder`.
 
         Raises:
             ConfigError: the collection holds vectors of another size or metric.
         """
-        found = cls(distance, dim, **{"directory": directory, **options})
+        found = cls(distance, dim, **{"directory": folder, **options})
         if not found.client.has_collection(found.collection):
             found.close()
             return None
