@@ -117,6 +117,15 @@ def _throughput(doc: Doc) -> str:
     )
 
 
+def _embed_throughput(doc: Doc) -> str:
+    """`siamese embed`'s best images/s over the settings tried, and bare inference at that setting."""
+    best = doc["best_full"]
+    threads, batch, _ = best["setting"].removeprefix("full ").split(" ")
+    bare = doc["embed_images_per_s"][f"bare {threads} {batch}"]
+    encoder = doc["protocol"]["encoder"] or f"{doc['protocol']['preset']} {doc['encoder']}"
+    return f"{encoder}: embed {best['images_per_s']:.0f} images/s ({best['setting']}), bare {bare:.0f}"
+
+
 def _spread_weight(doc: Doc) -> str:
     """Per identities (val/test) and impostor kind at the largest R: the EER at each spread weight."""
     count = max(doc["references"])
@@ -145,6 +154,7 @@ def key_figures(doc: Doc) -> str:
     readers: list[tuple[bool, Callable[[Doc], str]]] = [
         ("train_images_per_s" in doc, _throughput),
         ("rates" in doc, _step_rates),
+        ("best_full" in doc, _embed_throughput),
         ("methods" in (doc.get("results") or {}), _selfsup),
         (str(doc.get("benchmark", "")).startswith("spread_weight"), _spread_weight),
         (str(doc.get("benchmark", "")).startswith("lfw"), _lfw),
