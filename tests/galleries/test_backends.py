@@ -422,3 +422,24 @@ def test_exact_backend_imports_no_extra() -> None:
     root = Path(__file__).resolve().parents[2]
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True, cwd=root)
     assert out.stdout.strip() == "[]"
+
+
+def test_faiss_backends_survive_pytorch_metric_learnings_faiss_patch() -> None:
+    """pytorch-metric-learning imports faiss.contrib.torch_utils, which makes some faiss calls return
+    tensors; the backends must keep working in such a process (a subprocess: the patch is global)."""
+    pytest.importorskip("faiss")
+    script = (
+        "import faiss.contrib.torch_utils, numpy as np\n"
+        "from siamese.galleries.backends import get_index\n"
+        "rng = np.random.default_rng(0)\n"
+        "x = rng.normal(size=(60, 8)).astype(np.float32)\n"
+        "for name in ('faiss-flat', 'faiss-ivf', 'faiss-hnsw'):\n"
+        "    ix = get_index(name, 'cosine', 8)\n"
+        "    ix.add(np.arange(60), x)\n"
+        "    ix.remove(np.arange(40))  # HNSW: past half tombstones, the graph is rebuilt\n"
+        "    d, i = ix.search(x[40:], 1)\n"
+        "    assert (i[:, 0] >= 40).all() and len(ix) == 20, name\n"
+        "print('ok')\n"
+    )
+    done = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, timeout=120)
+    assert done.returncode == 0 and done.stdout.strip() == "ok", done.stderr

@@ -368,7 +368,8 @@ class FaissHNSWIndex(FaissIndex):
     def _rebuild(self) -> None:
         """A new graph holding only the live vectors, in their order."""
         live = np.flatnonzero(self._ids >= 0)
-        vectors = self.graph.reconstruct_n(0, len(self._ids))[live]  # (M_live, D), already prepared
+        # np.asarray: faiss.contrib.torch_utils (imported by pytorch-metric-learning) makes it a tensor
+        vectors = np.asarray(self.graph.reconstruct_n(0, len(self._ids)))[live]  # (M_live, D), prepared
         ids = self._ids[live]
         self.index, self._ids = self._new_index(), np.zeros(0, np.int64)
         if len(ids):
