@@ -148,11 +148,46 @@ def _lfw(doc: Doc) -> str:
     return "accuracy " + "; ".join(parts)
 
 
+def _identify(doc: Doc) -> str:
+    """Open-set identification: per set and method, at the largest R, the fusion rule with the lowest
+    FNIR at FPIR 1%, with its rank-1 rate and the gallery size."""
+    parts = []
+    for set_name, methods in doc["summary"].items():
+        for method, per_count in methods.items():
+            count = max(per_count, key=int)
+            fusion, stats = min(per_count[count].items(), key=lambda kv: kv[1]["fnir@0.01"]["mean"])
+            parts.append(
+                f"{set_name} {method} R={count} {fusion}: FNIR@1% {pct_stats(stats['fnir@0.01'])}, "
+                f"rank-1 {pct_stats(stats['rank-1'])}, N {stats['N']['mean']:.0f}"
+            )
+    return "; ".join(parts)
+
+
+def _identify_scale(doc: Doc) -> str:
+    """1:N search at scale: per size, exact search's p50 and the fastest approximate backend with
+    top-1 agreement >= 0.99."""
+    parts = []
+    for size in doc["protocol"]["sizes"]:
+        rows = [r for r in doc["rows"] if r["entries"] == size and r.get("status") == "ok"]
+        text = f"{size // 1000}k:"
+        exact = next((r for r in rows if r["backend"] == "exact"), None)
+        if exact is not None:
+            text += f" exact p50 {exact['p50_ms']:.2f} ms"
+        good = [r for r in rows if not r.get("exact_search") and r.get("agreement", 0) >= 0.99]
+        if good:
+            best = min(good, key=lambda r: r["p50_ms"])
+            text += f", {best['backend']} p50 {best['p50_ms']:.2f} ms at agreement {best['agreement']:.3f}"
+        parts.append(text)
+    return "; ".join(parts)
+
+
 def key_figures(doc: Doc) -> str:
     """The headline numbers of one envelope, as a short line (empty when its kind is unknown)."""
     summary = doc.get("summary") or {}
     readers: list[tuple[bool, Callable[[Doc], str]]] = [
         ("train_images_per_s" in doc, _throughput),
+        (str(doc.get("benchmark", "")) == "identify_scale", _identify_scale),
+        (str(doc.get("benchmark", "")) == "identify", _identify),
         ("rates" in doc, _step_rates),
         ("best_full" in doc, _embed_throughput),
         ("methods" in (doc.get("results") or {}), _selfsup),
