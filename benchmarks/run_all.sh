@@ -7,6 +7,7 @@ DATA="${1:?usage: benchmarks/run_all.sh DATA_DIR [options]}"
 shift || true
 PY="${PYTHON:-.venv/bin/python}"
 "$PY" benchmarks/throughput.py "$DATA/att_faces" --preset face "$@"
+"$PY" benchmarks/identify_scale.py "$@"  # synthetic galleries: no data folder
 "$PY" benchmarks/orl.py "$DATA/att_faces" "$@"
 "$PY" benchmarks/spread_weight.py "$DATA/att_faces" --dataset orl "$@"  # on the models orl.py just trained
 if [ -d "$DATA/att_faces" ]; then  # the second face protocol: ORL relit per image (a copy outside the repo)
