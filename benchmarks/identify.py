@@ -19,8 +19,11 @@ whole image as input (`face_transfer.whole_image`: ORL photos are already crops)
 pytorch-metric-learning recipe (peers.py) trained for `--pml-budget` seconds on the run's *training*
 people only (so its test people are unseen too), scored the same way.
 
-    python benchmarks/identify.py ../shared/data --lfw-run runs/benchmarks/lfw-view1-devtest \
+    python benchmarks/identify.py ../shared/data [--lfw-run runs/benchmarks/lfw-view1-devtest] \
         [--pml-budget 300] [--seeds 5] [--references 1,5]
+
+Without `--lfw-run` the script trains one first (`face_transfer.train_on_lfw`: `--lfw-minutes` of the
+face-wild preset, 150 validation and 50 test people held out, so LFW's open set is those 50).
 """
 
 from __future__ import annotations
@@ -41,7 +44,7 @@ from common import (
     train_ours,
     write_protocol_results,
 )
-from face_transfer import SMOKE_OPTIONS, whole_image
+from face_transfer import SMOKE_OPTIONS, train_on_lfw, whole_image
 from peers import PeerSetup, train_peer
 
 from siamese.data import PRESETS, ImageIndex, Split, scan_folder
@@ -75,9 +78,13 @@ def _images(index: ImageIndex, people: Sequence[str]) -> tuple[list[str], list[s
 
 
 def lfw_model(args: argparse.Namespace, lfw: ImageIndex) -> Path:
-    """`--lfw-run`, or (smoke) a one-epoch face-wild run on a few LFW people."""
+    """`--lfw-run`; else `face_transfer.train_on_lfw` (`--lfw-minutes` of face-wild, 150 + 50 LFW
+    people held out); with --smoke, a one-epoch run on a few LFW people."""
     if args.lfw_run is not None:
         return args.lfw_run
+    if not args.smoke:
+        args.lfw_images = args.lfw
+        return train_on_lfw(args)
     people = _people(lfw, lfw.identities)
     rng = np.random.default_rng(args.seed)
     held = rng.choice(people, SMOKE_PEOPLE + 4, replace=False).tolist()
@@ -193,8 +200,6 @@ def main() -> None:
     parser.add_argument("--seeds", type=int, default=5, help="seeded identity splits per set")
     parser.add_argument("--references", default="1,5", help="reference counts R, comma-separated")
     args = parse_args(parser, "identification", folders=("att_faces", "lfw/images"), preset="face")
-    if args.lfw_run is None and not args.smoke:
-        parser.error("--lfw-run RUN is required (an LFW-trained run, e.g. lfw.py --view 1's face-wild run)")
     args.counts = [int(c) for c in args.references.split(",")]
     args.lfw = args.data_root / "lfw" / "images"
     if args.smoke:

@@ -26,4 +26,5 @@ fi
 "$PY" benchmarks/lfw.py "$DATA/lfw" "$@"
 if [ -d "$DATA/lfw" ]; then  # the ORL protocol from LFW-trained and LFW-pretrained starts
     "$PY" benchmarks/face_transfer.py "$DATA/att_faces" --lfw-images "$DATA/lfw/images" "$@"
+    "$PY" benchmarks/identify.py "$DATA" "$@"  # open-set 1:N on ORL and unseen LFW people
 fi
