@@ -12,6 +12,9 @@ Sets (`DATA` is the shared data folder holding `att_faces/` and `lfw/`):
 - **ORL** (`att_faces/`, 40 people x 10): 20 enrolled, 10 + 10 strangers; R = 1 and 5.
 - **LFW**: the people of `--lfw-run`'s test split (people it never trained or validated on) with
   two images or more; R = 1 and 5 (R = 5: the people with six images or more).
+- **Omniglot** (when `omniglot/background/` exists): the 5% of background characters
+  `omniglot.py` holds out (20 drawers each), with the omniglot preset trained on the split's
+  training characters (or `--omniglot-run`); pml gets the same characters and our training time.
 
 Methods: ours, the model of `--lfw-run` (a face model trained on LFW with identity labels - e.g. the
 `face-wild` run of `lfw.py --view 1` - applied as is: ORL's people are not in LFW), ORL also with the
@@ -35,6 +38,7 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
+import omniglot
 from common import (
     base_parser,
     fmt_mean_std,
@@ -58,12 +62,14 @@ NAME = "identify"
 FUSIONS = ("min", "mean", "template", "adaptive", "svm")
 SMOKE_PEOPLE = 16  # people per set in a smoke run
 LABELS = {
-    "ours": "ours (LFW face-wild run, as is)",
+    "ours": "ours (faces: the LFW face-wild run, as is)",
     "ours_whole": "ours, whole ORL image",
-    "pml": "pytorch-metric-learning on LFW",
+    "pml": "pytorch-metric-learning (same training data)",
 }
 
 Embedder = Callable[[Sequence[str]], np.ndarray]
+Method = tuple[Embedder, str]
+"""How a method embeds images, and its distance."""
 
 
 def _people(index: ImageIndex, names: Sequence[str], least: int = 2) -> list[str]:
@@ -121,7 +127,7 @@ def evaluate_set(
     """The protocol over `--seeds` splits of one embedded set: per R and fusion, each seed's report."""
     emb = embed(paths)  # (N, D)
     _, per_person = np.unique(labels, return_counts=True)
-    counts = [c for c in args.counts if (per_person > c).sum() >= 8]  # about 4 enrolled people or more
+    counts = [c for c in args.counts if (per_person > c).sum() >= 8]  # 4 enrolled, 2 + 2 strangers
     if len(counts) < len(args.counts):
         logger.warning("too few people with R + 1 images for R = %s", sorted(set(args.counts) - set(counts)))
     runs = [
@@ -189,47 +195,103 @@ def tables(summary: dict[str, Any], results: dict[str, Any]) -> str:
     return "\n".join(lines)
 
 
+def omniglot_methods(args: argparse.Namespace) -> tuple[tuple[list[str], list[str]], dict[str, Method], Path]:
+    """Omniglot's held-out background characters (`omniglot.character_split`, never trained on),
+    ours (`--omniglot-run`, else the omniglot preset trained here on the split's training
+    characters) and pml on the same training characters for our measured training time."""
+    background = args.data_root / "omniglot" / "background"
+    index = scan_folder(background)
+    if args.omniglot_run is not None:
+        run, split, train_s = args.omniglot_run, Split.from_json(args.omniglot_run / "split.json"), None
+    else:
+        characters = list(index.identities)
+        if args.smoke:  # 160 characters: 8 held out
+            characters = sorted(
+                np.random.default_rng(args.seed).choice(characters, 160, replace=False).tolist()
+            )
+        split = omniglot.character_split(characters, args.seed)
+        run = args.work_dir / NAME / "omniglot"
+        overrides = {"seed": args.seed, **(omniglot.SMOKE_OPTIONS if args.smoke else {})}
+        ours = train_ours("omniglot", split, run, overrides, args.device, root=str(background))
+        train_s = ours.train_time_s
+    model = EmbeddingModel.from_checkpoint(run, device=args.device)
+    methods: dict[str, Method] = {"ours": (model.embedder(batch_size=256), model.distance)}
+    budget = 4.0 if args.smoke else (train_s or args.pml_budget)
+    if args.pml_budget > 0:
+        size, channels = model.preprocessing.size, model.preprocessing.channels
+        batch = 8 if args.smoke else 64
+        setup = PeerSetup(
+            index.subset(split.train), "omniglot", size, channels, batch, args.seed, args.device
+        )
+        result = train_peer("pml", setup, budget)
+        methods["pml"] = (result.scorer.features, str(result.scorer.reference_distance))
+    return _images(index, split.test), methods, Path(run)
+
+
 def main() -> None:
     parser = base_parser(__doc__.split("\n")[0], 1, peers=False)
     parser.add_argument(
-        "--lfw-run", type=Path, default=None, help="LFW-trained run of ours (required unless --smoke)"
+        "--lfw-run",
+        type=Path,
+        default=None,
+        help="LFW-trained run of ours (default: train one for --lfw-minutes)",
     )
     parser.add_argument(
-        "--pml-budget", type=float, default=300.0, help="seconds of pml training on LFW (0: none)"
+        "--lfw-minutes", type=float, default=5.0, help="training time of the LFW run when none is given"
+    )
+    parser.add_argument(
+        "--omniglot-run",
+        type=Path,
+        default=None,
+        help="Omniglot run of ours (default: train the omniglot preset)",
+    )
+    parser.add_argument(
+        "--pml-budget", type=float, default=300.0, help="seconds of pml training on LFW (0: no pml)"
     )
     parser.add_argument("--seeds", type=int, default=5, help="seeded identity splits per set")
+    parser.add_argument("--sets", default="ORL,LFW,Omniglot", help="sets to run, comma-separated")
     parser.add_argument("--references", default="1,5", help="reference counts R, comma-separated")
     args = parse_args(parser, "identification", folders=("att_faces", "lfw/images"), preset="face")
     args.counts = [int(c) for c in args.references.split(",")]
     args.lfw = args.data_root / "lfw" / "images"
     if args.smoke:
         args.seeds = 1
-    lfw = scan_folder(args.lfw)
-    orl = scan_folder(args.data_root / "att_faces")
-    run = lfw_model(args, lfw)
-    model = EmbeddingModel.from_checkpoint(run, device=args.device)
-    split = Split.from_json(Path(run) / "split.json")
-    sets = {
-        "ORL": _images(orl, orl.identities[: SMOKE_PEOPLE if args.smoke else None]),
-        "LFW": _images(lfw, _people(lfw, split.test)[: SMOKE_PEOPLE if args.smoke else None]),
-    }
-    ours: Embedder = model.embedder(batch_size=256)
-    whole = whole_image(EmbeddingModel.from_checkpoint(run, device=args.device)).embedder(batch_size=256)
-    methods: dict[str, tuple[Embedder, str]] = {"ours": (ours, model.distance)}
-    if args.pml_budget > 0:
-        methods["pml"] = pml_embedder(args, lfw, split.train)
+    wanted = {name.strip().lower() for name in args.sets.split(",")}
+    sets: dict[str, tuple[tuple[list[str], list[str]], dict[str, Method]]] = {}
+    run = omniglot_run = None
+    if wanted & {"orl", "lfw"}:
+        lfw = scan_folder(args.lfw)
+        run = lfw_model(args, lfw)
+        model = EmbeddingModel.from_checkpoint(run, device=args.device)
+        split = Split.from_json(Path(run) / "split.json")
+        few = SMOKE_PEOPLE if args.smoke else None
+        faces: dict[str, Method] = {"ours": (model.embedder(batch_size=256), model.distance)}
+        if args.pml_budget > 0:
+            faces["pml"] = pml_embedder(args, lfw, split.train)
+        if "orl" in wanted:
+            orl = scan_folder(args.data_root / "att_faces")
+            whole = whole_image(EmbeddingModel.from_checkpoint(run, device=args.device)).embedder(
+                batch_size=256
+            )
+            sets["ORL"] = (
+                _images(orl, orl.identities[:few]),
+                {**faces, "ours_whole": (whole, model.distance)},
+            )
+        if "lfw" in wanted:
+            sets["LFW"] = (_images(lfw, _people(lfw, split.test)[:few]), faces)
+    if "omniglot" in wanted and (args.data_root / "omniglot" / "background").is_dir():
+        images, methods, omniglot_run = omniglot_methods(args)
+        sets["Omniglot"] = (images, methods)
     results: dict[str, dict[str, Any]] = {}
-    for set_name, (paths, labels) in sets.items():
-        chosen = dict(methods)
-        if set_name == "ORL":
-            chosen = {"ours": methods["ours"], "ours_whole": (whole, model.distance), **methods}
-        for method, (embed, distance) in chosen.items():
+    for set_name, ((paths, labels), methods) in sets.items():
+        for method, (embed, distance) in methods.items():
             logger.info("%s: %s on %d images", set_name, method, len(paths))
             results.setdefault(set_name, {})[method] = evaluate_set(embed, distance, paths, labels, args)
     summary = summarise(results)
     protocol = {
-        "sets": {k: {"people": len(set(v[1])), "images": len(v[0])} for k, v in sets.items()},
-        "lfw_run": str(run),
+        "sets": {k: {"people": len(set(v[0][1])), "images": len(v[0][0])} for k, v in sets.items()},
+        "lfw_run": None if run is None else str(run),
+        "omniglot_run": None if omniglot_run is None else str(omniglot_run),
         "pml_budget_s": args.pml_budget,
         "seeds": args.seeds,
         "references": args.counts,

@@ -29,11 +29,11 @@ def split_identities(
     """(enrolled, calibration strangers, fresh strangers): a seeded half, quarter and quarter.
 
     Raises:
-        DataError: fewer than 4 identities.
+        DataError: fewer than 8 identities (two calibration strangers are the fewest that calibrate).
     """
     names = sorted(set(np.asarray(labels).tolist()))
-    if len(names) < 4:
-        raise DataError(f"the identification protocol needs at least 4 identities, got {len(names)}")
+    if len(names) < 8:
+        raise DataError(f"the identification protocol needs at least 8 identities, got {len(names)}")
     order = [names[i] for i in np.random.default_rng(seed).permutation(len(names))]
     half, three = len(order) // 2, (3 * len(order)) // 4
     return sorted(order[:half]), sorted(order[half:three]), sorted(order[three:])

@@ -23,8 +23,8 @@ def test_split_is_seeded_and_disjoint() -> None:
     assert (len(enrolled), len(cal), len(fresh)) == (5, 2, 3)
     assert not (set(enrolled) & set(cal) | set(enrolled) & set(fresh) | set(cal) & set(fresh))
     assert split_identities(labels, seed=3) == (enrolled, cal, fresh) != split_identities(labels, seed=4)
-    with pytest.raises(DataError, match="at least 4"):
-        split_identities(["a", "b", "c"])
+    with pytest.raises(DataError, match="at least 8"):
+        split_identities(list("abcdefg"))
 
 
 def test_separated_clusters_are_found_and_strangers_rejected() -> None:
