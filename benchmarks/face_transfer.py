@@ -49,7 +49,7 @@ from common import (
     train_ours,
     write_protocol_results,
 )
-from peers import PeerSetup, ours_overrides, ours_record, train_peer
+from peers import PeerResult, PeerSetup, ours_overrides, ours_record, train_peer
 
 from siamese.data import PRESETS, ImageIndex, Split, get_transform, scan_folder
 from siamese.inference import EmbeddingModel
@@ -132,9 +132,8 @@ def pretrain_on_lfw(args: argparse.Namespace) -> Path:
     return out
 
 
-def pml_on_lfw(args: argparse.Namespace) -> Any:
-    """The pml peer trained on every LFW person with 2+ images, at the face-wild input."""
-    index, people = lfw_people(args)
+def pml_on_people(args: argparse.Namespace, index: ImageIndex, people: list[str]) -> PeerResult:
+    """The pml peer trained on these LFW people for `--pml-budget` seconds, at the face-wild input."""
     preset = PRESETS["face-wild"]
     setup = PeerSetup(
         index=index.subset(people),
@@ -145,7 +144,12 @@ def pml_on_lfw(args: argparse.Namespace) -> Any:
         seed=args.seed,
         device=args.device,
     )
-    return train_peer("pml", setup, 4.0 if args.smoke else args.pml_budget).scorer
+    return train_peer("pml", setup, 4.0 if args.smoke else args.pml_budget)
+
+
+def pml_on_lfw(args: argparse.Namespace) -> Any:
+    """The pml peer trained on every LFW person with 2+ images, at the face-wild input."""
+    return pml_on_people(args, *lfw_people(args)).scorer
 
 
 def run_fold(

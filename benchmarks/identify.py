@@ -48,10 +48,10 @@ from common import (
     train_ours,
     write_protocol_results,
 )
-from face_transfer import SMOKE_OPTIONS, train_on_lfw, whole_image
+from face_transfer import SMOKE_OPTIONS, pml_on_people, train_on_lfw, whole_image
 from peers import PeerSetup, train_peer
 
-from siamese.data import PRESETS, ImageIndex, Split, scan_folder
+from siamese.data import ImageIndex, Split, scan_folder
 from siamese.evaluation.identification import FPIRS
 from siamese.galleries.protocol import identification_protocol
 from siamese.inference import EmbeddingModel
@@ -105,18 +105,8 @@ def pml_embedder(
     args: argparse.Namespace, lfw: ImageIndex, train_people: Sequence[str]
 ) -> tuple[Embedder, str]:
     """The pml recipe trained on the LFW run's training people (2+ images) at the face-wild input."""
-    preset = PRESETS["face-wild"]
     people = _people(lfw, train_people)
-    setup = PeerSetup(
-        index=lfw.subset(people),
-        preset="face-wild",
-        image_size=preset.image_size,
-        channels=preset.channels,
-        batch_size=8 if args.smoke else 64,
-        seed=args.seed,
-        device=args.device,
-    )
-    result = train_peer("pml", setup, 4.0 if args.smoke else args.pml_budget)
+    result = pml_on_people(args, lfw, people)
     logger.info("pml: %.0f s, %d steps on %d LFW people", result.train_time_s, result.steps, len(people))
     return result.scorer.features, str(result.scorer.reference_distance)
 

@@ -16,20 +16,9 @@ from siamese.data import Split
 from siamese.galleries import Gallery, Identifier
 from siamese.galleries.gallery import GALLERY_FILE
 from siamese.inference import EmbeddingModel
+from tests.cli.test_enroll import _ok, _one_line_error
 
 runner = CliRunner(env={"COLUMNS": "200"})
-
-
-def _ok(result):
-    assert result.exit_code == 0, result.output
-    return result
-
-
-def _one_line_error(result) -> str:
-    assert result.exit_code == 1, result.output
-    lines = result.stderr.strip().splitlines()
-    assert len(lines) == 1 and lines[0].startswith("error: ") and "Traceback" not in result.output
-    return lines[0]
 
 
 @pytest.fixture(scope="module")
