@@ -27,7 +27,7 @@ Generated from the `siamese` app by `python docs/gen_cli.py`; `siamese COMMAND -
 same. Shared flags: `siamese --debug COMMAND ...` shows tracebacks instead of one-line errors,
 `siamese -v COMMAND ...` logs details, `siamese --version` prints the version. Guides:
 [training](training.md), [methods](methods.md), [presets](presets.md), [evaluation](evaluation.md),
-[enrolment](enrolment.md)."""
+[enrolment](enrolment.md), [identification](identification.md)."""
 
 
 def clean(text: str | None) -> str:
@@ -69,13 +69,22 @@ def command_section(name: str, command: Any) -> str:
     return "\n".join(lines)
 
 
+def commands(group: Any, prefix: str = "") -> list[tuple[str, Any]]:
+    """(name, command) of every command, a group's subcommands after the group (`gallery show`)."""
+    out = []
+    for name, command in group.commands.items():
+        out.append((prefix + name, command))
+        if hasattr(command, "commands"):
+            out += commands(command, f"{prefix}{name} ")
+    return out
+
+
 def render() -> str:
     """docs/cli.md for the app as it is now."""
-    group = get_command(app)
-    names = list(group.commands)
+    every = commands(get_command(app))
     table = ["| command | what it does |", "|---|---|"]
-    table += [f"| [`{n}`](#siamese-{n}) | {clean(group.commands[n].help)} |" for n in names]
-    sections = [command_section(n, group.commands[n]) for n in names]
+    table += [f"| [`{n}`](#siamese-{n.replace(' ', '-')}) | {clean(c.help)} |" for n, c in every]
+    sections = [command_section(n, c) for n, c in every]
     return "\n\n".join([HEADER, "\n".join(table), *sections]) + "\n"
 
 
