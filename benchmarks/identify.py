@@ -202,6 +202,8 @@ def omniglot_methods(args: argparse.Namespace) -> tuple[tuple[list[str], list[st
         split = omniglot.character_split(characters, args.seed)
         run = args.work_dir / NAME / "omniglot"
         overrides = {"seed": args.seed, **(omniglot.SMOKE_OPTIONS if args.smoke else {})}
+        if args.omniglot_minutes and not args.smoke:
+            overrides["max_minutes"] = args.omniglot_minutes
         ours = train_ours("omniglot", split, run, overrides, args.device, root=str(background))
         train_s = ours.train_time_s
     model = EmbeddingModel.from_checkpoint(run, device=args.device)
@@ -234,6 +236,12 @@ def main() -> None:
         type=Path,
         default=None,
         help="Omniglot run of ours (default: train the omniglot preset)",
+    )
+    parser.add_argument(
+        "--omniglot-minutes",
+        type=float,
+        default=None,
+        help="cap on the Omniglot training of ours (default: the preset's 12 epochs); pml gets our time",
     )
     parser.add_argument(
         "--pml-budget", type=float, default=300.0, help="seconds of pml training on LFW (0: no pml)"
