@@ -203,7 +203,7 @@ def omniglot_methods(args: argparse.Namespace) -> tuple[tuple[list[str], list[st
         run = args.work_dir / NAME / "omniglot"
         overrides = {"seed": args.seed, **(omniglot.SMOKE_OPTIONS if args.smoke else {})}
         if args.omniglot_minutes and not args.smoke:
-            overrides["max_minutes"] = args.omniglot_minutes
+            overrides["minutes"] = args.omniglot_minutes
         ours = train_ours("omniglot", split, run, overrides, args.device, root=str(background))
         train_s = ours.train_time_s
     model = EmbeddingModel.from_checkpoint(run, device=args.device)
@@ -241,7 +241,7 @@ def main() -> None:
         "--omniglot-minutes",
         type=float,
         default=None,
-        help="cap on the Omniglot training of ours (default: the preset's 12 epochs); pml gets our time",
+        help="plan our Omniglot training for these minutes (default: the preset's epochs); pml gets our time",
     )
     parser.add_argument(
         "--pml-budget", type=float, default=300.0, help="seconds of pml training on LFW (0: no pml)"
