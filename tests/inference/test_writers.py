@@ -22,7 +22,8 @@ from siamese.inference import (
     read_embeddings,
     write_embeddings,
 )
-from siamese.inference.writers import EmbedSummary, inputs_digest, manifest_path, read_manifest
+from siamese.inference.manifest import inputs_digest, manifest_path, read_manifest
+from siamese.inference.writers import EmbedSummary
 from siamese.models.checkpoint import load_checkpoint, model_fingerprint, save_checkpoint
 
 
