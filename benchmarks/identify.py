@@ -62,7 +62,7 @@ NAME = "identify"
 FUSIONS = ("min", "mean", "template", "adaptive", "svm")
 SMOKE_PEOPLE = 16  # people per set in a smoke run
 LABELS = {
-    "ours": "ours (faces: the LFW face-wild run, as is)",
+    "ours": "ours (faces: the LFW face-wild run as is; Omniglot: the omniglot preset)",
     "ours_whole": "ours, whole ORL image",
     "pml": "pytorch-metric-learning (same training data)",
 }
