@@ -187,6 +187,8 @@ class Gallery:
                 eer = self.calibrated(rule, count)[1].get("eer")
                 if eer is not None and math.isfinite(float(eer)):
                     eers[rule] = float(eer)
+        if not self.usable_fusions:  # only svm, with one identity: say why it cannot score yet
+            return self.check_fusion(self.fusions[0])
         if not eers:
             return "mean" if "mean" in self.fusions else self.usable_fusions[0]
         return min(self.usable_fusions, key=lambda r: eers.get(r, float("inf")))

@@ -164,3 +164,24 @@ def test_shortlisting_through_an_index_equals_exact_search() -> None:
     for a, b in zip(exact, short, strict=True):
         assert [c.identity for c in a] == [c.identity for c in b]
         assert [c.distance for c in a] == pytest.approx([c.distance for c in b], abs=1e-9)
+
+
+def test_an_svm_only_gallery_of_one_identity_says_why_it_cannot_identify() -> None:
+    g = _gallery()
+    lonely = calibrate_gallery(
+        Gallery(
+            g.model,
+            g.fingerprint,
+            g.distance,
+            g.identities[:1],
+            g.files[:1],
+            g.references[:1],
+            ("svm",),
+            {},
+            info=g.info,
+            calibration=g.calibration,
+        )
+    )
+    assert lonely.scorers is None and lonely.usable_fusions == ()
+    with pytest.raises(ConfigError, match="two enrolled identities"):
+        Identifier(lonely)
