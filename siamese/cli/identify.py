@@ -83,14 +83,15 @@ def identify_command(
         from siamese.inference.model import EmbeddingModel
 
         enrolled = Gallery.load(gallery)
-        Identifier(enrolled, fusion).threshold(fpir)  # an uncalibrated gallery fails before any work
-        loaded = EmbeddingModel.from_checkpoint(enrolled.model if model is None else model, device=device)
-        enrolled.check_model(loaded.source, loaded.metadata)
-        images = _images(queries)
-        embeddings = loaded.embed(images, batch_size=batch_size, workers=workers)  # (Q, D)
         index = open_index(enrolled, gallery)
         try:
-            results = Identifier(enrolled, fusion, index).identify(embeddings, images, top_k, fpir)
+            identifier = Identifier(enrolled, fusion, index)
+            identifier.threshold(fpir)  # an uncalibrated gallery fails before anything is embedded
+            loaded = EmbeddingModel.from_checkpoint(enrolled.model if model is None else model, device=device)
+            enrolled.check_model(loaded.source, loaded.metadata)
+            images = _images(queries)
+            embeddings = loaded.embed(images, batch_size=batch_size, workers=workers)  # (Q, D)
+            results = identifier.identify(embeddings, images, top_k, fpir)
         finally:
             getattr(index, "close", lambda: None)()
     if json_output:
