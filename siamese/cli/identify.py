@@ -93,7 +93,8 @@ def identify_command(
             embeddings = loaded.embed(images, batch_size=batch_size, workers=workers)  # (Q, D)
             results = identifier.identify(embeddings, images, top_k, fpir)
         finally:
-            getattr(index, "close", lambda: None)()
+            if index is not None:
+                index.close()
     if json_output:
         out: dict[str, Any] = {"gallery": str(gallery), "results": [r.to_dict() for r in results]}
         typer.echo(json.dumps(out, indent=2))

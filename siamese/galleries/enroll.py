@@ -128,11 +128,12 @@ def _calibration(
     model: EmbeddingModel, embed: Any, calibration: Any, index: Any
 ) -> tuple[CalibrationSet, dict]:
     cal_index, cal_info = calibration_index(model.run.path, calibration)
-    if index is not None and _shared(index, cal_index):
+    shared = 0 if index is None else _shared(index, cal_index)
+    if shared:
         logger.warning(
             "%d enrolled images are also calibration images: decisions on their identities are "
             "calibrated on themselves (pass --calibration DIR with other identities)",
-            _shared(index, cal_index),
+            shared,
         )
     (cal,) = embed_indexes(embed, cal_index)
     forgeries = cal.forgeries

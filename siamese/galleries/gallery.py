@@ -73,6 +73,12 @@ class CalibrationSet:
             return None
         return self.forgery_embeddings, self.forgery_labels
 
+    @property
+    def label_names(self) -> list[str]:
+        """Every identity named by a genuine image or a forgery, sorted (the arrays store their codes)."""
+        forged = [] if self.forgery_labels is None else self.forgery_labels.tolist()
+        return sorted(set(self.labels.tolist()) | set(forged))
+
 
 @dataclass
 class Gallery:
@@ -330,11 +336,7 @@ class Gallery:
             arrays["svm_bias"] = np.array([s.bias for s in self.scorers], dtype=np.float64)  # (K,)
         cal = self.calibration
         if cal is not None:
-            names = sorted(
-                set(cal.labels.tolist())
-                | set([] if cal.forgery_labels is None else cal.forgery_labels.tolist())
-            )
-            code = {n: i for i, n in enumerate(names)}
+            code = {n: i for i, n in enumerate(cal.label_names)}
             arrays["calibration_embeddings"] = np.asarray(cal.embeddings, np.float32)
             arrays["calibration_labels"] = np.array([code[n] for n in cal.labels.tolist()], np.int64)
             if cal.forgeries is not None:
@@ -349,10 +351,7 @@ class Gallery:
         info = dict(self.info)
         cal = self.calibration
         if cal is not None:
-            labels = set(cal.labels.tolist()) | set(
-                [] if cal.forgery_labels is None else cal.forgery_labels.tolist()
-            )
-            info["calibration"] = {**info.get("calibration", {}), "label_names": sorted(labels)}
+            info["calibration"] = {**info.get("calibration", {}), "label_names": cal.label_names}
         return {
             "format": FORMAT,
             "version": VERSION,

@@ -130,9 +130,7 @@ def save_gallery(
     written = replace(gallery, info={**gallery.info, "index": spec})
     written.save(root)  # the commit: gallery.json now names the new index folder
     _remove_stale(root, folder)
-    close = getattr(index, "close", None)
-    if close is not None:
-        close()
+    index.close()
     return written
 
 

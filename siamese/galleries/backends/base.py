@@ -87,6 +87,9 @@ class SearchIndex(ABC):
         """What a gallery records to reopen this index: its name and options."""
         return {"backend": self.name}
 
+    def close(self) -> None:  # noqa: B027 - in-memory backends hold no connection
+        """Release what the index holds open (a database client); nothing for in-memory backends."""
+
     def save(self, directory: str | os.PathLike) -> None:  # noqa: B027 - in-memory backends keep nothing
         """Persist the index into the gallery folder (nothing for in-memory backends)."""
 
