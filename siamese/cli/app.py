@@ -18,6 +18,7 @@ from siamese.cli.identify import identify_command
 from siamese.cli.pairs import pairs_command
 from siamese.cli.pretrain import pretrain_command
 from siamese.cli.probe import probe_command
+from siamese.cli.serve import keys_app, serve_command
 from siamese.cli.train import train_command
 from siamese.cli.verify import verify_command
 
@@ -32,10 +33,12 @@ COMMANDS: dict[str, Callable[..., Any]] = {
     "embed": embed_command,
     "export": export_command,
     "probe": probe_command,
+    "serve": serve_command,
 }
 """Every command, in the order `siamese --help` lists them."""
-GROUPS: dict[str, typer.Typer] = {"gallery": gallery_app}
-"""Command groups (`siamese gallery show|remove|index`), listed after the commands."""
+GROUPS: dict[str, typer.Typer] = {"gallery": gallery_app, "keys": keys_app}
+"""Command groups (`siamese gallery show|remove|index`, `siamese keys add|list|remove`), listed after the
+commands."""
 
 app = typer.Typer(
     name="siamese",

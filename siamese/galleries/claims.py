@@ -8,6 +8,8 @@ from collections.abc import Sequence
 from dataclasses import asdict, dataclass
 from typing import Any
 
+import numpy as np
+
 from siamese.errors import CheckpointError, ConfigError
 from siamese.evaluation.calibration import confidence as calibrated_confidence
 from siamese.evaluation.fusion import fused_distances
@@ -79,11 +81,45 @@ def verify_claim(
     """
     start = time.perf_counter()
     gallery.check_model(verifier.source, verifier.metadata)
+    check_claim(gallery, claim, fusion)  # before embedding: a bad claim fails at once
+    emb = verifier.embed([query], batch_size=1)  # (1, D)
+    return decide_claim(gallery, emb, claim, fusion, threshold, verifier.source, source, start)
+
+
+def check_claim(
+    gallery: Gallery, claim: str, fusion: str | None = None
+) -> tuple[int, str, int, dict[str, Any]]:
+    """What a claim is decided with: (reference count, fusion rule, calibrated count, calibration entry).
+
+    Raises:
+        DataError: unknown identity, nothing calibrated. ConfigError: a rule the gallery was not built for.
+    """
     count = len(gallery.references[gallery.position(claim)])
     rule = gallery.check_fusion(fusion or gallery.default_fusion(count))
     used, entry = gallery.calibrated(rule, count)
-    emb = verifier.embed([query], batch_size=1)  # (1, D)
-    dist = float(gallery.distances(emb, claim, rule)[0])
+    return count, rule, used, entry
+
+
+def decide_claim(
+    gallery: Gallery,
+    embedding: np.ndarray,
+    claim: str,
+    fusion: str | None = None,
+    threshold: float | None = None,
+    model: str = "",
+    source: str | os.PathLike | None = None,
+    start: float | None = None,
+) -> ClaimResult:
+    """The decision on a claim whose query is already embedded, `(1, D)` (`verify_claim` after embedding).
+
+    Args:
+        gallery, claim, fusion, threshold, source: as for `verify_claim`.
+        embedding: the query's embedding by the gallery's model.
+        model: the checkpoint that embedded it (its stem), for the result.
+        start: `time.perf_counter()` when the work on this claim began (for `seconds`).
+    """
+    count, rule, used, entry = check_claim(gallery, claim, fusion)
+    dist = float(gallery.distances(embedding, claim, rule)[0])
     thr = float(entry["threshold"]) if threshold is None else float(threshold)
     cal = entry.get("calibration")
     return ClaimResult(
@@ -91,8 +127,8 @@ def verify_claim(
         distance=dist,
         threshold=thr,
         confidence=float(calibrated_confidence(dist, cal)) if isinstance(cal, dict) else None,
-        model=verifier.source,
-        seconds=time.perf_counter() - start,
+        model=model,
+        seconds=0.0 if start is None else time.perf_counter() - start,
         claim=claim,
         fusion=rule,
         references=count,

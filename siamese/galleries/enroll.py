@@ -163,6 +163,7 @@ def enroll(
     batch_size: int = 64,
     workers: int = 0,
     on_progress: ProgressCallback | None = None,
+    detect: bool = False,
 ) -> Gallery:
     """Enrol every identity of `data_root` (or of an embeddings file) into a gallery, or add them to one.
 
@@ -181,14 +182,16 @@ def enroll(
         backend: the search backend (default "exact"; with `add`, the gallery's).
         backend_options: its options.
         device, batch_size, workers, on_progress: how images are embedded.
+        detect: embed each image's largest face, not the whole image (`EmbeddingModel`'s `detect`);
+            a new gallery records it in its `info["detect"]`.
 
     Raises:
-        ConfigError: bad options, or no calibration set. DataError: bad data.
+        ConfigError: bad options, no calibration set, or `detect` without OpenCV. DataError: bad data.
         CheckpointError: bad model, or (with `add`) not the gallery's model.
     """
     if references is not None and (isinstance(references, bool) or references < 1):
         raise ConfigError(f"--references must be an integer >= 1, got {references!r}")
-    model = EmbeddingModel.from_checkpoint(model_path, device=device)
+    model = EmbeddingModel.from_checkpoint(model_path, device=device, detect=detect)
     existing = Gallery.load(out_dir) if add else None
     if existing is not None:
         existing.check_model(model.source, model.metadata)
@@ -217,16 +220,83 @@ def enroll(
             ).with_references(names, files, refs)
     source = str(Path(data_root if data_root is not None else embeddings).absolute())  # type: ignore[arg-type]
     if existing is None:
-        gallery.info.update(data=source, max_references=references)
+        gallery.info.update(data=source, max_references=references, detect=detect)
     else:
         gallery.info["added"] = [*gallery.info.get("added", []), source]
-    gallery.info["identification"] = {**gallery.info.get("identification", {}), "fpir": gallery.fpir(fpir)}
-    gallery = calibrate_gallery(gallery)
-    written = save_gallery(gallery, out_dir, previous=existing, backend=backend, options=backend_options)
+    written = _commit(gallery, out_dir, existing, fpir, backend, backend_options)
     logger.info(
         "%s %d identities: %s now holds %d", "added" if add else "enrolled", len(names), out_dir, written.size
     )
     return written
+
+
+def _commit(
+    gallery: Gallery,
+    out_dir: str | os.PathLike,
+    existing: Gallery | None,
+    fpir: float | None = None,
+    backend: str | None = None,
+    backend_options: dict[str, Any] | None = None,
+) -> Gallery:
+    """Recalibrate `gallery` and write it over `existing` (the gallery in `out_dir`, if any)."""
+    gallery.info["identification"] = {**gallery.info.get("identification", {}), "fpir": gallery.fpir(fpir)}
+    gallery = calibrate_gallery(gallery)
+    return save_gallery(gallery, out_dir, previous=existing, backend=backend, options=backend_options)
+
+
+def calibration_set(
+    model: EmbeddingModel,
+    calibration: str | os.PathLike | None = None,
+    batch_size: int = 64,
+    on_progress: ProgressCallback | None = None,
+) -> tuple[CalibrationSet, dict[str, Any]]:
+    """The calibration identities a new gallery is calibrated on, embedded: `calibration`
+    (a labelled folder) or the model's run's validation identities, and how they were chosen.
+
+    Raises:
+        ConfigError: no calibration folder and the run records no validation identities.
+    """
+    return _calibration(model, model.embedder(batch_size, 0, on_progress), calibration, None)
+
+
+def add_embedded(
+    directory: str | os.PathLike,
+    existing: Gallery,
+    names: Sequence[str],
+    references: Sequence[np.ndarray],
+    files: Sequence[Sequence[str]],
+) -> Gallery:
+    """Add already-embedded references to the gallery in `directory` (new identities enrolled, known
+    ones given more references), recalibrate and write it atomically.
+
+    Args:
+        directory: the gallery folder.
+        existing: the gallery as it is in `directory`.
+        names: an identity per entry.
+        references: per identity its `(R, D)` embeddings by the gallery's model.
+        files: per identity a name for each reference (what the gallery records as its source).
+    """
+    gallery = existing.with_references(list(names), [list(f) for f in files], list(references))
+    return _commit(gallery, directory, existing)
+
+
+def create_embedded(
+    model: EmbeddingModel,
+    directory: str | os.PathLike,
+    calibration: tuple[CalibrationSet, dict[str, Any]],
+    names: Sequence[str],
+    references: Sequence[np.ndarray],
+    files: Sequence[Sequence[str]],
+    seed: int = 0,
+) -> Gallery:
+    """A new gallery in `directory` from already-embedded references (every fusion rule, the exact
+    backend, the default FPIR), calibrated on `calibration` (`calibration_set`)."""
+    cal, cal_info = calibration
+    lists = [list(f) for f in files]
+    gallery = _new_gallery(
+        model, check_fusions(None), cal, cal_info, list(names), lists, list(references), seed
+    )
+    return _commit(gallery, directory, None)
 
 
 def _new_gallery(

@@ -326,6 +326,15 @@ class Gallery:
                 stale.unlink(missing_ok=True)
         return out
 
+    @staticmethod
+    def erase(directory: str | os.PathLike) -> None:
+        """Delete the gallery files in `directory`: `gallery.json` first (from then on no gallery is
+        there), then its arrays. Other files in the folder are left alone."""
+        out = Path(directory)
+        (out / GALLERY_FILE).unlink(missing_ok=True)
+        for stale in out.glob(_ARRAYS_GLOB):
+            stale.unlink(missing_ok=True)
+
     def _arrays(self) -> dict[str, np.ndarray]:
         arrays: dict[str, np.ndarray] = {
             "references": np.concatenate(self.references).astype(np.float32),  # (M, D)

@@ -134,6 +134,12 @@ def save_gallery(
     return written
 
 
+def erase_gallery(directory: str | os.PathLike) -> None:
+    """Delete the gallery in `directory` and its index folders (a Milvus server's collection stays)."""
+    Gallery.erase(directory)
+    _remove_stale(Path(directory), None)
+
+
 def _apply_difference(index: SearchIndex, before: Gallery, after: Gallery) -> None:
     old, new = np.concatenate(before.reference_ids), np.concatenate(after.reference_ids)
     gone = np.setdiff1d(old, new)

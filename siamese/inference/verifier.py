@@ -15,6 +15,7 @@ import time
 from dataclasses import asdict, dataclass
 from typing import Any
 
+import numpy as np
 import torch
 
 from siamese.errors import CheckpointError
@@ -80,10 +81,32 @@ class Verifier(EmbeddingModel):
             CheckpointError: no threshold given and the checkpoint has none.
         """
         start = time.perf_counter()
+        thr = self.decision_threshold(threshold)
+        return self.decide(self.embed([a, b], batch_size=2), thr, start)
+
+    def decision_threshold(self, threshold: float | None = None) -> float:
+        """`threshold` if given, else the checkpoint's.
+
+        Raises:
+            CheckpointError: no threshold given and the checkpoint has none.
+        """
         thr = self.threshold if threshold is None else float(threshold)
         if thr is None:
             raise CheckpointError(f"{self.source}.json has no decision threshold; pass one explicitly")
-        emb = torch.from_numpy(self.embed([a, b], batch_size=2))  # (2, D)
+        return thr
+
+    def decide(
+        self, embeddings: np.ndarray, threshold: float | None = None, start: float | None = None
+    ) -> VerificationResult:
+        """The decision on a pair already embedded, `(2, D)` (what `verify` does after embedding).
+
+        Args:
+            embeddings: the two images' embeddings, row 0 and row 1.
+            threshold: distance threshold overriding the checkpoint's.
+            start: `time.perf_counter()` when the work on this pair began (for `seconds`).
+        """
+        thr = self.decision_threshold(threshold)
+        emb = torch.from_numpy(np.ascontiguousarray(embeddings, dtype=np.float32))  # (2, D)
         dist = float(pair_distance(emb[:1], emb[1:], self.distance)[0])
         return VerificationResult(
             same=dist <= thr,
@@ -91,5 +114,5 @@ class Verifier(EmbeddingModel):
             threshold=thr,
             confidence=self.confidence(dist),
             model=self.source,
-            seconds=time.perf_counter() - start,
+            seconds=0.0 if start is None else time.perf_counter() - start,
         )
