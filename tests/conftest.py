@@ -1,4 +1,4 @@
-"""Shared fixtures: tiny generated image folders (never real datasets)."""
+"""Shared fixtures: tiny generated image folders; a few real LFW photos where ../shared/data has them."""
 
 from __future__ import annotations
 
@@ -58,6 +58,36 @@ def shared_data() -> Path:
     if not SHARED_DATA.is_dir():
         pytest.skip("../shared/data not present")
     return SHARED_DATA
+
+
+LFW_IMAGES = SHARED_DATA / "lfw" / "images"
+"""LFW (deep-funneled): `<Person>/<Person>_NNNN.jpg`, 250x250 RGB photos with the face in the middle."""
+
+
+@pytest.fixture
+def lfw() -> Path:
+    """`../shared/data/lfw/images`; skips the test when it is absent."""
+    if not LFW_IMAGES.is_dir():
+        pytest.skip("../shared/data/lfw not present")
+    return LFW_IMAGES
+
+
+def lfw_photo(lfw: Path, person: str, k: int = 1) -> Path:
+    """LFW's photo `k` of `person` (`Aaron_Eckhart`, ...)."""
+    return lfw / person / f"{person}_{k:04d}.jpg"
+
+
+def face_on_canvas(
+    photo: Path, offset: tuple[int, int], size: tuple[int, int] = (640, 480), scale: float = 1.0
+) -> Image.Image:
+    """A grey RGB canvas of `size` (W, H) with `photo`, resized by `scale`, pasted at `offset` (x, y)."""
+    with Image.open(photo) as img:
+        face = img.convert("RGB")
+    if scale != 1.0:
+        face = face.resize((round(face.width * scale), round(face.height * scale)))
+    canvas = Image.new("RGB", size, (128, 128, 128))
+    canvas.paste(face, offset)
+    return canvas
 
 
 @pytest.fixture(scope="session")

@@ -11,6 +11,7 @@ from siamese.cli.common import console, embedding_progress, err_console, model_o
 from siamese.cli.options import (
     OUTPUT_PANEL,
     BatchSizeOpt,
+    DetectOpt,
     DeviceOpt,
     EmbedDataArg,
     EmbeddingsOutOpt,
@@ -59,6 +60,7 @@ def embed_command(
     device: DeviceOpt = "auto",
     strict: StrictOpt = False,
     tta: TtaOpt = None,
+    detect: DetectOpt = False,
     shard_size: ShardSizeOpt = None,
     overwrite: OverwriteOpt = False,
 ) -> None:
@@ -71,7 +73,7 @@ def embed_command(
         check_output(out)  # fail fast on a bad extension or a missing pyarrow
         inputs = list_inputs(data)
         model = model_or_latest(model)
-        loaded = EmbeddingModel.from_checkpoint(model, device=device, tta=tta)
+        loaded = EmbeddingModel.from_checkpoint(model, device=device, tta=tta, detect=detect)
         with embedding_progress(console, disable=not console.is_terminal) as progress:
             task = progress.add_task("embedding", total=len(inputs))
             try:

@@ -16,6 +16,7 @@ from siamese.cli.options import (
     AddOpt,
     BatchSizeOpt,
     CalibrationOpt,
+    DetectOpt,
     DeviceOpt,
     EmbeddingsInOpt,
     EnrollDataArg,
@@ -83,6 +84,7 @@ def enroll_command(
     model: ModelOpt = None,
     embeddings: EmbeddingsInOpt = None,
     add: AddOpt = False,
+    detect: DetectOpt = False,
     references: MaxReferencesOpt = None,
     fusion: FusionsOpt = None,
     calibration: CalibrationOpt = None,
@@ -126,6 +128,7 @@ def enroll_command(
                 batch_size=batch_size,
                 workers=workers,
                 on_progress=bar,
+                detect=detect,
             )
     summary = _summary(gallery, str(out))
     if json_output:

@@ -12,6 +12,7 @@ from rich.table import Table
 from siamese.cli.common import console, user_errors
 from siamese.cli.options import (
     BatchSizeOpt,
+    DetectOpt,
     DeviceOpt,
     FpirOpt,
     GalleryOpt,
@@ -63,6 +64,7 @@ def identify_command(
     queries: QueriesArg,
     gallery: GalleryOpt = None,
     model: ModelOpt = None,
+    detect: DetectOpt = False,
     top_k: TopKOpt = 5,
     fpir: FpirOpt = None,
     fusion: IdentifyFusionOpt = None,
@@ -87,7 +89,8 @@ def identify_command(
         try:
             identifier = Identifier(enrolled, fusion, index)
             identifier.threshold(fpir)  # an uncalibrated gallery fails before anything is embedded
-            loaded = EmbeddingModel.from_checkpoint(enrolled.model if model is None else model, device=device)
+            checkpoint = enrolled.model if model is None else model
+            loaded = EmbeddingModel.from_checkpoint(checkpoint, device=device, detect=detect)
             enrolled.check_model(loaded.source, loaded.metadata)
             images = _images(queries)
             embeddings = loaded.embed(images, batch_size=batch_size, workers=workers)  # (Q, D)

@@ -32,6 +32,8 @@ OPTIMISATION_PANEL = "Optimisation"
 """Training length, batch, learning rate."""
 PROTOCOL_PANEL = "Protocol"
 """What is compared or measured: pairs, folds, references, fusion, thresholds, probes."""
+SERVICE_PANEL = "Service"
+"""How the service listens, authenticates, limits uploads and batches inference (serve)."""
 RUN_PANEL = "Run"
 """How the command runs (device, seed, batch of a forward pass, workers, checkpoints); results do not
 depend on them except through the seed."""
@@ -45,6 +47,7 @@ PANELS = (
     METHOD_PANEL,
     OPTIMISATION_PANEL,
     PROTOCOL_PANEL,
+    SERVICE_PANEL,
     RUN_PANEL,
     OUTPUT_PANEL,
 )
@@ -114,6 +117,17 @@ TtaOpt = Annotated[
     ),
 ]
 """`--tta` of train (stored as the model's default), embed, verify and evaluate."""
+DetectOpt = Annotated[
+    bool,
+    option(
+        "Crop each image to its largest face (found by OpenCV's Haar cascade, widened by a margin) "
+        "before embedding it, for photos that are not face crops; an image without a face counts as "
+        "unreadable. Needs the detect extra: pip install 'siamese\\[detect]'.",
+        DATA_PANEL,
+        "--detect",
+    ),
+]
+"""`--detect` of verify, embed, enroll and identify (`siamese.data.detect.FaceDetector`)."""
 ForgeriesOpt = Annotated[
     Path | None,
     option(

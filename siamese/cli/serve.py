@@ -10,17 +10,16 @@ from rich.table import Table
 
 from siamese.cli.common import console, err_console, model_or_latest, user_errors
 from siamese.cli.options import (
-    MODEL_PANEL,
     PROTOCOL_PANEL,
     RUN_PANEL,
+    SERVICE_PANEL,
     CalibrationOpt,
+    DetectOpt,
     DeviceOpt,
     ModelOpt,
     option,
 )
 from siamese.errors import ConfigError
-
-SERVICE_PANEL = "Service"
 
 GalleryServeOpt = Annotated[
     Path | None,
@@ -64,10 +63,6 @@ CorsOpt = Annotated[
     list[str] | None,
     option("Allow browser calls from this origin (repeatable); CORS is off without it.", SERVICE_PANEL),
 ]
-DetectServeOpt = Annotated[
-    bool,
-    option("Crop the largest face (OpenCV's Haar cascade, the detect extra) before embedding.", MODEL_PANEL),
-]
 AccessLogOpt = Annotated[bool, option("Log each request line (never bodies, keys or images).", RUN_PANEL)]
 
 
@@ -79,7 +74,7 @@ def serve_command(
     keys: KeysOpt = None,
     no_auth: NoAuthOpt = False,
     calibration: CalibrationOpt = None,
-    device: DeviceOpt = "cpu",
+    device: DeviceOpt = "auto",
     max_batch: MaxBatchOpt = 8,
     max_wait_ms: MaxWaitOpt = 2.0,
     threads: ThreadsOpt = 1,
@@ -88,7 +83,7 @@ def serve_command(
     max_request_mb: MaxRequestOpt = 20.0,
     max_megapixels: MaxPixelsOpt = 40.0,
     cors: CorsOpt = None,
-    detect: DetectServeOpt = False,
+    detect: DetectOpt = False,
     access_log: AccessLogOpt = True,
 ) -> None:
     """Serve verify, identify, enrol and embed over HTTP (with a web page at /), until Ctrl-C.

@@ -13,6 +13,7 @@ from siamese.cli.common import console, model_or_latest, user_errors
 from siamese.cli.options import (
     ClaimOpt,
     ClaimReferencesOpt,
+    DetectOpt,
     DeviceOpt,
     GalleryOpt,
     ImageAArg,
@@ -42,6 +43,7 @@ def verify_command(
     claim_references: ClaimReferencesOpt = None,
     fusion: VerifyFusionOpt = None,
     tta: TtaOpt = None,
+    detect: DetectOpt = False,
 ) -> None:
     """Decide whether images A and B show the same identity (distance vs. the model's threshold),
     or whether A is the identity --claim of --gallery (or of the images in --claim-references).
@@ -53,7 +55,7 @@ def verify_command(
         with user_errors():
             if tta is not None:  # a gallery's embeddings were made with the model's default
                 raise ConfigError("--tta applies to verifying two images; a claim uses the model's default")
-        claim_options = (claim, gallery, claim_references, fusion)
+        claim_options = (claim, gallery, claim_references, fusion, detect)
         _verify_claim(image_a, image_b, model, threshold, json_output, device, *claim_options)
         return
     with user_errors():
@@ -61,7 +63,9 @@ def verify_command(
             raise ConfigError("give a second image, or --gallery G --claim ID, or --claim-references DIR")
         from siamese.inference.verifier import Verifier
 
-        verifier = Verifier.from_checkpoint(model_or_latest(model, json_output), device=device, tta=tta)
+        verifier = Verifier.from_checkpoint(
+            model_or_latest(model, json_output), device=device, tta=tta, detect=detect
+        )
         result = verifier.verify(image_a, image_b, threshold=threshold)
     _print_result(result, json_output)
 
@@ -89,6 +93,7 @@ def _verify_claim(
     gallery: Path | None,
     claim_references: Path | None,
     fusion: str | None,
+    detect: bool,
 ) -> None:
     """`verify QUERY --gallery G --claim ID` or `verify QUERY --claim-references DIR`."""
     with user_errors():
@@ -103,7 +108,8 @@ def _verify_claim(
 
         if gallery is not None and claim is not None:
             enrolled = Gallery.load(gallery)
-            verifier = Verifier.from_checkpoint(enrolled.model if model is None else model, device=device)
+            checkpoint = enrolled.model if model is None else model
+            verifier = Verifier.from_checkpoint(checkpoint, device=device, detect=detect)
             result = verify_claim(verifier, enrolled, query, claim, fusion, threshold, gallery)
         else:
             assert claim_references is not None
@@ -112,7 +118,8 @@ def _verify_claim(
             if not claim_references.is_dir():
                 raise DataError(f"--claim-references must be a folder of images, got {claim_references}")
             files = [str(claim_references / name) for name in list_images(claim_references)]
-            verifier = Verifier.from_checkpoint(model_or_latest(model, json_output), device=device)
+            checkpoint = model_or_latest(model, json_output)
+            verifier = Verifier.from_checkpoint(checkpoint, device=device, detect=detect)
             name = claim if claim is not None else claim_references.name
             result = verify_against_references(verifier, query, files, fusion or "mean", threshold, name)
     suffix = f"  claim {result.claim}: {result.fusion} of {result.references} references"

@@ -13,6 +13,7 @@ from siamese.data.batches import (
     identity_batch_sampler,
 )
 from siamese.data.datasets import ImageDataset
+from siamese.data.detect import FaceDetector
 from siamese.data.digits import default_cache_dir, materialize_digits
 from siamese.data.folder import ImageIndex, ImageRecord, list_images, rotated_classes, scan_folder
 from siamese.data.glyphs import materialize_embedded, materialize_glyphs
@@ -50,6 +51,7 @@ __all__ = [
     "PRESETS",
     "SPLITS",
     "EmbeddingInput",
+    "FaceDetector",
     "IdentityBatchSampler",
     "ResumableBatchSampler",
     "ShuffledBatchSampler",

@@ -12,6 +12,7 @@ import os
 from collections.abc import Callable, Iterator, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import TYPE_CHECKING, TypedDict
 
 import numpy as np
@@ -32,6 +33,10 @@ logger = logging.getLogger(__name__)
 ProgressCallback = Callable[[int, int], None]
 """Called after every embedded batch with (images done, images in total)."""
 
+Crop = Callable[[Image.Image, str], Image.Image]
+"""A step between decoding and preprocessing: takes the decoded image and its name (for messages)
+and returns the part to embed, or raises `ImageError` (e.g. the face crop of `--detect`)."""
+
 
 class EmbedOptions(TypedDict, total=False):
     """How `embed_all` and `embed_files` run `embed_images`: its keyword options."""
@@ -40,6 +45,7 @@ class EmbedOptions(TypedDict, total=False):
     device: str | torch.device
     workers: int
     tta: str
+    crop: Crop | None
 
 
 ImageSource = str | os.PathLike | bytes | Image.Image
@@ -67,20 +73,33 @@ def load_image(image: ImageSource, channels: int, position: int = 0) -> Image.Im
     return open_image(image, channels)
 
 
+def image_name(image: ImageSource, position: int = 0) -> str:
+    """What messages call an image: its path, or its place in the input list when it is in memory."""
+    if isinstance(image, (str, os.PathLike)):
+        return str(Path(image))
+    return f"image #{position + 1} (in memory)"
+
+
 class _ImageDataset(Dataset):
     """Decodes one image per item; unreadable ones become `None` so the batch can skip them."""
 
-    def __init__(self, images: Sequence[ImageSource], channels: int, transform: Callable) -> None:
+    def __init__(
+        self, images: Sequence[ImageSource], channels: int, transform: Callable, crop: Crop | None = None
+    ) -> None:
         self.images = images
         self.channels = channels
         self.transform = transform
+        self.crop = crop
 
     def __len__(self) -> int:
         return len(self.images)
 
     def __getitem__(self, i: int) -> tuple[int, torch.Tensor | None, str]:
         try:
-            return i, self.transform(load_image(self.images[i], self.channels, i)), ""
+            image = load_image(self.images[i], self.channels, i)
+            if self.crop is not None:
+                image = self.crop(image, image_name(self.images[i], i))
+            return i, self.transform(image), ""
         except ImageError as exc:
             return i, None, str(exc)
 
@@ -111,6 +130,7 @@ def embed_images(
     device: str | torch.device = "cpu",
     workers: int = 0,
     tta: str = "none",
+    crop: Crop | None = None,
 ) -> Iterator[EmbeddingBatch]:
     """Embed image files in batches without holding them all in memory.
 
@@ -127,6 +147,8 @@ def embed_images(
         tta: test-time augmentation, "none" or "flip" (each image's embedding averaged with its
             mirror's, `siamese.models.tta.tta_embed`); which presets allow it is the caller's
             check (`siamese.models.tta.check_tta`).
+        crop: applied to every decoded image (with its name) before `transform`; an `ImageError` it
+            raises reports the image as unreadable (e.g. `FaceDetector.crop`'s "no face found").
 
     Yields:
         One `EmbeddingBatch` per batch; unreadable files are reported in `failed`, not raised.
@@ -135,7 +157,7 @@ def embed_images(
         ConfigError: unknown `tta`.
     """
     check_choice(tta, TTAS, "test-time augmentation")
-    dataset = _ImageDataset(paths, channels, transform)
+    dataset = _ImageDataset(paths, channels, transform, crop)
     if workers > 0:
         batches: Iterator = iter(
             DataLoader(dataset, batch_size=batch_size, num_workers=workers, collate_fn=_collate)
@@ -181,7 +203,7 @@ def embed_all(
     Args:
         encoder, paths, transform, channels: as for `embed_images`.
         on_batch: called after every batch with the number of files it handled.
-        **options: `batch_size`, `device`, `workers` and `tta`, as for `embed_images`.
+        **options: `batch_size`, `device`, `workers`, `tta` and `crop`, as for `embed_images`.
 
     Returns:
         The embeddings and the `(position, error)` list of unreadable files.
@@ -214,7 +236,7 @@ def embed_files(
     Args:
         encoder, paths, transform, channels: as for `embed_images`.
         on_progress: called after every batch with (files done, files in total).
-        **options: `batch_size`, `device`, `workers` and `tta`, as for `embed_images`.
+        **options: `batch_size`, `device`, `workers`, `tta` and `crop`, as for `embed_images`.
 
     Returns:
         Embeddings `(N, D)` float32, row i for `paths[i]`.

@@ -102,6 +102,7 @@ class EmbeddingManifest:
         inputs: the number of inputs.
         inputs_digest: `inputs_digest` of the input list.
         parts: the completed parts, in input order.
+        detect: each image's largest face was embedded (`--detect`), not the whole image.
     """
 
     model: str | None
@@ -114,6 +115,7 @@ class EmbeddingManifest:
     inputs: int
     inputs_digest: str
     parts: tuple[ManifestPart, ...] = ()
+    detect: bool = False
 
     @property
     def covered(self) -> int:
@@ -155,6 +157,7 @@ class EmbeddingManifest:
             inputs=_typed(doc, "inputs", int),
             inputs_digest=_typed(doc, "inputs_digest", str),
             parts=parts,
+            detect=_flag(doc, "detect"),
         )
         starts = [sum(p.inputs for p in parts[:k]) for k in range(len(parts))]
         if [p.first for p in parts] != starts or manifest.covered > manifest.inputs:
@@ -165,6 +168,14 @@ class EmbeddingManifest:
 def _typed(doc: dict[str, Any], key: str, kind: type, none: bool = False) -> Any:
     value = doc[key]
     if (value is None and none) or (isinstance(value, kind) and not isinstance(value, bool)):
+        return value
+    raise TypeError(f"{key!r} is {value!r}")
+
+
+def _flag(doc: dict[str, Any], key: str) -> bool:
+    """An optional boolean, False when absent (manifests written before it existed)."""
+    value = doc.get(key, False)
+    if isinstance(value, bool):
         return value
     raise TypeError(f"{key!r} is {value!r}")
 

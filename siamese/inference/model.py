@@ -3,8 +3,9 @@ checkpoint for embedding.
 
 `EmbeddingModel.from_checkpoint` loads the weights without unpickling, reads the preprocessing and
 the test-time augmentation the checkpoint records, and embeds images (files, encoded bytes or
-Pillow images) in batches. Like `siamese.inference.verifier`, this module never imports
-torchvision, pytorch-metric-learning, scikit-learn or matplotlib.
+Pillow images) in batches, optionally cropping each to its largest face first (`detect`). Like
+`siamese.inference.verifier`, this module never imports torchvision, pytorch-metric-learning,
+scikit-learn, matplotlib or (without `detect`) OpenCV.
 """
 
 from __future__ import annotations
@@ -15,7 +16,9 @@ from typing import TYPE_CHECKING, Any, cast
 
 import numpy as np
 import torch
+from PIL import Image
 
+from siamese.data.detect import FaceDetector
 from siamese.devices import resolve_device
 from siamese.inference.embedding import (
     EmbeddingBatch,
@@ -50,6 +53,8 @@ class EmbeddingModel:
         transform: the deterministic PIL image -> `(C, H, W)` tensor preprocessing.
         channels: 1 or 3, what images are converted to.
         tta: the test-time augmentation every embedding uses, "none" or "flip".
+        detector: with `detect`, the `FaceDetector` whose crop of each decoded image (its largest
+            face) is what `transform` gets; None without.
     """
 
     def __init__(
@@ -59,15 +64,19 @@ class EmbeddingModel:
         source: str | os.PathLike,
         device: torch.device,
         tta: str | None = None,
+        detect: bool = False,
     ) -> None:
         """Wrap a loaded model; prefer `from_checkpoint`.
 
         Args:
             tta: test-time augmentation; None = the model's default (recorded by `siamese train --tta`).
+            detect: embed each image's largest face (a `FaceDetector` crop) instead of the whole
+                image; an image without a face is refused like an unreadable one.
 
         Raises:
             CheckpointError: the metadata does not describe the preprocessing.
-            ConfigError: "flip" for a model whose preset does not train with flips.
+            ConfigError: "flip" for a model whose preset does not train with flips; `detect`
+                without OpenCV (the `detect` extra).
         """
         self.model = model.eval()
         self.metadata = metadata
@@ -78,6 +87,7 @@ class EmbeddingModel:
         self.channels = self.preprocessing.channels
         self.transform = self.preprocessing.transform()
         self.tta = check_tta(tta or self.info.tta, self.preprocessing.preset)
+        self.detector = FaceDetector() if detect else None
 
     @classmethod
     def from_checkpoint(
@@ -86,6 +96,7 @@ class EmbeddingModel:
         device: str | torch.device = "cpu",
         which: str = "best",
         tta: str | None = None,
+        detect: bool = False,
     ) -> Self:
         """Load a run directory, a checkpoint stem or one of its files.
 
@@ -94,15 +105,17 @@ class EmbeddingModel:
             device: "cpu", "cuda", "auto" or a torch device.
             which: "best" or "last" when `path` is a run directory.
             tta: test-time augmentation ("none" or "flip"); None = the model's default.
+            detect: embed each image's largest face instead of the whole image (needs OpenCV).
 
         Raises:
             CheckpointError: missing, corrupt or incompatible checkpoint.
-            ConfigError: unavailable device, or "flip" for a preset that does not train with flips.
+            ConfigError: unavailable device, "flip" for a preset that does not train with flips, or
+                `detect` without OpenCV.
         """
         dev = resolve_device(device)
         stem = resolve_checkpoint(path, which)
         model, meta = load_checkpoint(stem, device=dev)
-        return cls(model, meta, stem, dev, tta)
+        return cls(model, meta, stem, dev, tta, detect)
 
     @property
     def run(self) -> RunDir:
@@ -118,6 +131,11 @@ class EmbeddingModel:
     def embedding_dim(self) -> int:
         """D, the size of an embedding."""
         return int(cast(int, self.model.encoder.embedding_dim))
+
+    @property
+    def detect(self) -> bool:
+        """Whether each image's largest face is embedded instead of the whole image."""
+        return self.detector is not None
 
     @property
     def distance(self) -> str:
@@ -143,7 +161,8 @@ class EmbeddingModel:
             Embeddings `(N, D)` float32, row i for `images[i]`.
 
         Raises:
-            ImageError: images cannot be decoded (the message counts them and names the first).
+            ImageError: images cannot be decoded, or (with `detect`) show no face (the message
+                counts them and names the first).
         """
         options = self._options(batch_size, workers)
         emb = embed_files(self.encoder, images, self.transform, self.channels, on_progress, **options)
@@ -163,7 +182,8 @@ class EmbeddingModel:
             on_batch: called after every batch with the number of images it handled.
 
         Returns:
-            The `(N, D)` embeddings and the `(position, error)` list of unreadable images.
+            The `(N, D)` embeddings and the `(position, error)` list of unreadable images (with
+            `detect`, images without a face too).
         """
         options = self._options(batch_size, workers)
         return embed_all(self.encoder, images, self.transform, self.channels, on_batch, **options)
@@ -200,5 +220,16 @@ class EmbeddingModel:
         """The model's distance between rows of `a` and `b`, `(P, D)` each -> `(P,)` float64."""
         return pair_distance(torch.from_numpy(a), torch.from_numpy(b), self.distance).double().numpy()
 
+    def _crop_face(self, image: Image.Image, name: str) -> Image.Image:
+        assert self.detector is not None
+        return self.detector.crop(image, name)[0]
+
     def _options(self, batch_size: int, workers: int) -> dict[str, Any]:
-        return {"batch_size": batch_size, "device": self.device, "workers": workers, "tta": self.tta}
+        crop = self._crop_face if self.detector is not None else None
+        return {
+            "batch_size": batch_size,
+            "device": self.device,
+            "workers": workers,
+            "tta": self.tta,
+            "crop": crop,
+        }

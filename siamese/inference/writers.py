@@ -290,6 +290,7 @@ def _fresh_manifest(
         distance=model.distance,
         embedding_dim=model.embedding_dim,
         tta=model.tta,
+        detect=model.detect,
         suffix=out.suffix.lower(),
         shard_size=shard_size,
         inputs=len(inputs),
@@ -314,6 +315,8 @@ def _conflict(old: EmbeddingManifest, new: EmbeddingManifest) -> str | None:
         return (
             f"other embeddings ({old.distance}, {old.embedding_dim} dims, test-time augmentation {old.tta})"
         )
+    if old.detect != new.detect:
+        return "embeddings of whole images" if new.detect else "embeddings of detected faces (--detect)"
     if old.inputs != new.inputs:
         return f"another input list ({old.inputs} inputs, not {new.inputs})"
     if old.inputs_digest != new.inputs_digest:

@@ -125,7 +125,8 @@ def create_app(config: ServeConfig) -> FastAPI:
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
-        service.load()
+        if not service.ready:  # `siamese serve` loads before the server starts, to fail in one line
+            service.load()
         try:
             yield
         finally:

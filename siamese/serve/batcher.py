@@ -90,16 +90,20 @@ class InferenceWorker:
         return await asyncio.wrap_future(self.submit(images))
 
     def _run(self) -> None:
+        carry: _Job | None = None  # a job that did not fit the previous batch
         stopping = False
         while not stopping:
-            job = self._queue.get()
+            job = carry if carry is not None else self._queue.get()
             if job is None:
                 return
-            jobs, stopping = self._gather(job)
+            jobs, carry, stopping = self._gather(job)
             self._forward(jobs)
+        if carry is not None:
+            self._forward([carry])
 
-    def _gather(self, first: _Job) -> tuple[list[_Job], bool]:
-        """The first job and those arriving within `max_wait` while the batch has room."""
+    def _gather(self, first: _Job) -> tuple[list[_Job], _Job | None, bool]:
+        """The first job and those arriving within `max_wait` that fit the batch; returns them, the
+        job that did not fit (if any) and whether the worker was asked to stop."""
         jobs, size = [first], len(first.images)
         deadline = time.perf_counter() + self.max_wait
         while size < self.max_batch and self.max_wait > 0:
@@ -109,10 +113,12 @@ class InferenceWorker:
             except queue.Empty:
                 break
             if job is None:
-                return jobs, True
+                return jobs, None, True
+            if size + len(job.images) > self.max_batch:
+                return jobs, job, False
             jobs.append(job)
             size += len(job.images)
-        return jobs, False
+        return jobs, None, False
 
     @torch.inference_mode()
     def _forward(self, jobs: list[_Job]) -> None:

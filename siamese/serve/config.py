@@ -42,7 +42,7 @@ class ServeConfig:
     host: str = "127.0.0.1"
     keys: Path | None = None
     no_auth: bool = False
-    device: str = "cpu"
+    device: str = "auto"
     max_batch: int = 8
     max_wait_ms: float = 2.0
     threads: int = 1

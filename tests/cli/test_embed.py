@@ -10,10 +10,12 @@ import textwrap
 
 import numpy as np
 import pytest
+from PIL import Image
 from typer.testing import CliRunner
 
 from siamese.cli.app import app
 from siamese.inference import Verifier, read_embeddings
+from tests.conftest import face_on_canvas, lfw_photo
 
 runner = CliRunner(env={"COLUMNS": "250"})
 
@@ -202,3 +204,30 @@ def test_embed_resumes_after_a_kill_with_the_rows_of_a_one_shot_run(tiny_run, tm
         (30, 10, 0),
         (40, 1, 0),
     ]
+
+
+def test_embed_detect_embeds_faces_and_skips_photos_without_one(tiny_run, verifier, lfw, tmp_path):
+    pytest.importorskip("cv2")
+    from siamese.data import FaceDetector
+
+    data = tmp_path / "data"
+    (data / "people").mkdir(parents=True)
+    canvases = [
+        face_on_canvas(lfw_photo(lfw, p), (40 + 60 * k, 30))
+        for k, p in enumerate(["Abba_Eban", "Aaron_Sorkin"])
+    ]
+    for k, canvas in enumerate(canvases):
+        canvas.save(data / "people" / f"photo{k}.png")
+    Image.new("RGB", (320, 240), (255, 255, 255)).save(data / "people" / "zz_blank.png")
+    out = tmp_path / "emb.csv"
+    result = _embed(tiny_run, data, out, "--detect", "--workers", "1")
+    assert result.exit_code == 0, result.output
+    assert "embedded 2 images (8 dims), skipped 1" in result.stdout
+    assert f"no face found in {data / 'people' / 'zz_blank.png'}" in result.stdout
+    table = read_embeddings(out)
+    assert [p.rsplit("/", 1)[-1] for p in table.paths] == ["photo0.png", "photo1.png"]
+    crops = [FaceDetector().crop(c)[0] for c in canvases]
+    np.testing.assert_allclose(table.embeddings, verifier.embed(crops), atol=1e-5)
+    again = _embed(tiny_run, data, out)  # the same output, now of whole images: not a resume
+    assert again.exit_code == 1 and "embeddings of detected faces (--detect)" in again.stderr
+    assert "--overwrite" in again.stderr

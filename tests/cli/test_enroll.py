@@ -10,12 +10,16 @@ import subprocess
 import sys
 from pathlib import Path
 
+import numpy as np
 import pytest
+from PIL import Image
 from typer.testing import CliRunner
 
 from siamese.cli.app import app
 from siamese.data import Split
-from siamese.galleries import Gallery
+from siamese.galleries import Gallery, verify_claim
+from siamese.inference import Verifier
+from tests.conftest import face_on_canvas, lfw_photo
 
 runner = CliRunner(env={"COLUMNS": "250"})
 
@@ -208,3 +212,46 @@ def test_enroll_help_does_not_import_torch() -> None:
         "assert 'torch' not in sys.modules, 'torch imported by --help'\n"
     )
     subprocess.run([sys.executable, "-c", code], check=True)
+
+
+def lfw_people(lfw: Path, base: Path) -> tuple[Path, Path]:
+    """(enrolment folder: 2 LFW people x 3 photos, calibration folder: 4 other people x 4 photos)."""
+    for folder, people, count in (
+        ("enrol", ("Colin_Powell", "Tony_Blair"), 3),
+        ("calibration", ("George_W_Bush", "Donald_Rumsfeld", "Gerhard_Schroeder", "Ariel_Sharon"), 4),
+    ):
+        for person in people:
+            (base / folder / person).mkdir(parents=True)
+            for k in range(1, count + 1):
+                shutil.copy(lfw_photo(lfw, person, k), base / folder / person)
+    return base / "enrol", base / "calibration"
+
+
+def test_enroll_detect_is_recorded_and_claims_are_verified_on_faces(tiny_run, lfw, tmp_path: Path) -> None:
+    pytest.importorskip("cv2")
+    enrol, calibration = lfw_people(lfw, tmp_path)
+    args = ["enroll", str(enrol), "--model", str(tiny_run[0]), "--calibration", str(calibration)]
+    _ok(runner.invoke(app, [*args, "--out", str(tmp_path / "faces"), "--detect"]))
+    _ok(runner.invoke(app, [*args, "--out", str(tmp_path / "whole")]))
+    faces, whole = Gallery.load(tmp_path / "faces"), Gallery.load(tmp_path / "whole")
+    assert faces.info["detect"] is True and whole.info["detect"] is False
+    assert not np.allclose(faces.references[0], whole.references[0], atol=1e-4)  # crops, not photos
+    query = face_on_canvas(lfw_photo(lfw, "Colin_Powell", 4), (200, 100))
+    query.save(tmp_path / "query.png")
+    claim = ["verify", str(tmp_path / "query.png"), "--claim", "Colin_Powell", "--json"]
+    doc = json.loads(
+        _ok(runner.invoke(app, [*claim, "--gallery", str(tmp_path / "faces"), "--detect"])).stdout
+    )
+    verifier = Verifier.from_checkpoint(tiny_run[0], detect=True)
+    want = verify_claim(verifier, faces, tmp_path / "query.png", "Colin_Powell")
+    assert doc["distance"] == pytest.approx(want.distance, abs=1e-6)
+    Image.new("RGB", (320, 240), (255, 255, 255)).save(tmp_path / "blank.png")
+    blank = [
+        "verify",
+        str(tmp_path / "blank.png"),
+        "--gallery",
+        str(tmp_path / "faces"),
+        "--claim",
+        "Tony_Blair",
+    ]
+    assert "no face found in" in _one_line_error(runner.invoke(app, [*blank, "--detect"]))

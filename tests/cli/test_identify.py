@@ -16,7 +16,8 @@ from siamese.data import Split
 from siamese.galleries import Gallery, Identifier
 from siamese.galleries.gallery import GALLERY_FILE
 from siamese.inference import EmbeddingModel
-from tests.cli.test_enroll import _ok, _one_line_error
+from tests.cli.test_enroll import _ok, _one_line_error, lfw_people
+from tests.conftest import face_on_canvas, lfw_photo
 
 runner = CliRunner(env={"COLUMNS": "200"})
 
@@ -230,3 +231,21 @@ def test_a_gallery_in_milvus_identifies_like_the_file_backend(people, tmp_path: 
     _ok(runner.invoke(app, ["gallery", "remove", str(tmp_path / "g"), names[0]]))
     result = _ok(runner.invoke(app, ["identify", queries[-1], "--gallery", str(tmp_path / "g"), "--json"]))
     assert [c["identity"] for c in json.loads(result.stdout)["results"][0]["candidates"]] == [names[1]]
+
+
+def test_identify_detect_finds_the_enrolled_face_in_a_larger_photo(tiny_run, lfw, tmp_path: Path) -> None:
+    pytest.importorskip("cv2")
+    enrol, calibration = lfw_people(lfw, tmp_path)
+    run = str(tiny_run[0])
+    args = ["--model", run, "--calibration", str(calibration), "--out", str(tmp_path / "g"), "--detect"]
+    _ok(runner.invoke(app, ["enroll", str(enrol), *args]))
+    query = tmp_path / "query.png"
+    face_on_canvas(lfw_photo(lfw, "Tony_Blair", 1), (200, 100)).save(query)  # an enrolled photo, moved
+    ask = ["identify", str(query), "--gallery", str(tmp_path / "g"), "--json"]
+    out = json.loads(_ok(runner.invoke(app, [*ask, "--detect"])).stdout)["results"][0]
+    model = EmbeddingModel.from_checkpoint(run, detect=True)
+    want = Identifier(Gallery.load(tmp_path / "g")).identify(model.embed([str(query)]), [str(query)], k=5)[0]
+    assert [c["identity"] for c in out["candidates"]] == [c.identity for c in want.candidates]
+    assert out["candidates"][0]["distance"] == pytest.approx(want.candidates[0].distance, abs=1e-6)
+    whole = json.loads(_ok(runner.invoke(app, ask)).stdout)["results"][0]
+    assert whole["candidates"][0]["distance"] != pytest.approx(out["candidates"][0]["distance"], abs=1e-4)

@@ -5,10 +5,12 @@ import subprocess
 import sys
 
 import pytest
+from PIL import Image
 from typer.testing import CliRunner
 
 from siamese.cli.app import app
 from siamese.inference import Verifier
+from tests.conftest import face_on_canvas, lfw_photo
 
 runner = CliRunner(env={"COLUMNS": "250"})
 
@@ -102,7 +104,7 @@ def test_verify_does_not_import_heavy_libraries(tiny_run, images):
         f"args = ['verify', {images[0]!r}, {images[1]!r}, '--model', {str(tiny_run[0])!r}]\n"
         "r = CliRunner().invoke(app, args)\n"
         "assert r.exit_code == 0, r.output\n"
-        "heavy = ('torchvision', 'pytorch_metric_learning', 'sklearn', 'matplotlib')\n"
+        "heavy = ('torchvision', 'pytorch_metric_learning', 'sklearn', 'matplotlib', 'cv2')\n"
         "heavy = [m for m in heavy if m in sys.modules]\n"
         "assert not heavy, f'verify imported {heavy}'\n"
         "assert 'torch' in sys.modules\n"
@@ -119,3 +121,23 @@ def test_help_of_inference_commands_does_not_import_torch():
         "assert 'torch' not in sys.modules, 'torch imported by --help'\n"
     )
     subprocess.run([sys.executable, "-c", code], check=True)
+
+
+def test_detect_verifies_the_faces_and_refuses_a_photo_without_one(tiny_run, lfw, tmp_path):
+    pytest.importorskip("cv2")
+    run = str(tiny_run[0])
+    near = tmp_path / "near.png"
+    far = tmp_path / "far.png"
+    blank = tmp_path / "blank.png"
+    face_on_canvas(lfw_photo(lfw, "Aaron_Eckhart"), (300, 150)).save(near)
+    face_on_canvas(lfw_photo(lfw, "Abba_Eban"), (20, 210), size=(500, 500)).save(far)
+    Image.new("RGB", (320, 240), (255, 255, 255)).save(blank)
+    args = ["verify", str(near), str(far), "--model", run, "--json"]
+    out = _json(runner.invoke(app, [*args, "--detect"]))
+    expected = Verifier.from_checkpoint(run, detect=True).verify(near, far)
+    assert out["distance"] == pytest.approx(expected.distance, abs=1e-6)
+    whole = _json(runner.invoke(app, args))
+    assert whole["distance"] != pytest.approx(out["distance"], abs=1e-4)  # --detect changes what is compared
+    _json(runner.invoke(app, ["verify", str(near), str(blank), "--model", run, "--json"]))  # fine without
+    line = _one_line_error(runner.invoke(app, ["verify", str(near), str(blank), "--model", run, "--detect"]))
+    assert line.endswith(f"no face found in {blank}")

@@ -37,6 +37,8 @@ DIFFERS: dict[tuple[str, str], set[str]] = {
     # verify and identify apply one fusion rule; enroll and evaluate build and calibrate several.
     ("--fusion", "help"): {"verify", "identify"},
     ("--fusion", "type"): {"verify", "identify"},
+    # serve enrols into its gallery too, and creates it on the first enrolment.
+    ("--gallery", "help"): {"serve"},
 }
 PER_COMMAND_HELP = {"--out"}
 """Flags whose help is each command's own: `--out` is what the command writes (a run directory, a
@@ -68,7 +70,7 @@ SHARED = {flag: by for flag, by in _options().items() if len(by) > 1}
 
 def test_every_command_is_walked():
     group: Any = typer.main.get_command(app)
-    assert set(group.commands) == set(COMMANDS) | set(GROUPS) and len(COMMANDS) == 10
+    assert set(group.commands) == set(COMMANDS) | set(GROUPS) and len(COMMANDS) == 11
     assert {"--device", "--seed", "--model", "--batch-size", "--workers", "--json"} <= set(SHARED)
     assert {flag for flag, _ in DIFFERS} | PER_COMMAND_HELP <= set(SHARED)
 

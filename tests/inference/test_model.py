@@ -14,6 +14,7 @@ from siamese.errors import ImageError
 from siamese.inference import EmbeddingModel, Verifier
 from siamese.models.checkpoint import CheckpointMetadata, read_metadata, resolve_checkpoint
 from siamese.runs import RunDir
+from tests.conftest import face_on_canvas, lfw_photo
 
 
 @pytest.fixture(scope="module")
@@ -77,3 +78,28 @@ def test_metadata_defaults_live_in_one_place():
     assert info.threshold is None and info.calibration is None
     broken = CheckpointMetadata.from_dict({"distance": "cosine", "calibration": {"coef": 1.0}})
     assert broken.calibration is None  # an incomplete calibration is no calibration
+
+
+def test_detect_embeds_each_face_crop_and_names_images_without_one(model, tiny_run, lfw, tmp_path):
+    pytest.importorskip("cv2")
+    from siamese.data import FaceDetector
+
+    detecting = EmbeddingModel.from_checkpoint(tiny_run[0], detect=True)
+    assert detecting.detect and not model.detect and isinstance(detecting.detector, FaceDetector)
+    canvas = face_on_canvas(lfw_photo(lfw, "Aaron_Eckhart"), (300, 150))
+    blank = tmp_path / "blank.png"
+    Image.new("RGB", (320, 240), (255, 255, 255)).save(blank)
+    crop, _ = FaceDetector().crop(canvas)
+    expected = model.embed([crop])  # (1, D): the whole-image model on the crop
+    for workers in (0, 1):
+        emb, failed = detecting.embed_all([canvas, str(blank), Image.open(blank)], workers=workers)
+        assert failed == [(1, f"no face found in {blank}"), (2, "no face found in image #3 (in memory)")]
+        np.testing.assert_allclose(emb[:1], expected, atol=1e-5)
+    assert not np.allclose(model.embed([canvas]), expected, atol=1e-3)  # without detect: the whole canvas
+    with pytest.raises(ImageError, match=r"1 of 2 images could not be read; first: no face found in .*blank"):
+        detecting.embed([canvas, str(blank)])
+    verifier = Verifier.from_checkpoint(tiny_run[0], detect=True)
+    assert (
+        verifier.verify(canvas, crop, threshold=1.0).distance
+        < model.pair_distance(model.embed([canvas]), expected)[0]
+    )

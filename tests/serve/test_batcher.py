@@ -1,0 +1,101 @@
+"""The inference worker: micro-batches concurrent requests, each gets its own rows, failures reach
+every waiting request."""
+
+from __future__ import annotations
+
+import threading
+
+import pytest
+import torch
+
+from siamese.serve.batcher import InferenceWorker
+
+
+class Recorder(torch.nn.Module):
+    """A linear encoder that records the size of every batch it sees (optionally held on an event)."""
+
+    def __init__(self, gate: threading.Event | None = None) -> None:
+        super().__init__()
+        self.linear = torch.nn.Linear(12, 3)
+        self.sizes: list[int] = []
+        self.gate = gate
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        if self.gate is not None:
+            self.gate.wait(10)
+        self.sizes.append(len(x))
+        return self.linear(x.flatten(1))
+
+
+def _jobs(n: int, sizes: list[int]) -> list[torch.Tensor]:
+    g = torch.Generator().manual_seed(n)
+    return [torch.randn(s, 1, 3, 4, generator=g) for s in sizes]
+
+
+@pytest.mark.parametrize("max_wait_ms", [0.0, 50.0])
+def test_requests_queued_together_are_batched_only_when_waiting_is_on(max_wait_ms: float) -> None:
+    gate = threading.Event()
+    encoder = Recorder(gate)
+    worker = InferenceWorker(encoder, torch.device("cpu"), max_batch=8, max_wait_ms=max_wait_ms)
+    worker.start()
+    try:
+        blocker = worker.submit(torch.zeros(1, 1, 3, 4))  # holds the worker while the others queue
+        jobs = _jobs(0, [2, 1, 3, 2])
+        futures = [worker.submit(x) for x in jobs]
+        gate.set()
+        blocker.result(10)
+        results = [f.result(10) for f in futures]
+    finally:
+        worker.stop()
+    with torch.no_grad():
+        for x, got in zip(jobs, results, strict=True):
+            torch.testing.assert_close(
+                torch.from_numpy(got), encoder.linear(x.flatten(1)), rtol=1e-5, atol=1e-6
+            )
+    if max_wait_ms == 0:
+        assert encoder.sizes == [1, 2, 1, 3, 2]  # every request alone
+    else:
+        assert encoder.sizes == [7, 2]  # the blocker and what fits within max_batch, then the rest
+
+
+def test_a_request_larger_than_max_batch_runs_in_slices() -> None:
+    encoder = Recorder()
+    worker = InferenceWorker(encoder, torch.device("cpu"), max_batch=4, max_wait_ms=0)
+    worker.start()
+    try:
+        (x,) = _jobs(1, [10])
+        out = worker.submit(x).result(10)
+    finally:
+        worker.stop()
+    assert encoder.sizes == [4, 4, 2] and out.shape == (10, 3)
+
+
+def test_a_failing_forward_pass_reaches_every_waiting_request() -> None:
+    class Broken(torch.nn.Module):
+        def forward(self, x: torch.Tensor) -> torch.Tensor:
+            raise RuntimeError("boom")
+
+    worker = InferenceWorker(Broken(), torch.device("cpu"), max_batch=8, max_wait_ms=20)
+    worker.start()
+    try:
+        futures = [worker.submit(x) for x in _jobs(2, [1, 2])]
+        for f in futures:
+            with pytest.raises(RuntimeError, match="boom"):
+                f.result(10)
+        # the worker survives a failure
+        assert worker.submit(torch.zeros(1, 1, 3, 4)).exception(10) is not None
+    finally:
+        worker.stop()
+
+
+def test_batches_are_reported() -> None:
+    seen: list[tuple[int, float]] = []
+    worker = InferenceWorker(
+        Recorder(), torch.device("cpu"), max_wait_ms=0, on_batch=lambda n, w: seen.append((n, w))
+    )
+    worker.start()
+    try:
+        worker.submit(torch.zeros(3, 1, 3, 4)).result(10)
+    finally:
+        worker.stop()
+    assert len(seen) == 1 and seen[0][0] == 3 and seen[0][1] >= 0
