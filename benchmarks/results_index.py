@@ -181,12 +181,39 @@ def _identify_scale(doc: Doc) -> str:
     return "; ".join(parts)
 
 
+def _serve_load(doc: Doc) -> str:
+    """`siamese serve` under load: per configuration, verify and identify p99 at the most clients
+    measured; the best served verify images/s against offline embedding; the server's RSS growth."""
+    rows, gallery = doc["rows"], doc["gallery"]
+    top = max(r["concurrency"] for r in rows)
+
+    def p99(config: str, endpoint: str) -> str:
+        row = next(
+            r for r in rows if (r["config"], r["endpoint"], r["concurrency"]) == (config, endpoint, top)
+        )
+        return "n/a" if row["p99_ms"] is None else f"{row['p99_ms']:.0f}"
+
+    configs = list(doc["protocol"]["configs"])
+    parts = [f"{c} verify/identify p99 {p99(c, 'verify')}/{p99(c, 'identify')} ms" for c in configs]
+    served = 2 * max(r["ok_per_s"] for r in rows if r["config"] == configs[0] and r["endpoint"] == "verify")
+    offline = doc["offline"]["images_per_s"]
+    text = f"{top} clients, {gallery['entries']:,} references: " + "; ".join(parts)
+    text += f"; served {served:.0f} images/s = {100 * served / offline:.0f}% of offline {offline:.0f}"
+    memory = doc.get("memory") or []
+    if len(memory) > 1:
+        first, last = memory[1], memory[-1]
+        text += f"; RSS +{last['rss_mib'] - first['rss_mib']:.0f} MiB from {first['after_requests']} to "
+        text += f"{last['after_requests']} requests"
+    return text
+
+
 def key_figures(doc: Doc) -> str:
     """The headline numbers of one envelope, as a short line (empty when its kind is unknown)."""
     summary = doc.get("summary") or {}
     readers: list[tuple[bool, Callable[[Doc], str]]] = [
         ("train_images_per_s" in doc, _throughput),
         (str(doc.get("benchmark", "")) == "identify_scale", _identify_scale),
+        (str(doc.get("benchmark", "")) == "serve_load", _serve_load),
         (str(doc.get("benchmark", "")) == "identify", _identify),
         ("rates" in doc, _step_rates),
         ("best_full" in doc, _embed_throughput),

@@ -3,13 +3,13 @@ through the encoder in micro-batches, and the event loop never runs the model.
 
 On a small CPU the model is fastest with few threads on uncontended cores, so one worker thread
 owns every forward pass, with torch's intra-op threads set to `threads`; batching concurrent
-requests together (up to `max_batch` images, waiting at most `max_wait_ms` for a batch to fill)
-bounds how many forward passes compete for the cores.
+requests together (up to `max_batch` images, waiting at most `max_wait_ms` for requests already
+decoding to join a batch, never for requests not yet arrived) bounds how many forward passes
+compete for the cores.
 """
 
 from __future__ import annotations
 
-import asyncio
 import logging
 import queue
 import threading
@@ -18,7 +18,6 @@ from collections.abc import Callable
 from concurrent.futures import Future
 from dataclasses import dataclass, field
 
-import numpy as np
 import torch
 
 from siamese.models.tta import tta_embed
@@ -44,7 +43,8 @@ class InferenceWorker:
         device: where the encoder runs.
         tta: test-time augmentation ("none" or "flip"), as the model embeds everywhere else.
         max_batch: most images in one forward pass (a larger request runs in slices of this size).
-        max_wait_ms: how long to wait for more requests once one arrives (0: each request alone).
+        max_wait_ms: how long a batch waits for announced requests (`announce`) to join it; requests
+            already queued join without waiting (0: each request alone).
         threads: torch intra-op threads (set for the process when the worker starts).
         on_batch: called after every forward pass.
     """
@@ -67,6 +67,8 @@ class InferenceWorker:
         self.threads = threads
         self.on_batch = on_batch
         self._queue: queue.SimpleQueue[_Job | None] = queue.SimpleQueue()
+        self._incoming = 0  # requests announced (decoding) but not yet queued
+        self._lock = threading.Lock()
         self._thread = threading.Thread(target=self._run, name="siamese-inference", daemon=True)
 
     def start(self) -> None:
@@ -79,15 +81,30 @@ class InferenceWorker:
         self._queue.put(None)
         self._thread.join()
 
-    def submit(self, images: torch.Tensor) -> Future:
-        """Queue `(n, C, H, W)` preprocessed images; the future gives their `(n, D)` embeddings."""
-        job = _Job(images)
-        self._queue.put(job)
-        return job.future
+    def announce(self) -> None:
+        """Say a request will `submit` soon (it is decoding): a batch being filled waits for announced
+        requests only, so a lone request never waits `max_wait_ms` for nobody."""
+        with self._lock:
+            self._incoming += 1
 
-    async def embed(self, images: torch.Tensor) -> np.ndarray:
-        """`submit`, awaited: the `(n, D)` float32 embeddings."""
-        return await asyncio.wrap_future(self.submit(images))
+    def withdraw(self) -> None:
+        """An announced request will not submit after all (its images could not be read)."""
+        with self._lock:
+            self._incoming -= 1
+
+    def submit(self, images: torch.Tensor, announced: bool = False) -> Future:
+        """Queue `(n, C, H, W)` preprocessed images; the future gives their `(n, D)` float32 embeddings.
+
+        Args:
+            images: the preprocessed images.
+            announced: the request was announced (`announce`): it stops counting as incoming.
+        """
+        job = _Job(images)
+        with self._lock:
+            if announced:
+                self._incoming -= 1
+            self._queue.put(job)
+        return job.future
 
     def _run(self) -> None:
         carry: _Job | None = None  # a job that did not fit the previous batch
@@ -109,8 +126,13 @@ class InferenceWorker:
         while size < self.max_batch and self.max_wait > 0:
             remaining = deadline - time.perf_counter()
             try:
-                job = self._queue.get(timeout=remaining) if remaining > 0 else self._queue.get_nowait()
+                if remaining > 0 and self._incoming > 0:
+                    job = self._queue.get(timeout=min(remaining, self.max_wait / 4))
+                else:
+                    job = self._queue.get_nowait()
             except queue.Empty:
+                if remaining > 0 and self._incoming > 0:
+                    continue  # announced requests still decoding: wait for them until the deadline
                 break
             if job is None:
                 return jobs, None, True

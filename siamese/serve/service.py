@@ -7,6 +7,7 @@ search in flight keeps the gallery it started with and the next one sees the cha
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import secrets
 import threading
@@ -148,9 +149,15 @@ class Service:
         import anyio.to_thread
 
         t0 = time.perf_counter()
-        batch, boxes = await anyio.to_thread.run_sync(self.prepare, images, names)
+        self.worker.announce()
+        try:
+            batch, boxes = await anyio.to_thread.run_sync(self.prepare, images, names)
+        except BaseException:
+            self.worker.withdraw()
+            raise
+        future = self.worker.submit(batch, announced=True)
         t1 = time.perf_counter()
-        emb = await self.worker.embed(batch)
+        emb = await asyncio.wrap_future(future)
         return Embedded(emb, boxes, t1 - t0, time.perf_counter() - t1)
 
     # -- the gallery --

@@ -4,6 +4,7 @@ every waiting request."""
 from __future__ import annotations
 
 import threading
+import time
 
 import pytest
 import torch
@@ -56,6 +57,25 @@ def test_requests_queued_together_are_batched_only_when_waiting_is_on(max_wait_m
         assert encoder.sizes == [1, 2, 1, 3, 2]  # every request alone
     else:
         assert encoder.sizes == [7, 2]  # the blocker and what fits within max_batch, then the rest
+
+
+def test_a_batch_waits_for_announced_requests_only() -> None:
+    encoder = Recorder()
+    worker = InferenceWorker(encoder, torch.device("cpu"), max_batch=8, max_wait_ms=3000)
+    worker.start()
+    try:
+        start = time.perf_counter()
+        worker.submit(torch.zeros(1, 1, 3, 4)).result(10)
+        alone = time.perf_counter() - start
+        worker.announce()  # a second request is decoding while the first is queued
+        first = worker.submit(torch.zeros(2, 1, 3, 4))
+        time.sleep(0.3)
+        second = worker.submit(torch.zeros(3, 1, 3, 4), announced=True)
+        first.result(10), second.result(10)
+    finally:
+        worker.stop()
+    assert alone < 1.0  # nobody announced: no 3 s wait
+    assert encoder.sizes == [1, 5]  # the announced request joined the waiting batch
 
 
 def test_a_request_larger_than_max_batch_runs_in_slices() -> None:
