@@ -10,6 +10,7 @@ from rich.table import Table
 
 from siamese.cli.common import console, err_console, model_or_latest, user_errors
 from siamese.cli.options import (
+    MODEL_PANEL,
     PROTOCOL_PANEL,
     RUN_PANEL,
     SERVICE_PANEL,
@@ -66,8 +67,20 @@ CorsOpt = Annotated[
 AccessLogOpt = Annotated[bool, option("Log each request line (never bodies, keys or images).", RUN_PANEL)]
 
 
+OnnxOpt = Annotated[
+    Path | None,
+    option(
+        "Run the encoder from this ONNX export (`siamese export --format onnx`; the onnx extra) "
+        "\\[default: --model's checkpoint, the export's own when --model is not given].",
+        MODEL_PANEL,
+        show_default=False,
+    ),
+]
+
+
 def serve_command(
     model: ModelOpt = None,
+    onnx: OnnxOpt = None,
     gallery: GalleryServeOpt = None,
     host: HostOpt = "127.0.0.1",
     port: PortOpt = 8000,
@@ -94,7 +107,8 @@ def serve_command(
     with user_errors():
         uvicorn, create_app, config_class = _serve_modules()
         config = config_class(
-            model=model_or_latest(model),
+            model=_model(model, onnx),
+            onnx=onnx,
             gallery=gallery,
             calibration=calibration,
             host=host,
@@ -121,6 +135,15 @@ def serve_command(
     if no_auth:
         err_console.print("no API keys: anyone on this machine can call the service", highlight=False)
     uvicorn.run(app, host=host, port=port, access_log=access_log, log_level="info", server_header=False)
+
+
+def _model(model: Path | None, onnx: Path | None) -> Path:
+    """--model, else the checkpoint the ONNX export was made from, else the latest run."""
+    if model is None and onnx is not None:
+        from siamese.inference.export import read_export_metadata
+
+        return Path(read_export_metadata(onnx)["source_checkpoint"])
+    return model_or_latest(model)
 
 
 def _serve_modules() -> tuple:

@@ -23,7 +23,7 @@ from typing import Any, cast
 import numpy as np
 import torch
 
-from siamese.errors import ConfigError, SiameseError
+from siamese.errors import CheckpointError, ConfigError, SiameseError
 from siamese.inference.model import EmbeddingModel
 from siamese.models.checkpoint import CheckpointMetadata, Preprocessing
 from siamese.names import check_choice
@@ -78,6 +78,62 @@ def _export_onnx(encoder: torch.nn.Module, example: torch.Tensor, out: Path) -> 
     onnx.checker.check_model(str(out))
     session = ort.InferenceSession(str(out), providers=["CPUExecutionProvider"])
     return lambda x: session.run(None, {INPUT_NAME: x})[0]
+
+
+def read_export_metadata(path: str | os.PathLike, fmt: str = "onnx") -> dict[str, Any]:
+    """The JSON beside an export (`<file>.json`, `export_metadata`).
+
+    Raises:
+        CheckpointError: missing or unreadable, or not an export of format `fmt`.
+    """
+    meta_file = metadata_path(path)
+    try:
+        meta = json.loads(meta_file.read_text())
+    except (OSError, ValueError) as exc:
+        raise CheckpointError(f"cannot read the export's metadata {meta_file}: {exc}") from None
+    if (
+        not isinstance(meta, dict)
+        or meta.get("format") != "siamese-export"
+        or meta.get("model_format") != fmt
+    ):
+        raise CheckpointError(f"{meta_file} does not describe a {fmt} export of siamese")
+    return meta
+
+
+class OnnxEncoder(torch.nn.Module):
+    """An ONNX export (`siamese export --format onnx`) run by onnxruntime, used like the encoder it
+    was exported from: `(B, C, H, W)` float32 -> `(B, D)`.
+
+    Attributes:
+        metadata: the export's JSON (`export_metadata`).
+        normalize: whether the encoder L2-normalises its output (test-time flips re-normalise).
+    """
+
+    def __init__(self, path: str | os.PathLike, threads: int = 1) -> None:
+        """Open an export and its `<file>.json`.
+
+        Raises:
+            SiameseError: the onnx extra is missing. CheckpointError: no or unreadable metadata.
+        """
+        super().__init__()
+        _, ort = _require_onnx()
+        self.metadata: dict[str, Any] = read_export_metadata(path, "onnx")
+        options = ort.SessionOptions()
+        options.intra_op_num_threads = threads
+        options.inter_op_num_threads = 1
+        self.session = ort.InferenceSession(str(path), options, providers=["CPUExecutionProvider"])
+        self.normalize = bool(self.metadata.get("encoder", {}).get("normalize", False))
+        self.embedding_dim = int(self.metadata["embedding_dim"])
+
+    @property
+    def source(self) -> Path:
+        """The checkpoint it was exported from (its preprocessing, threshold and calibration)."""
+        return Path(self.metadata["source_checkpoint"])
+
+    def forward(self, images: torch.Tensor) -> torch.Tensor:
+        """`(B, C, H, W)` -> `(B, D)`, on the CPU."""
+        x = images.detach().cpu().numpy().astype(np.float32, copy=False)
+        return torch.from_numpy(self.session.run(None, {INPUT_NAME: x})[0])
 
 
 def _export_torchscript(encoder: torch.nn.Module, example: torch.Tensor, out: Path) -> Any:

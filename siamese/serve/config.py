@@ -17,6 +17,7 @@ class ServeConfig:
 
     Attributes:
         model: run directory, checkpoint stem or file.
+        onnx: run the encoder from this ONNX export of `model` (onnxruntime) instead of PyTorch.
         gallery: the gallery folder (created by the first enrolment when it holds none yet), or None.
         calibration: a labelled folder calibrating a gallery created by the service (default: the
             model's run's validation identities).
@@ -37,6 +38,7 @@ class ServeConfig:
     """
 
     model: Path
+    onnx: Path | None = None
     gallery: Path | None = None
     calibration: Path | None = None
     host: str = "127.0.0.1"

@@ -22,14 +22,14 @@ import torch
 from threadpoolctl import threadpool_limits
 
 from siamese.data.images import decode_image
-from siamese.errors import DataError
+from siamese.errors import CheckpointError, DataError
 from siamese.galleries import Gallery, Identifier
 from siamese.galleries.backends import SearchIndex
 from siamese.galleries.enroll import add_embedded, calibration_set, create_embedded, remove_identities
 from siamese.galleries.gallery import CalibrationSet
 from siamese.galleries.index import erase_gallery, open_index
 from siamese.inference.verifier import Verifier
-from siamese.models.checkpoint import model_fingerprint
+from siamese.models.checkpoint import model_fingerprint, resolve_checkpoint
 from siamese.serve.batcher import InferenceWorker
 from siamese.serve.config import ServeConfig
 from siamese.serve.metrics import Metrics
@@ -105,7 +105,7 @@ class Service:
                 logger.info("no gallery in %s yet: the first enrolment creates it", cfg.gallery)
                 self._calibration = calibration_set(self.model, cfg.calibration)
         self.worker = InferenceWorker(
-            self.model.encoder,
+            self._encoder(),
             self.model.device,
             self.model.tta,
             cfg.max_batch,
@@ -115,6 +115,19 @@ class Service:
         )
         self.worker.start()
         self.ready = True
+
+    def _encoder(self) -> torch.nn.Module:
+        """The model's encoder, or its ONNX export (checked to be this model's) with --onnx."""
+        if self.config.onnx is None:
+            return self.model.encoder
+        from siamese.inference.export import OnnxEncoder
+
+        encoder = OnnxEncoder(self.config.onnx, self.config.threads)
+        if resolve_checkpoint(encoder.source).resolve() != Path(self.model.source).resolve():
+            raise CheckpointError(
+                f"{self.config.onnx} was exported from {encoder.source}, not from {self.model.source}"
+            )
+        return encoder
 
     def close(self) -> None:
         """Stop the worker, close the search index."""

@@ -308,3 +308,28 @@ def test_cors_is_off_unless_an_origin_is_given(make_client) -> None:
 def test_api_answers_are_not_cached(make_client) -> None:
     r = make_client().get("/v1/identities")
     assert r.headers["cache-control"] == "no-store" and r.headers["x-content-type-options"] == "nosniff"
+
+
+def test_an_onnx_export_serves_the_same_decisions(make_client, tiny_run, tmp_path: Path) -> None:
+    pytest.importorskip("onnxruntime", reason="the onnx extra is not installed")
+    run, data = tiny_run
+    exported = tmp_path / "model.onnx"
+    result = runner.invoke(cli, ["export", "--model", str(run), "--format", "onnx", "--out", str(exported)])
+    assert result.exit_code == 0, result.output
+    a, b = images_of(data, "id02")[0], images_of(data, "id05")[0]
+    two = files("image_a", [a]) + files("image_b", [b])
+    torch_answer = make_client().post("/v1/verify", files=two).json()
+    onnx_answer = make_client(onnx=exported).post("/v1/verify", files=two).json()
+    assert onnx_answer["same"] == torch_answer["same"] and onnx_answer["model"] == torch_answer["model"]
+    assert onnx_answer["distance"] == pytest.approx(torch_answer["distance"], abs=1e-4)
+    # an export of another model is refused, in one line
+    other = tmp_path / "other.onnx.json"
+    meta = json.loads((tmp_path / "model.onnx.json").read_text())
+    (tmp_path / "other.onnx").write_bytes(exported.read_bytes())
+    other.write_text(json.dumps({**meta, "source_checkpoint": str(tmp_path / "elsewhere")}))
+    from siamese.errors import SiameseError
+    from siamese.serve import ServeConfig, create_app
+
+    app = create_app(ServeConfig(model=run, onnx=tmp_path / "other.onnx", no_auth=True))
+    with pytest.raises(SiameseError):
+        app.state.service.load()
