@@ -259,7 +259,7 @@ def _identity(name: str | None) -> str:
 
 
 @router.delete(
-    "/identities/{identity}",
+    "/identities/{identity:path}",
     summary="Remove an enrolled identity (never returned again)",
     dependencies=[require("enroll")],
     responses=_ERRORS,

@@ -106,6 +106,10 @@ def test_enrol_identify_delete_identify(make_client, tiny_run, names, tmp_path: 
         assert after["identity"] in (None, names[1])
     assert Gallery.load(tmp_path / "g").identities == (names[1],)
     assert client.delete(f"/v1/identities/{names[0]}").status_code == 404
+    slash = client.post(
+        "/v1/enroll", data={"identity": "a/b c"}, files=files("images", images_of(data, names[1])[:1])
+    )
+    assert slash.status_code == 200 and client.delete("/v1/identities/a%2Fb%20c").json()["removed"] == "a/b c"
     # removing the last identity erases the gallery; the next enrolment creates it again
     assert client.delete(f"/v1/identities/{names[1]}").json()["gallery_size"] == 0
     assert not (tmp_path / "g" / GALLERY_FILE).exists() and not list((tmp_path / "g").glob("*.safetensors"))

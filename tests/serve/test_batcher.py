@@ -56,7 +56,9 @@ def test_requests_queued_together_are_batched_only_when_waiting_is_on(max_wait_m
     if max_wait_ms == 0:
         assert encoder.sizes == [1, 2, 1, 3, 2]  # every request alone
     else:
-        assert encoder.sizes == [7, 2]  # the blocker and what fits within max_batch, then the rest
+        # the queued requests share forward passes of at most max_batch images (the blocker may be
+        # taken before the others are queued, or with them)
+        assert encoder.sizes in ([7, 2], [1, 8])
 
 
 def test_a_batch_waits_for_announced_requests_only() -> None:
