@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
+
 from prometheus_client import (
     CONTENT_TYPE_LATEST,
     CollectorRegistry,
@@ -35,14 +37,16 @@ class Metrics:
             "siamese_rejected", "requests refused (503) beyond the concurrency limit", registry=r
         )
         self.batch = Histogram(
-            "siamese_batch_images",
-            "images per forward pass of the inference worker",
+            "siamese_batch_size",
+            "items per batch of a worker: images per forward pass (inference), queries per search (search)",
+            ["worker"],
             buckets=BATCH_BUCKETS,
             registry=r,
         )
         self.queued = Histogram(
             "siamese_queue_seconds",
-            "wait of a batch's oldest image before its forward pass",
+            "wait of a batch's oldest item before the batch runs",
+            ["worker"],
             buckets=LATENCY_BUCKETS,
             registry=r,
         )
@@ -57,10 +61,14 @@ class Metrics:
         if status >= 400:
             self.errors.labels(endpoint, str(status)).inc()
 
-    def observe_batch(self, images: int, waited: float) -> None:
-        """Count one forward pass of the inference worker."""
-        self.batch.observe(images)
-        self.queued.observe(waited)
+    def batch_observer(self, worker: str) -> Callable[[int, float], None]:
+        """What a worker calls after each batch: (items, seconds its oldest item waited)."""
+
+        def observe(items: int, waited: float) -> None:
+            self.batch.labels(worker).observe(items)
+            self.queued.labels(worker).observe(waited)
+
+        return observe
 
     def render(self) -> tuple[bytes, str]:
         """The Prometheus text exposition and its content type."""

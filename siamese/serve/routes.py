@@ -176,14 +176,12 @@ async def identify(request: Request) -> dict[str, Any]:
     service, upload, limits, start = await _upload(request)
     k = upload.number("k", int, 1, MAX_K) or service.config.default_k
     fpir = upload.number("fpir", float, 1e-12, 1.0)
-    identifier = service.identifier(upload.text("fusion") or None)
-    identifier.threshold(fpir)  # an uncalibrated operating point fails before embedding
     images = upload.images("image", limits)
     if len(images) != 1:
         raise HTTPException(422, "identify takes one image, 'image'")
-    names = upload.names("image")
-    embedded = await _embed(service, images, names, limits)
-    (result,) = await anyio.to_thread.run_sync(identifier.identify, embedded.embeddings, names, k, fpir)
+    (name,) = upload.names("image")
+    image_header(images[0], name, limits)
+    result, embedded = await service.identify(images[0], name, k, fpir, upload.text("fusion") or None)
     result.seconds = time.perf_counter() - start
     return {**result.to_dict(), **_extras(service, embedded, start)}
 

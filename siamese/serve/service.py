@@ -8,6 +8,7 @@ search in flight keeps the gallery it started with and the next one sees the cha
 from __future__ import annotations
 
 import asyncio
+import gc
 import logging
 import secrets
 import threading
@@ -23,14 +24,14 @@ from threadpoolctl import threadpool_limits
 
 from siamese.data.images import decode_image
 from siamese.errors import CheckpointError, DataError
-from siamese.galleries import Gallery, Identifier
+from siamese.galleries import Gallery, Identification, Identifier
 from siamese.galleries.backends import SearchIndex
 from siamese.galleries.enroll import add_embedded, calibration_set, create_embedded, remove_identities
 from siamese.galleries.gallery import CalibrationSet
 from siamese.galleries.index import erase_gallery, open_index
 from siamese.inference.verifier import Verifier
 from siamese.models.checkpoint import model_fingerprint, resolve_checkpoint
-from siamese.serve.batcher import InferenceWorker
+from siamese.serve.batcher import InferenceWorker, SearchWorker
 from siamese.serve.config import ServeConfig
 from siamese.serve.metrics import Metrics
 
@@ -73,6 +74,7 @@ class Service:
         self.model: Verifier
         self.fingerprint = ""
         self.worker: InferenceWorker
+        self.searcher: SearchWorker
         self.detector: Any = None
         self._state = _GalleryState()
         self._calibration: tuple[CalibrationSet, dict[str, Any]] | None = None
@@ -104,17 +106,38 @@ class Service:
             else:
                 logger.info("no gallery in %s yet: the first enrolment creates it", cfg.gallery)
                 self._calibration = calibration_set(self.model, cfg.calibration)
+        batching = {"max_batch": cfg.max_batch, "max_wait_ms": cfg.max_wait_ms}
         self.worker = InferenceWorker(
             self._encoder(),
             self.model.device,
             self.model.tta,
-            cfg.max_batch,
-            cfg.max_wait_ms,
             cfg.threads,
-            self.metrics.observe_batch,
+            **batching,
         )
+        self.searcher = SearchWorker(**batching)
         self.worker.start()
+        self.searcher.start()
+        self._warm_up()
+        self.worker.on_batch = self.metrics.batch_observer("inference")  # the warm-up is not counted
+        self.searcher.on_batch = self.metrics.batch_observer("search")
         self.ready = True
+
+    def _warm_up(self) -> None:
+        """Run each worker once on a full batch before declaring the service ready: the first
+        forward pass and the first multi-query search of a thread allocate buffers (tens to
+        hundreds of milliseconds), which would otherwise land on the first requests."""
+        from PIL import Image
+
+        size = self.model.preprocessing.size  # (H, W)
+        blank = Image.new("L" if self.model.channels == 1 else "RGB", (size[1], size[0]))
+        images = torch.stack([self.model.transform(blank)] * self.config.max_batch)
+        embeddings = self.worker.submit(images).result()
+        if self._state.gallery is not None:
+            identifier = self.identifier()
+            rows = embeddings[: max(2, min(len(embeddings), self.config.max_batch))]
+            futures = [self.searcher.submit((identifier, row[None], 1)) for row in rows]
+            for future in futures:
+                future.result()
 
     def _encoder(self) -> torch.nn.Module:
         """The model's encoder, or its ONNX export (checked to be this model's) with --onnx."""
@@ -134,6 +157,7 @@ class Service:
         self.ready = False
         if hasattr(self, "worker"):
             self.worker.stop()
+            self.searcher.stop()
         if self._state.index is not None:
             self._state.index.close()
         if self._blas is not None:
@@ -172,6 +196,24 @@ class Service:
         t1 = time.perf_counter()
         emb = await asyncio.wrap_future(future)
         return Embedded(emb, boxes, t1 - t0, time.perf_counter() - t1)
+
+    async def identify(
+        self, image: bytes, name: str, k: int, fpir: float | None, fusion: str | None
+    ) -> tuple[Identification, Embedded]:
+        """Who the image shows: its k nearest identities (searched by the search worker together
+        with the queries of concurrent requests) and the open-set decision at `fpir`."""
+        identifier = self.identifier(fusion)
+        identifier.threshold(fpir)  # an uncalibrated operating point fails before embedding
+        self.searcher.announce()  # a search batch being filled waits for this query
+        try:
+            embedded = await self.embed([image], [name])
+        except BaseException:
+            self.searcher.withdraw()
+            raise
+        start = time.perf_counter()
+        future = self.searcher.submit((identifier, embedded.embeddings, k), announced=True)
+        candidates = await asyncio.wrap_future(future)
+        return identifier.decide(candidates, name, fpir, time.perf_counter() - start), embedded
 
     # -- the gallery --
 
@@ -264,3 +306,8 @@ class Service:
         self.metrics.gallery.set(gallery.size)
         if old is not None:
             old.close()
+        # A large gallery is hundreds of thousands of long-lived objects (names, files, arrays):
+        # left to the cyclic collector, each full collection walks them all, a pause of a tenth of
+        # a second in the middle of requests. Frozen, the collector skips them.
+        gc.collect()
+        gc.freeze()
