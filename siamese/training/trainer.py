@@ -3,14 +3,19 @@ scoring pairs with that step is `siamese.training.evaluation.score_pairs`."""
 
 from __future__ import annotations
 
+import contextlib
 import itertools
 import logging
 from collections.abc import Iterable
 from typing import Any
 
 import torch
+import torch.distributed
+from torch import nn
+from torch.nn.parallel import DistributedDataParallel
 
-from siamese.errors import SiameseError
+from siamese.errors import ConfigError, SiameseError
+from siamese.training.distributed import Distributed
 from siamese.training.methods.base import Batch, Method, StepOutput
 
 logger = logging.getLogger(__name__)
@@ -36,6 +41,17 @@ class Callback:
     def on_fit_end(self, trainer: Trainer) -> None: ...
 
 
+class _Steps(nn.Module):
+    """The method's training step as a module's forward, for DistributedDataParallel to wrap."""
+
+    def __init__(self, method: Method) -> None:
+        super().__init__()
+        self.method = method
+
+    def forward(self, batch: Batch) -> StepOutput:
+        return self.method.training_step(batch)
+
+
 class Trainer:
     """Fits a training method: one loop, one step function for training and evaluation.
 
@@ -47,6 +63,11 @@ class Trainer:
         device: where batches are moved.
         callbacks: logging, evaluation, checkpointing.
         skip_nonfinite: skip (no update) batches whose loss is NaN/inf instead of stopping.
+        distributed: this process's place in a data-parallel run (`siamese.training.distributed`):
+            training steps go through DistributedDataParallel, and the run's stop, finish and
+            length decisions (made by rank 0's callbacks) are shared with every rank.
+        accumulate: optimiser steps every `accumulate` batches, on the sum of their gradients
+            divided by `accumulate` (a batch `accumulate` times larger in one process's memory).
 
     Setting `stop_requested` (e.g. from a SIGINT handler) ends training after the current step;
     callbacks' `on_interrupt` then run (the checkpoint callback saves a resumable state).
@@ -60,8 +81,21 @@ class Trainer:
         device: str | torch.device = "cpu",
         callbacks: Iterable[Callback] = (),
         skip_nonfinite: bool = False,
+        distributed: Distributed | None = None,
+        accumulate: int = 1,
     ) -> None:
+        if accumulate < 1:
+            raise ConfigError(f"--accumulate must be >= 1, got {accumulate}")
         self.method = method
+        self.distributed = distributed
+        self.accumulate = int(accumulate)
+        self._pending = 0  # batches whose gradients wait for the optimiser step
+        self._ddp: DistributedDataParallel | None = None
+        if distributed is not None:
+            on_gpu = torch.device(device).type == "cuda"
+            self._ddp = DistributedDataParallel(
+                _Steps(method), device_ids=[torch.device(device).index] if on_gpu else None
+            )
         self.optimizer = optimizer
         self.scheduler = scheduler
         self.device = torch.device(device)
@@ -86,9 +120,17 @@ class Trainer:
             The step's output with the loss and embeddings detached.
         """
         batch = Batch(*batch).to(self.device)
-        with torch.set_grad_enabled(train):
-            out = self.method.training_step(batch) if train else self.method.evaluation_step(batch)
-        detached = StepOutput(out.loss.detach(), out.embeddings.detach(), out.indices)
+        accumulating = train and self._pending + 1 < self.accumulate
+        quiet = self._ddp.no_sync() if self._ddp is not None and accumulating else contextlib.nullcontext()
+        with quiet:  # gradients of all but the last accumulated batch stay local (DDP's no_sync)
+            with torch.set_grad_enabled(train):
+                if not train:
+                    out = self.method.evaluation_step(batch)
+                else:
+                    out = self._ddp(batch) if self._ddp is not None else self.method.training_step(batch)
+            detached = StepOutput(out.loss.detach(), out.embeddings.detach(), out.indices)
+            if train and torch.isfinite(out.loss):
+                self._backward(out.loss)
         if train and not torch.isfinite(out.loss):
             if not self.skip_nonfinite:
                 raise NonFiniteLossError(
@@ -101,18 +143,37 @@ class Trainer:
                 self.global_step + 1,
             )
             self.skipped_steps += 1
-        elif train:
-            self._update(out.loss)
+        elif train and not accumulating:
+            self._update()
         return detached
 
-    def _update(self, loss: torch.Tensor) -> None:
-        self.optimizer.zero_grad(set_to_none=True)
-        loss.backward()
+    def _backward(self, loss: torch.Tensor) -> None:
+        if self._pending == 0:
+            self.optimizer.zero_grad(set_to_none=True)
+        (loss / self.accumulate if self.accumulate > 1 else loss).backward()
+        self._pending += 1
+
+    def _update(self) -> None:
+        self._pending = 0
         self.method.on_before_optimizer_step(self.global_step, self.total_steps)
         self.optimizer.step()
         if self.scheduler is not None:
             self.scheduler.step()
         self.method.on_after_optimizer_step(self.global_step, self.total_steps)
+
+    def _share_decisions(self) -> None:
+        """Rank 0's stop, finish and run-length decisions (Ctrl-C, time budgets), on every rank."""
+        if self.distributed is None:
+            return
+        flags = torch.tensor(
+            [self.stop_requested, self.finish_requested, self.epochs, self.total_steps], dtype=torch.int64
+        )
+        if self.distributed.backend == "nccl":
+            flags = flags.to(self.device)
+        torch.distributed.broadcast(flags, src=0)
+        stop, finish, epochs, total = flags.tolist()
+        self.stop_requested, self.finish_requested = bool(stop), bool(finish)
+        self.epochs, self.total_steps = int(epochs), int(total)
 
     def train_epoch(self, loader: Iterable[Any]) -> float:
         """One pass over `loader`; returns the mean training loss."""
@@ -128,6 +189,7 @@ class Trainer:
                 self.epoch_loss = (total + loss.item(), count + 1)
             for cb in self.callbacks:
                 cb.on_step_end(self, self.global_step, loss.item())
+            self._share_decisions()
             if self.stop_requested or 0 < self.total_steps <= self.global_step:
                 break  # interrupted, or the run's last step (a time budget may end an epoch early)
         total, count = self.epoch_loss
@@ -170,6 +232,7 @@ class Trainer:
             metrics = {"epoch": epoch + 1, "train_loss": train_loss}
             for cb in self.callbacks:
                 cb.on_epoch_end(self, epoch, metrics)
+            self._share_decisions()
             self.last_metrics = metrics
             if self.finish_requested:
                 logger.info("finishing early after epoch %d", epoch + 1)

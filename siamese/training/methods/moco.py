@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import torch
+import torch.distributed as dist
 import torch.nn.functional as F
 from torch import nn
 
@@ -10,6 +11,7 @@ from siamese.errors import ConfigError
 from siamese.losses.infonce import InfoNCELoss
 from siamese.models.heads import ProjectionHead
 from siamese.models.memory_bank import FeatureQueue
+from siamese.training.distributed import gather, gather_with_grad, row_offset
 from siamese.training.methods.base import Batch, StepOutput, check_sizes
 from siamese.training.methods.momentum_method import MomentumMethod
 
@@ -62,19 +64,29 @@ class MoCoMethod(MomentumMethod):
 
     @torch.no_grad()
     def keys(self, x: torch.Tensor) -> torch.Tensor:
-        """Normalised keys `(N, P)` of the momentum encoder, with shuffled-group BatchNorm."""
-        perm = torch.randperm(len(x), device=x.device)
-        groups = min(self.shuffle_groups, max(len(x) // 2, 1))
-        k = torch.cat([self.target(chunk) for chunk in x[perm].chunk(groups)])  # (N, P), shuffled
+        """Normalised keys `(N, P)` of the momentum encoder for the global batch, with shuffled
+        BatchNorm: one process splits the permuted batch into `shuffle_groups` groups; a
+        data-parallel run permutes the global batch across ranks (MoCo's own shuffle), each rank
+        encoding its slice of it."""
+        if not dist.is_initialized() or dist.get_world_size() == 1:
+            perm = torch.randperm(len(x), device=x.device)
+            groups = min(self.shuffle_groups, max(len(x) // 2, 1))
+            k = torch.cat([self.target(chunk) for chunk in x[perm].chunk(groups)])  # (N, P), shuffled
+            return F.normalize(k[torch.argsort(perm)], dim=1)
+        everything = gather(x)  # (N, C, H, W), every rank's images
+        perm = torch.randperm(len(everything), device=x.device)
+        dist.broadcast(perm, src=0)  # one permutation for all ranks
+        mine = everything[perm][row_offset(len(x)) : row_offset(len(x)) + len(x)]
+        k = gather(self.target(mine))  # (N, P), in permuted order
         return F.normalize(k[torch.argsort(perm)], dim=1)
 
     def training_step(self, batch: Batch) -> StepOutput:
         x1, x2 = batch.view_list()[:2]
-        h = self.embed(x1)  # (N, D)
-        q = F.normalize(self.projector(h), dim=1)  # (N, P)
+        h = self.embed(x1)  # (n, D)
+        q = gather_with_grad(F.normalize(self.projector(h), dim=1))  # (N, P), every rank's queries
         k = self.keys(x2)  # (N, P), no gradient
         loss = self.loss(q, k, self.queue.features())
-        self._keys = k
+        self._keys = k  # enqueued once per global batch, the same on every rank
         return StepOutput(loss, h)
 
     def on_after_optimizer_step(self, step: int, total_steps: int) -> None:

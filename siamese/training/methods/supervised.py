@@ -9,6 +9,7 @@ from torch import nn
 
 from siamese.models.tta import tta_embed
 from siamese.names import TTAS, check_choice
+from siamese.training.distributed import gather, gather_with_grad, row_offset
 from siamese.training.methods.base import Batch, Method, StepOutput
 
 
@@ -43,12 +44,19 @@ class SupervisedMethod(Method):
         self.tta = check_choice(tta, TTAS, "test-time augmentation")
 
     def training_step(self, batch: Batch) -> StepOutput:
+        """The loss over the global batch: in a data-parallel run every rank's embeddings, labels
+        and pairs are gathered first, so pairs, mined negatives and class logits span all ranks."""
         batch = batch.flat()
-        emb = self.embed(batch.image_tensor())  # (N, D)
-        indices = batch.indices
+        local = self.embed(batch.image_tensor())  # (n, D)
+        offset = row_offset(len(local))
+        emb, labels = (
+            gather_with_grad(local),
+            None if batch.labels is None else gather(batch.labels),
+        )  # (N, D)
+        indices = None if batch.indices is None else tuple(gather(t + offset) for t in batch.indices)
         if indices is None and self.miner is not None:
-            indices = self.miner(emb, batch.labels)
-        return StepOutput(self.loss(emb, batch.labels, indices), emb, indices)
+            indices = self.miner(emb, labels)
+        return StepOutput(self.loss(emb, labels, indices), emb, indices)
 
     def evaluation_step(self, batch: Batch) -> StepOutput:
         """The training step's loss and embeddings on a validation batch, with two exceptions: a

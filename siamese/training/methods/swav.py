@@ -10,6 +10,7 @@ from siamese.errors import ConfigError
 from siamese.losses.swav import SwAVLoss
 from siamese.models.heads import ProjectionHead, Prototypes
 from siamese.models.memory_bank import FeatureQueue
+from siamese.training.distributed import gather, gather_with_grad
 from siamese.training.methods.base import Batch, Method, StepOutput, check_sizes
 
 
@@ -69,14 +70,15 @@ class SwAVMethod(Method):
         views = batch.view_list()
         embeddings = [self.embed(x) for x in views]  # one pass per crop size
         z = [F.normalize(self.projector(h), dim=1) for h in embeddings]  # (N, P) per view
-        scores = [self.prototypes(v) for v in z]  # (N, K) per view
+        # every rank's scores: Sinkhorn's equipartition is over the global batch
+        scores = [gather_with_grad(self.prototypes(v)) for v in z]  # (N, K) per view
         queue_scores = None
         if self.queue is not None and len(self.queue):
             with torch.no_grad():
                 queued = self.prototypes(self.queue.features())  # (Q, K)
             queue_scores = [queued] * self.n_global
         loss = self.loss(scores, n_global=self.n_global, queue_scores=queue_scores)
-        self._queued = torch.cat(z[: self.n_global]).detach()
+        self._queued = torch.cat([gather(v.detach()) for v in z[: self.n_global]])
         return StepOutput(loss, embeddings[0])
 
     def on_before_optimizer_step(self, step: int, total_steps: int) -> None:

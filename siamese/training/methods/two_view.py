@@ -5,6 +5,7 @@ from __future__ import annotations
 import torch
 from torch import nn
 
+from siamese.training.distributed import gather_with_grad
 from siamese.training.methods.base import Batch, Method, StepOutput
 
 
@@ -27,5 +28,6 @@ class TwoViewMethod(Method):
 
     def training_step(self, batch: Batch) -> StepOutput:
         h, z = self.forward_views(batch)
-        z1, z2 = z.chunk(2)  # (N, P) each
-        return StepOutput(self.loss(z1, z2), h)
+        z1, z2 = z.chunk(2)  # (n, P) each
+        # the loss sees the global batch (every rank's views, in a data-parallel run)
+        return StepOutput(self.loss(gather_with_grad(z1), gather_with_grad(z2)), h)
