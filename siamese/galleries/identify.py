@@ -220,24 +220,32 @@ class Identifier:
             DataError: the gallery has no open-set calibration.
         """
         start = time.perf_counter()
-        rate = self.gallery.fpir(fpir)
-        threshold = self.threshold(rate)
+        self.threshold(self.gallery.fpir(fpir))  # an uncalibrated gallery fails before searching
         ranked = self.rank(queries, k)
         each = (time.perf_counter() - start) / max(len(ranked), 1)
         names = [f"#{i + 1}" for i in range(len(ranked))] if names is None else list(names)
-        return [
-            Identification(
-                query=name,
-                identity=cands[0].identity if cands and cands[0].distance <= threshold else None,
-                candidates=cands,
-                threshold=threshold,
-                fpir=rate,
-                fusion=self.fusion,
-                gallery_size=self.gallery.size,
-                seconds=each,
-            )
-            for name, cands in zip(names, ranked, strict=True)
-        ]
+        return [self.decide(cands, name, fpir, each) for name, cands in zip(names, ranked, strict=True)]
+
+    def decide(
+        self, candidates: list[Candidate], name: str, fpir: float | None = None, seconds: float = 0.0
+    ) -> Identification:
+        """The open-set decision on one query's ranked candidates (`rank`) at `fpir`.
+
+        Raises:
+            DataError: the gallery has no open-set calibration.
+        """
+        rate = self.gallery.fpir(fpir)
+        threshold = self.threshold(rate)
+        return Identification(
+            query=name,
+            identity=candidates[0].identity if candidates and candidates[0].distance <= threshold else None,
+            candidates=candidates,
+            threshold=threshold,
+            fpir=rate,
+            fusion=self.fusion,
+            gallery_size=self.gallery.size,
+            seconds=seconds,
+        )
 
     def best_distances(self, queries: np.ndarray) -> np.ndarray:
         """`(Q,)` the fused distance of each query's nearest identity (its non-mated score when the

@@ -162,7 +162,10 @@ def test_health_readiness_metrics_and_info(make_client, tiny_run) -> None:
     text = client.get("/metrics").text
     assert 'siamese_requests_total{endpoint="/v1/verify",status="200"} 1.0' in text
     assert 'siamese_errors_total{endpoint="/v1/verify",status="422"} 1.0' in text
-    assert "siamese_batch_images_count 1.0" in text and "siamese_request_seconds_bucket" in text
+    assert (
+        'siamese_batch_size_count{worker="inference"} 1.0' in text
+        and "siamese_request_seconds_bucket" in text
+    )
     info = client.get("/v1/info").json()
     assert (
         info["gallery"] == {"size": 0, "fusions": [], "fpir": None}

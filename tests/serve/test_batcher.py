@@ -1,15 +1,16 @@
-"""The inference worker: micro-batches concurrent requests, each gets its own rows, failures reach
-every waiting request."""
+"""The workers: micro-batches of concurrent requests, each gets its own rows (embeddings) or its own
+candidates (searches, equal to searching alone), failures reach every waiting request."""
 
 from __future__ import annotations
 
 import threading
 import time
 
+import numpy as np
 import pytest
 import torch
 
-from siamese.serve.batcher import InferenceWorker
+from siamese.serve.batcher import InferenceWorker, SearchWorker
 
 
 class Recorder(torch.nn.Module):
@@ -121,3 +122,40 @@ def test_batches_are_reported() -> None:
     finally:
         worker.stop()
     assert len(seen) == 1 and seen[0][0] == 3 and seen[0][1] >= 0
+
+
+def test_searches_batched_together_equal_searching_alone(tmp_path) -> None:
+    from siamese.galleries import CalibrationSet, Gallery, Identifier
+
+    rng = np.random.default_rng(0)
+    refs = [rng.normal(size=(3, 6)).astype(np.float32) for _ in range(12)]
+    gallery = Gallery(
+        model="m",
+        fingerprint="f",
+        distance="euclidean",
+        identities=tuple(f"p{i:02d}" for i in range(12)),
+        files=tuple(tuple(f"r{j}" for j in range(3)) for _ in range(12)),
+        references=tuple(refs),
+        fusions=("mean", "min"),
+        thresholds={},
+        info={},
+        calibration=CalibrationSet(
+            rng.normal(size=(4, 6)).astype(np.float32), np.array(["a", "a", "b", "b"])
+        ),
+    )
+    mean, nearest = Identifier(gallery, "mean"), Identifier(gallery, "min")
+    queries = rng.normal(size=(6, 1, 6)).astype(np.float32)
+    jobs = [(mean if i % 2 else nearest, q, 1 + i % 4) for i, q in enumerate(queries)]
+    sizes: list[int] = []
+    worker = SearchWorker(max_batch=8, max_wait_ms=50, on_batch=lambda n, w: sizes.append(n))
+    worker.start()
+    try:
+        for _ in jobs:
+            worker.announce()
+        futures = [worker.submit(job, announced=True) for job in jobs]
+        got = [f.result(10) for f in futures]
+    finally:
+        worker.stop()
+    assert sizes == [6]  # one batch, two identifiers searched once each
+    for (identifier, q, k), cands in zip(jobs, got, strict=True):
+        assert cands == identifier.rank(q, k)[0]
