@@ -2,13 +2,14 @@
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Callable
 from typing import Annotated, Any
 
 import typer
 
 from siamese import __version__
-from siamese.cli.common import CLIState, Command, setup_logging
+from siamese.cli.common import CLIState, Command, console, is_main_process, setup_logging
 from siamese.cli.embed import embed_command
 from siamese.cli.enroll import enroll_command
 from siamese.cli.evaluate import evaluate_command
@@ -68,6 +69,9 @@ def main_callback(
     CLIState.debug = debug
     CLIState.verbose = verbose
     setup_logging(verbose)
+    if not is_main_process():  # a data-parallel rank other than 0: rank 0 talks for the run
+        console.quiet = True
+        logging.getLogger().setLevel(logging.WARNING)
 
 
 for _name, _function in COMMANDS.items():

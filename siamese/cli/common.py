@@ -6,6 +6,9 @@ from __future__ import annotations
 
 import contextlib
 import logging
+import os
+import subprocess
+import sys
 from collections.abc import Iterator
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -16,7 +19,7 @@ from rich.logging import RichHandler
 from typer.core import TyperArgument, TyperCommand
 
 from siamese.cli.options import PANELS, RENAMED
-from siamese.errors import SiameseError
+from siamese.errors import ConfigError, SiameseError
 
 if TYPE_CHECKING:
     from rich.progress import Progress
@@ -138,3 +141,36 @@ def given_flags(ctx: typer.Context) -> set[str]:
         for name in ctx.params
         if getattr(ctx.get_parameter_source(name), "name", "") == "COMMANDLINE"
     }
+
+
+def is_main_process() -> bool:
+    """Whether this process talks to the terminal: the only one, or rank 0 of a `torchrun` job."""
+    return int(os.environ.get("RANK", "0")) == 0
+
+
+def relaunch(nproc: int) -> None:
+    """Run this command line again as `nproc` data-parallel processes on this machine (`torchrun
+    --standalone --nproc-per-node N -m siamese ...`, without `--nproc`) and exit with its status.
+    Inside a `torchrun` job (a rank already) it does nothing.
+
+    Raises:
+        ConfigError: `nproc` below 1.
+    """
+    if nproc < 1:
+        raise ConfigError(f"--nproc must be >= 1, got {nproc}")
+    if int(os.environ.get("WORLD_SIZE", "1")) > 1:
+        return
+    if nproc == 1:
+        err_console.print("--nproc 1 has no effect: training in this process", highlight=False)
+        return
+    argv, skip = [], False
+    for arg in sys.argv[1:]:
+        if skip or arg == "--nproc" or arg.startswith("--nproc="):
+            skip = arg == "--nproc"
+            continue
+        argv.append(arg)
+    env = dict(os.environ)
+    env.setdefault("OMP_NUM_THREADS", str(max(1, (os.cpu_count() or 1) // nproc)))
+    command = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc-per-node", str(nproc)]
+    code = subprocess.call([*command, "-m", "siamese", *argv], env=env)
+    raise typer.Exit(code)

@@ -263,6 +263,32 @@ SaveEveryOpt = Annotated[
     int | None,
     option("Also save a resumable state every N steps \\[default: every epoch only].", RUN_PANEL),
 ]
+AccumulateOpt = Annotated[
+    int | None,
+    option(
+        "Sum the gradients of K batches before each optimiser step (a K times larger batch in the same "
+        "memory) \\[default: 1].",
+        OPTIMISATION_PANEL,
+    ),
+]
+SyncBnOpt = Annotated[
+    bool | None,
+    option(
+        "BatchNorm over the global batch of a data-parallel CUDA run (torch.nn.SyncBatchNorm).",
+        RUN_PANEL,
+        "--sync-bn",
+        show_default=False,
+    ),
+]
+NprocOpt = Annotated[
+    int | None,
+    option(
+        "Train in N processes on this machine (data-parallel, like `torchrun --nproc-per-node N -m siamese "
+        "...`): one per GPU with --device cuda, else one per CPU core; --batch-size is the global batch.",
+        RUN_PANEL,
+        show_default=False,
+    ),
+]
 PrecisionOpt = Annotated[
     names.PrecisionName | None,
     option(

@@ -8,7 +8,7 @@ from typing import Annotated
 import typer
 
 from siamese import names
-from siamese.cli.common import console, user_errors
+from siamese.cli.common import console, is_main_process, relaunch, user_errors
 from siamese.cli.components import (
     DeprecatedFloat,
     DeprecatedInt,
@@ -21,6 +21,7 @@ from siamese.cli.options import (
     DATA_PANEL,
     METHOD_PANEL,
     RUN_PANEL,
+    AccumulateOpt,
     ChannelsOpt,
     DeviceOpt,
     EmbeddingDimOpt,
@@ -31,12 +32,14 @@ from siamese.cli.options import (
     LrOpt,
     MaxMinutesOpt,
     MinutesOpt,
+    NprocOpt,
     PrecisionOpt,
     PresetOpt,
     ResumeOpt,
     RunOutOpt,
     SaveEveryOpt,
     SeedOpt,
+    SyncBnOpt,
     TrainBatchSizeOpt,
     WeightDecayOpt,
     WorkersOpt,
@@ -108,6 +111,9 @@ def pretrain_command(
     seed: SeedOpt = 0,
     device: DeviceOpt = "auto",
     precision: PrecisionOpt = None,
+    accumulate: AccumulateOpt = None,
+    sync_bn: SyncBnOpt = None,
+    nproc: NprocOpt = None,
     workers: WorkersOpt = 0,
     batched_views: Annotated[
         bool | None,
@@ -126,6 +132,8 @@ def pretrain_command(
     options and defaults: --list-method-args METHOD.
     """
     with user_errors():
+        if nproc is not None:
+            relaunch(nproc)
         if resume is not None:
             _run(resumed_config(ctx, resume), resume=True)
             return
@@ -145,6 +153,8 @@ def _run(config, resume: bool = False) -> None:  # noqa: ANN001 - TrainConfig, i
         highlight=False,
     )
     summary = run_with_progress(pretrain, config, resume)
+    if not is_main_process():
+        return  # rank 0 of a data-parallel run reports
     knn = summary["knn_acc"]
     rows = [
         ("method / epochs", f"{summary['method']} / {summary['epochs']}"),

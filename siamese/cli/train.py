@@ -8,7 +8,7 @@ from typing import Annotated, Any, Literal
 import typer
 
 from siamese import names
-from siamese.cli.common import console, user_errors
+from siamese.cli.common import console, is_main_process, relaunch, user_errors
 from siamese.cli.components import (
     DeprecatedFloat,
     DeprecatedInt,
@@ -23,6 +23,7 @@ from siamese.cli.options import (
     MODEL_PANEL,
     OPTIMISATION_PANEL,
     RUN_PANEL,
+    AccumulateOpt,
     ChannelsOpt,
     DeviceOpt,
     EmbeddingDimOpt,
@@ -35,6 +36,7 @@ from siamese.cli.options import (
     LrOpt,
     MaxMinutesOpt,
     MinutesOpt,
+    NprocOpt,
     PrecisionOpt,
     PresetOpt,
     ResumeOpt,
@@ -42,6 +44,7 @@ from siamese.cli.options import (
     SaveEveryOpt,
     SeedOpt,
     StrictOpt,
+    SyncBnOpt,
     TrainBatchSizeOpt,
     TtaOpt,
     WeightDecayOpt,
@@ -251,9 +254,14 @@ def train_command(
     seed: SeedOpt = 0,
     device: DeviceOpt = "auto",
     precision: PrecisionOpt = None,
+    accumulate: AccumulateOpt = None,
+    sync_bn: SyncBnOpt = None,
+    nproc: NprocOpt = None,
 ) -> None:
     """Train a Siamese verification model on DATA (or on the embedded characters) and test it."""
     with user_errors():
+        if nproc is not None:
+            relaunch(nproc)
         if resume is not None:
             _run(resumed_config(ctx, resume), resume=True)
             return
@@ -278,6 +286,7 @@ def command_config(ctx: typer.Context) -> Any:
     params = dict(ctx.params)
     data, preset = params.pop("data"), params.pop("preset")
     params.pop("resume", None)
+    params.pop("nproc", None)
     params["image_size"] = parse_size(params["image_size"])
     params["encoder_kwargs"] = parse_encoder_args(params.pop("encoder_arg"))
     params.update(component_options(params))
@@ -295,7 +304,8 @@ def resumed_config(ctx: typer.Context, run_dir: Path) -> Any:
     others = [
         name
         for name in ctx.params
-        if name != "resume" and getattr(ctx.get_parameter_source(name), "name", "") == "COMMANDLINE"
+        if name not in ("resume", "nproc")
+        and getattr(ctx.get_parameter_source(name), "name", "") == "COMMANDLINE"
     ]
     if others:
         flags = ", ".join("DATA" if n == "data" else "--" + n.replace("_", "-") for n in others)
@@ -321,6 +331,8 @@ def _run(config, resume: bool = False) -> None:  # noqa: ANN001 - TrainConfig, i
         highlight=False,
     )
     summary = run_with_progress(train, config, resume)
+    if not is_main_process():
+        return  # rank 0 of a data-parallel run reports
     test, kept = summary["test"], f"{config.select} epoch"
     rows = [
         ("validation threshold (distance)", f"{summary['threshold']:.4f}"),

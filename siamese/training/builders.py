@@ -20,6 +20,7 @@ from siamese.runs import RunDir
 from siamese.training.budget import time_budgets
 from siamese.training.callbacks import CheckpointCallback, CSVLogger, ValidationCallback
 from siamese.training.config import TrainConfig
+from siamese.training.distributed import Distributed
 from siamese.training.methods import Method
 from siamese.training.schedules import WarmupCosine
 from siamese.training.trainer import Callback, Trainer
@@ -164,6 +165,7 @@ def build_trainer(
     device: torch.device,
     evaluation: Callback,
     callbacks: list[Callback],
+    distributed: Distributed | None = None,
 ) -> tuple[Trainer, CheckpointCallback]:
     """Method, optimiser and the standard callbacks: `evaluation`, CSV log, checkpoints, time budget.
 
@@ -174,8 +176,15 @@ def build_trainer(
             run, the representation monitor for a self-supervised one).
 
     A self-supervised run has no validation EER to select an epoch by: it keeps the last one.
+    In a data-parallel run (`distributed`), only rank 0 evaluates, logs, checkpoints and keeps
+    time budgets (its decisions reach the other ranks through the trainer); `config.sync_bn`
+    makes BatchNorm layers normalise over the global batch.
     """
     method = build_method(config, data.channels, getattr(data, "num_classes", None))
+    if config.sync_bn:
+        if distributed is None or distributed.backend != "nccl":
+            raise ConfigError("--sync-bn needs a data-parallel run on CUDA (torchrun, --device cuda)")
+        method = torch.nn.SyncBatchNorm.convert_sync_batchnorm(method)
     method = place_method(method, config, device)
     optimizer, scheduler = build_optimizer(config, method, len(data.train_loader))
     select = "last" if config.method.self_supervised else config.select
@@ -184,12 +193,16 @@ def build_trainer(
         run_dir, checkpoint_metadata(config, data), config.save_every, select, validation
     )
     budget = time_budgets(config, run_dir)
+    main = distributed is None or distributed.is_main
+    everything = [evaluation, CSVLogger(RunDir(run_dir).metrics_file), checkpoints, *budget, *callbacks]
     trainer = Trainer(
         method,
         optimizer,
         scheduler,
         device=device,
-        callbacks=[evaluation, CSVLogger(RunDir(run_dir).metrics_file), checkpoints, *budget, *callbacks],
+        callbacks=everything if main else [],
         skip_nonfinite=config.skip_nonfinite,
+        distributed=distributed,
+        accumulate=config.optim.accumulate,
     )
     return trainer, checkpoints

@@ -217,7 +217,12 @@ class OptimConfig:
         weight_decay: decoupled weight decay.
         epochs: passes of `samples_per_epoch` samples.
         warmup_epochs: linear warm-up length before the cosine decay.
-        batch_size: pairs, triplets or images per step.
+        batch_size: pairs, triplets or images per step: the global batch, split over the
+            processes of a data-parallel run.
+        accumulate: batches whose gradients are summed (each loss divided by `accumulate`) before
+            one optimiser step: a batch `accumulate` times larger than memory holds, exactly for
+            losses that are means over samples, and as the mean of the batches' losses for losses
+            that couple the samples of a batch (pairs, negatives, Sinkhorn).
     """
 
     optimizer: str = "adamw"
@@ -226,6 +231,7 @@ class OptimConfig:
     epochs: int = 10
     warmup_epochs: float = 1.0
     batch_size: int = 64
+    accumulate: int = 1
 
     def __post_init__(self) -> None:
         check_choice(self.optimizer, names.OPTIMIZERS, "optimizer")
@@ -235,6 +241,7 @@ class OptimConfig:
         _positive(self.warmup_epochs, "warmup epochs", allow_zero=True)
         if self.batch_size < 2:
             raise ConfigError(f"batch size must be >= 2, got {self.batch_size}")
+        _positive(self.accumulate, "accumulate")
 
 
 @dataclass(frozen=True)
@@ -258,6 +265,8 @@ class TrainConfig:
         target_far: FAR target of the "far" threshold rule.
         save_every: also save a resumable training state every this many steps (0 = per epoch only).
         skip_nonfinite: skip batches with a NaN/inf loss instead of stopping the run.
+        sync_bn: in a data-parallel run on CUDA, BatchNorm statistics over the global batch
+            (`torch.nn.SyncBatchNorm`) instead of each process's slice.
         max_minutes: a hard cap on the training time: stop after the epoch at which another would
             exceed it (this cuts the learning-rate and momentum schedules; see `minutes`).
         minutes: plan the run for this many minutes of training (each epoch's evaluation and
@@ -292,6 +301,7 @@ class TrainConfig:
     target_far: float = 1e-3
     save_every: int = 0
     skip_nonfinite: bool = False
+    sync_bn: bool = False
     max_minutes: float | None = None
     minutes: float | None = None
     planned_steps: int | None = None

@@ -86,6 +86,27 @@ class Distributed:
         if dist.is_initialized():
             dist.destroy_process_group()
 
+    def share(self, value: Any) -> Any:
+        """Rank 0's `value` on every rank (a picklable object: a run directory, a decision)."""
+        box = [value if self.is_main else None]
+        dist.broadcast_object_list(box, src=0)
+        return box[0]
+
+    def shard(self, loader: Any, seed: int) -> None:
+        """Make a training loader yield this rank's slice of each global batch (its batch sampler
+        a `ResumableBatchSampler`), with augmentation randomness of its own (seed + rank).
+
+        Raises:
+            ConfigError: the batch does not split evenly over the ranks.
+        """
+        resumable = loader.batch_sampler
+        first = next(iter(resumable.inner), None)
+        if first is not None:
+            self.local_batch(len(first))
+        resumable.inner = ShardedBatchSampler(resumable.inner, self.rank, self.world_size)
+        if loader.generator is not None:
+            loader.generator.manual_seed(seed + 7919 * self.rank)
+
     def local_batch(self, global_batch: int) -> int:
         """Each rank's share of a global batch.
 

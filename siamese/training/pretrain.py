@@ -34,7 +34,7 @@ from siamese.training.batching import fit_batch
 from siamese.training.builders import build_trainer
 from siamese.training.config import TrainConfig
 from siamese.training.loaders import input_geometry, multiview_loader, readable_images, view_transform
-from siamese.training.run import fit_run, start_run
+from siamese.training.run import finishing, fit_run, start_run
 from siamese.training.trainer import Callback, Trainer
 
 logger = logging.getLogger(__name__)
@@ -166,7 +166,8 @@ def pretrain(
     if not config.method.self_supervised:
         raise ConfigError(f"pretrain needs a self-supervised --method: {', '.join(names.SSL_METHODS)}")
     start = time.perf_counter()
-    run_dir, device, data = start_run(config, resume, lambda _: prepare_views(config))
+    started = start_run(config, resume, lambda _: prepare_views(config))
+    run_dir, device, data = started.run_dir, started.device, started.data
     config = data.config
     eval_tf = get_transform(config.data.preset, False, data.image_size, data.channels)
     monitor = RepresentationMonitor(
@@ -177,8 +178,13 @@ def pretrain(
         config.method.collapse_threshold,
         config.method.stop_on_collapse,
     )
-    trainer, checkpoints = build_trainer(config, data, run_dir, device, monitor, callbacks or [])
-    last = fit_run(trainer, checkpoints, data.train_loader, config, run_dir, resume)
+    trainer, checkpoints = build_trainer(
+        config, data, run_dir, device, monitor, callbacks or [], started.distributed
+    )
+    with finishing(started.distributed):
+        last = fit_run(trainer, checkpoints, data.train_loader, config, run_dir, resume)
+    if not started.is_main:
+        return {"run_dir": str(run_dir), "rank": started.distributed.rank}  # type: ignore[union-attr]
     summary = {
         "run_dir": str(run_dir),
         "method": config.method.name,

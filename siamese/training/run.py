@@ -5,9 +5,11 @@ from __future__ import annotations
 import logging
 import random
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Protocol, TypeVar
+from typing import Any, Generic, Protocol, TypeVar
 
 import numpy as np
 import torch
@@ -21,6 +23,7 @@ from siamese.runs import STATE, RunDir, new_run_dir
 from siamese.training.builders import build_trainer
 from siamese.training.callbacks import CheckpointCallback, ValidationCallback
 from siamese.training.config import TrainConfig
+from siamese.training.distributed import Distributed
 from siamese.training.evaluation import score_pairs
 from siamese.training.loaders import Prepared, prepare_data
 from siamese.training.state import load_training_state
@@ -82,21 +85,57 @@ def _truncate_metrics(path: Path, epochs_done: int) -> None:
     path.write_text("".join(kept))
 
 
-def start_run(
-    config: TrainConfig, resume: bool, prepare: Callable[[Path], T]
-) -> tuple[Path, torch.device, T]:
+@dataclass
+class Started(Generic[T]):
+    """A run about to train: its directory, device, prepared data and data-parallel place."""
+
+    run_dir: Path
+    device: torch.device
+    data: T
+    distributed: Distributed | None
+
+    @property
+    def is_main(self) -> bool:
+        """Whether this process writes the run's files (the only one, or rank 0 under torchrun)."""
+        return self.distributed is None or self.distributed.is_main
+
+
+def start_run(config: TrainConfig, resume: bool, prepare: Callable[[Path], T]) -> Started[T]:
     """Seed, pick the device and the run directory, `prepare(run_dir)` the data, then (unless
     resuming) create the directory and write the prepared data's `config` (the batch fitted to the
-    data) as `config.json`; a data error leaves no empty run directory behind."""
+    data) as `config.json`; a data error leaves no empty run directory behind.
+
+    Under `torchrun` (`WORLD_SIZE` > 1) the process joins the run's process group first: rank 0
+    names the run directory and writes it, every rank trains on its slice of each global batch.
+    """
     seed_everything(config.seed)
     device = resolve_device(config.device)
+    distributed = Distributed.from_env(device)
+    if distributed is not None:
+        distributed.start()
+        device = distributed.device(device)
     name = config.method.name if config.method.self_supervised else config.loss.name
-    run = RunDir(config.out) if config.out else new_run_dir(name)
+    path = Path(config.out) if config.out else new_run_dir(name).path
+    run = RunDir(path if distributed is None else distributed.share(path))
     data = prepare(run.path)
-    run.path.mkdir(parents=True, exist_ok=True)
-    if not resume:
-        run.write_config(data.config.to_dict())
-    return run.path, device, data
+    if distributed is not None:
+        distributed.shard(data.train_loader, config.seed)  # type: ignore[attr-defined]
+    if distributed is None or distributed.is_main:
+        run.path.mkdir(parents=True, exist_ok=True)
+        if not resume:
+            run.write_config(data.config.to_dict())
+    return Started(run.path, device, data, distributed)
+
+
+@contextmanager
+def finishing(distributed: Distributed | None) -> Iterator[None]:
+    """Leave the process group when training ends, however it ends (rank 0 then tests and writes
+    the summary alone)."""
+    try:
+        yield
+    finally:
+        if distributed is not None:
+            distributed.stop()
 
 
 def fit_run(
@@ -155,17 +194,23 @@ def train(
     def prepare(run_dir: Path) -> Prepared:
         return prepare_data(config, Split.from_json(RunDir(run_dir).split_file) if resume else split)
 
-    run_dir, device, data = start_run(config, resume, prepare)
+    started = start_run(config, resume, prepare)
+    run_dir, device, data = started.run_dir, started.device, started.data
     run, config = RunDir(run_dir), data.config
-    if not resume:
+    if not resume and started.is_main:
         data.split.to_json(run.split_file)
     logger.info("data: %s", data.index.summary())
 
     validation = ValidationCallback(
         data.val_loader, config.threshold_rule, config.target_far, identities=len(data.split.val)
     )
-    trainer, checkpoints = build_trainer(config, data, run_dir, device, validation, callbacks or [])
-    fit_run(trainer, checkpoints, data.train_loader, config, run_dir, resume)
+    trainer, checkpoints = build_trainer(
+        config, data, run_dir, device, validation, callbacks or [], started.distributed
+    )
+    with finishing(started.distributed):
+        fit_run(trainer, checkpoints, data.train_loader, config, run_dir, resume)
+    if not started.is_main:
+        return {"run_dir": str(run_dir), "rank": started.distributed.rank}  # type: ignore[union-attr]
     kept = checkpoints.kept  # the trainer now holds the kept epoch's weights
     if kept is None:
         raise SiameseError(f"{run_dir}: training ended without a validated epoch")

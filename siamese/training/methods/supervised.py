@@ -46,14 +46,18 @@ class SupervisedMethod(Method):
     def training_step(self, batch: Batch) -> StepOutput:
         """The loss over the global batch: in a data-parallel run every rank's embeddings, labels
         and pairs are gathered first, so pairs, mined negatives and class logits span all ranks."""
+        return self._step(batch, everywhere=True)
+
+    def _step(self, batch: Batch, everywhere: bool) -> StepOutput:
+        """The loss of a batch: the global one (`everywhere`, training) or this process's alone
+        (evaluation, which rank 0 runs by itself)."""
         batch = batch.flat()
-        local = self.embed(batch.image_tensor())  # (n, D)
-        offset = row_offset(len(local))
-        emb, labels = (
-            gather_with_grad(local),
-            None if batch.labels is None else gather(batch.labels),
-        )  # (N, D)
-        indices = None if batch.indices is None else tuple(gather(t + offset) for t in batch.indices)
+        emb = self.embed(batch.image_tensor())  # (n, D)
+        labels, indices = batch.labels, batch.indices
+        if everywhere:
+            offset = row_offset(len(emb))
+            emb, labels = gather_with_grad(emb), None if labels is None else gather(labels)  # (N, D)
+            indices = None if indices is None else tuple(gather(t + offset) for t in indices)
         if indices is None and self.miner is not None:
             indices = self.miner(emb, labels)
         return StepOutput(self.loss(emb, labels, indices), emb, indices)
@@ -64,7 +68,7 @@ class SupervisedMethod(Method):
         and with `tta` the scored embeddings are the augmented ones (the loss is then theirs)."""
         classifies = bool(getattr(self.loss, "needs_classes", False))
         if self.tta == "none" and not classifies:
-            return self.training_step(batch)
+            return self._step(batch, everywhere=False)
         batch = batch.flat()
         emb = tta_embed(self.encoder, batch.image_tensor(), self.tta)  # (N, D)
         loss = torch.tensor(float("nan")) if classifies else self.loss(emb, batch.labels, batch.indices)
