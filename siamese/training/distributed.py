@@ -81,9 +81,12 @@ class Distributed:
         dist.init_process_group(self.backend, timeout=datetime.timedelta(seconds=timeout_s))
         logger.info("rank %d of %d joined (%s)", self.rank, self.world_size, self.backend)
 
-    def stop(self) -> None:
-        """Leave the process group."""
+    def stop(self, together: bool = True) -> None:
+        """Leave the process group; `together`: after every rank got here (a normal end: no rank
+        tears its connections down while another still uses them), else at once (a failure)."""
         if dist.is_initialized():
+            if together:
+                dist.barrier()
             dist.destroy_process_group()
 
     def share(self, value: Any) -> Any:

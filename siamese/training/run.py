@@ -133,9 +133,12 @@ def finishing(distributed: Distributed | None) -> Iterator[None]:
     the summary alone)."""
     try:
         yield
-    finally:
+    except BaseException:
         if distributed is not None:
-            distributed.stop()
+            distributed.stop(together=False)
+        raise
+    if distributed is not None:
+        distributed.stop()
 
 
 def fit_run(

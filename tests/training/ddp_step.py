@@ -100,7 +100,9 @@ def run(method: str, steps: int, distributed: Distributed | None) -> dict[str, A
         trainer.global_step += 1
         if step == 0:
             grads = {n: p.grad.clone() for n, p in model.named_parameters() if p.grad is not None}
-    return {"losses": losses, "grads": grads, "state": {k: v.clone() for k, v in model.state_dict().items()}}
+    state = {k: v.clone() for k, v in model.state_dict().items()}
+    del trainer  # its DistributedDataParallel goes before the process group does
+    return {"losses": losses, "grads": grads, "state": state}
 
 
 def main() -> None:
@@ -112,12 +114,10 @@ def main() -> None:
     distributed = Distributed.from_env(torch.device("cpu"))
     assert distributed is not None, "run me with torchrun"
     distributed.start(timeout_s=120)
-    try:
-        torch.manual_seed(100 + distributed.rank)  # ranks' own randomness must not matter
-        result = run(args.method, args.steps, distributed)
-        torch.save(result, args.out / f"rank{distributed.rank}.pt")
-    finally:
-        distributed.stop()
+    torch.manual_seed(100 + distributed.rank)  # ranks' own randomness must not matter
+    result = run(args.method, args.steps, distributed)
+    torch.save(result, args.out / f"rank{distributed.rank}.pt")
+    distributed.stop()
 
 
 if __name__ == "__main__":
