@@ -18,7 +18,7 @@ from siamese.models.checkpoint import adapt_input_channels, load_checkpoint
 from siamese.names import option_names
 from siamese.runs import RunDir
 from siamese.training.budget import time_budgets
-from siamese.training.callbacks import CheckpointCallback, CSVLogger, ValidationCallback
+from siamese.training.callbacks import CheckpointCallback, CSVLogger, RankStateCallback, ValidationCallback
 from siamese.training.config import TrainConfig
 from siamese.training.distributed import Distributed
 from siamese.training.methods import Method
@@ -200,7 +200,7 @@ def build_trainer(
         optimizer,
         scheduler,
         device=device,
-        callbacks=everything if main else [],
+        callbacks=everything if main else [RankStateCallback(run_dir, distributed.rank, config.save_every)],  # type: ignore[union-attr]
         skip_nonfinite=config.skip_nonfinite,
         distributed=distributed,
         accumulate=config.optim.accumulate,

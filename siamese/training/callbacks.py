@@ -253,3 +253,37 @@ class TimeBudget(Callback):
                 epoch + 1,
                 trainer.epochs,
             )
+
+
+class RankStateCallback(Callback):
+    """On a data-parallel rank other than 0: its own random generators' states, saved whenever
+    rank 0 saves the training state (every `save_every` steps, every epoch, on interrupt), so a
+    resumed run continues each rank's augmentation exactly. Two files alternate by step parity
+    (`checkpoints/state-rank<r>-<0|1>.*`): rank 0's state is at most a step apart, so one of
+    them is always the step it saved."""
+
+    def __init__(self, run_dir: str | Path, rank: int, save_every: int = 0) -> None:
+        self.run = RunDir(run_dir)
+        self.rank = rank
+        self.save_every = save_every
+
+    def _save(self, trainer: Trainer) -> None:
+        from siamese.training.state import save_rng_state
+
+        step = trainer.global_step
+        save_rng_state(rank_states(self.run, self.rank)[step % 2], step)
+
+    def on_step_end(self, trainer: Trainer, step: int, loss: float) -> None:
+        if self.save_every and step % self.save_every == 0:
+            self._save(trainer)
+
+    def on_interrupt(self, trainer: Trainer) -> None:
+        self._save(trainer)
+
+    def on_epoch_end(self, trainer: Trainer, epoch: int, metrics: dict[str, float]) -> None:
+        self._save(trainer)
+
+
+def rank_states(run: RunDir, rank: int) -> list[Path]:
+    """The two checkpoint stems of rank `rank`'s random-generator states (by step parity)."""
+    return [run.checkpoint(f"{STATE}-rank{rank}-{parity}") for parity in (0, 1)]

@@ -21,12 +21,12 @@ from siamese.errors import CheckpointError, SiameseError
 from siamese.evaluation import metrics_at_threshold
 from siamese.runs import STATE, RunDir, new_run_dir
 from siamese.training.builders import build_trainer
-from siamese.training.callbacks import CheckpointCallback, ValidationCallback
+from siamese.training.callbacks import CheckpointCallback, ValidationCallback, rank_states
 from siamese.training.config import TrainConfig
 from siamese.training.distributed import Distributed
 from siamese.training.evaluation import score_pairs
 from siamese.training.loaders import Prepared, prepare_data
-from siamese.training.state import load_training_state
+from siamese.training.state import load_rng_state, load_training_state
 from siamese.training.trainer import Callback, Trainer
 
 logger = logging.getLogger(__name__)
@@ -157,6 +157,9 @@ def fit_run(
     start_epoch = start_step = 0
     if resume:
         state = load_training_state(RunDir(run_dir).checkpoint(STATE), trainer)
+        ranked = trainer.distributed
+        if ranked is not None and not ranked.is_main:  # this rank's own augmentation randomness
+            load_rng_state(list(rank_states(RunDir(run_dir), ranked.rank)), state["global_step"])
         start_epoch, start_step = state["epoch"], state["step_in_epoch"]
         checkpoints.restore(state["extra"])
         _truncate_metrics(RunDir(run_dir).metrics_file, start_epoch)

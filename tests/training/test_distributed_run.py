@@ -1,0 +1,94 @@
+"""`siamese train --nproc 2`: a real 2-process run (torchrun, gloo) writes one normal run directory
+whose model every command uses; killed with SIGKILL and resumed, it ends with the weights of an
+uninterrupted 2-process run."""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+from typer.testing import CliRunner
+
+from siamese.cli.app import app
+from tests.conftest import write_identity_folder
+from tests.training.test_resume import _assert_same_weights
+
+runner = CliRunner()
+ARGS = [
+    "--preset", "digits", "--loss", "margin", "--epochs", "2", "--batch-size", "8", "--samples-per-epoch",
+    "32", "--eval-pairs", "16", "--val-fraction", "0.25", "--test-fraction", "0.25", "--embedding-dim", "8",
+    "--seed", "5", "--device", "cpu", "--nproc", "2",
+]  # fmt: skip
+
+
+def _train(*args: str) -> list[str]:
+    return [sys.executable, "-m", "siamese", "train", *args]
+
+
+@pytest.fixture(scope="module")
+def ids(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    return write_identity_folder(tmp_path_factory.mktemp("ddp") / "ids", n_identities=8, n_images=5)
+
+
+@pytest.fixture(scope="module")
+def reference(ids: Path, tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, str]:
+    """An uninterrupted 2-process run and what it printed."""
+    run = tmp_path_factory.mktemp("ddp-ref") / "run"
+    done = subprocess.run(
+        _train(str(ids), *ARGS, "--out", str(run)), capture_output=True, text=True, timeout=300
+    )
+    assert done.returncode == 0, done.stdout[-2000:] + done.stderr[-2000:]
+    return run, done.stdout
+
+
+def test_a_two_process_run_is_a_normal_run(reference, ids: Path, tmp_path: Path) -> None:
+    run, printed = reference
+    assert printed.count("siamese train") == 1 and printed.count("epoch 2/2") == 1  # rank 0 alone talks
+    for name in ("best", "last", "state"):
+        assert (run / "checkpoints" / f"{name}.json").is_file()
+    assert list((run / "checkpoints").glob("state-rank1-*.json"))  # rank 1's own randomness
+    assert (run / "summary.json").is_file() and (run / "metrics.csv").read_text().count("\n") == 3
+    a, b = sorted((ids / "id00").glob("*.png"))[:2]
+    assert runner.invoke(app, ["verify", str(a), str(b), "--model", str(run), "--json"]).exit_code == 0
+    assert (
+        runner.invoke(
+            app, ["embed", str(ids), "--model", str(run), "--out", str(tmp_path / "e.npy")]
+        ).exit_code
+        == 0
+    )
+    exported = runner.invoke(
+        app, ["export", "--model", str(run), "--format", "torchscript", "--out", str(tmp_path / "m.pt")]
+    )
+    assert exported.exit_code == 0, exported.output
+
+
+def test_killed_and_resumed_equals_uninterrupted(reference, ids: Path, tmp_path: Path) -> None:
+    ref, _ = reference
+    run = tmp_path / "killed"
+    proc = subprocess.Popen(
+        _train(str(ids), *ARGS, "--out", str(run), "--save-every", "1"),
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+        start_new_session=True,
+    )
+    state = run / "checkpoints" / "state.json"
+    deadline = time.time() + 120
+    while time.time() < deadline and proc.poll() is None:
+        if state.exists() and len(list(run.glob("checkpoints/state-rank1-*.json"))) == 2:
+            break
+        time.sleep(0.01)
+    if proc.poll() is None:
+        os.killpg(proc.pid, signal.SIGKILL)
+    proc.wait()
+    if proc.returncode != -signal.SIGKILL:
+        pytest.skip("training finished before it could be killed")
+    resumed = subprocess.run(
+        _train("--resume", str(run), "--nproc", "2"), capture_output=True, text=True, timeout=300
+    )
+    assert resumed.returncode == 0, resumed.stdout[-2000:] + resumed.stderr[-2000:]
+    _assert_same_weights(run, ref)
