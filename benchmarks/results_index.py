@@ -207,6 +207,17 @@ def _serve_load(doc: Doc) -> str:
     return text
 
 
+def _distributed(doc: Doc) -> str:
+    """Images/s of each processes x threads configuration, and the data-parallel one's communication share."""
+    parts = []
+    for row in doc["rows"]:
+        text = f"{row['processes']}x{row['threads_per_process']} {row['images_per_s']:.0f} images/s"
+        if row["processes"] > 1:
+            text += f" ({100 * row['communication_share']:.0f}% communicating)"
+        parts.append(text)
+    return f"{doc['protocol']['preset']}, batch {doc['protocol']['batch']}: " + "; ".join(parts)
+
+
 def key_figures(doc: Doc) -> str:
     """The headline numbers of one envelope, as a short line (empty when its kind is unknown)."""
     summary = doc.get("summary") or {}
@@ -214,6 +225,7 @@ def key_figures(doc: Doc) -> str:
         ("train_images_per_s" in doc, _throughput),
         (str(doc.get("benchmark", "")) == "identify_scale", _identify_scale),
         (str(doc.get("benchmark", "")) == "serve_load", _serve_load),
+        (str(doc.get("benchmark", "")) == "distributed", _distributed),
         (str(doc.get("benchmark", "")) == "identify", _identify),
         ("rates" in doc, _step_rates),
         ("best_full" in doc, _embed_throughput),

@@ -8,6 +8,7 @@ shift || true
 PY="${PYTHON:-.venv/bin/python}"
 "$PY" benchmarks/throughput.py "$DATA/att_faces" --preset face "$@"
 "$PY" benchmarks/identify_scale.py "$@"  # synthetic galleries: no data folder
+"$PY" benchmarks/distributed.py "$@"  # random tensors: no data folder
 "$PY" benchmarks/serve_load.py "$DATA/att_faces" "$@"  # `siamese serve` on loopback; skips without att_faces
 "$PY" benchmarks/orl.py "$DATA/att_faces" "$@"
 "$PY" benchmarks/spread_weight.py "$DATA/att_faces" --dataset orl "$@"  # on the models orl.py just trained

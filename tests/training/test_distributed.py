@@ -40,3 +40,25 @@ def test_two_ranks_take_the_step_one_process_takes_on_the_global_batch(method: s
             torch.testing.assert_close(got["state"][name], value, rtol=1e-4, atol=1e-6, msg=name)
     for name, value in ranks[0]["state"].items():  # the ranks agree exactly on every buffer
         assert torch.equal(ranks[1]["state"][name], value), name
+
+
+def test_accumulating_two_half_batches_equals_the_whole_batch() -> None:
+    """ArcFace's loss is a mean over samples: two half batches with `accumulate=2` take the step one
+    batch of both takes (the same gradients, the same weights after it)."""
+    from siamese.training.trainer import Trainer
+    from tests.training.ddp_step import batches, build
+
+    ((images, labels, _),) = batches("arcface", 1)
+    results = []
+    for accumulate, parts in ((1, [slice(0, 8)]), (2, [slice(0, 4), slice(4, 8)])):
+        model = build("arcface")
+        trainer = Trainer(model, torch.optim.SGD(model.parameters(), lr=0.1), accumulate=accumulate)
+        for part in parts:
+            trainer.step((images[part], labels[part], None), train=True)
+        grads = {n: p.grad.clone() for n, p in model.named_parameters()}
+        results.append((grads, {k: v.clone() for k, v in model.state_dict().items()}))
+    (whole_grads, whole_state), (acc_grads, acc_state) = results
+    for name, grad in whole_grads.items():
+        torch.testing.assert_close(acc_grads[name], grad, rtol=1e-5, atol=1e-7, msg=name)
+    for name, value in whole_state.items():
+        torch.testing.assert_close(acc_state[name], value, rtol=1e-5, atol=1e-7, msg=name)
