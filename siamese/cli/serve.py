@@ -134,7 +134,10 @@ def serve_command(
     )
     if no_auth:
         err_console.print("no API keys: anyone on this machine can call the service", highlight=False)
-    uvicorn.run(app, host=host, port=port, access_log=access_log, log_level="info", server_header=False)
+    try:
+        uvicorn.run(app, host=host, port=port, access_log=access_log, log_level="info", server_header=False)
+    finally:
+        app.state.service.close()
 
 
 def _model(model: Path | None, onnx: Path | None) -> Path:

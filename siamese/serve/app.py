@@ -125,12 +125,14 @@ def create_app(config: ServeConfig) -> FastAPI:
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
-        if not service.ready:  # `siamese serve` loads before the server starts, to fail in one line
+        loads = not service.ready  # `siamese serve` loads (and closes) it itself, to fail in one line
+        if loads:
             service.load()
         try:
             yield
         finally:
-            service.close()
+            if loads:
+                service.close()
 
     app = FastAPI(
         title="siamese",

@@ -79,9 +79,10 @@ class MicroBatcher:
         self._thread.start()
 
     def stop(self) -> None:
-        """Finish the queued work, then end the thread."""
-        self._queue.put(None)
-        self._thread.join()
+        """Finish the queued work, then end the thread (nothing to do if it never started)."""
+        if self._thread.is_alive():
+            self._queue.put(None)
+            self._thread.join()
 
     def announce(self) -> None:
         """Say a job will be submitted soon (it is being prepared): a batch being filled waits for
@@ -188,8 +189,15 @@ class InferenceWorker(MicroBatcher):
         self.threads = threads
 
     def start(self) -> None:
-        torch.set_num_threads(self.threads)
+        self._previous_threads = torch.get_num_threads()
+        torch.set_num_threads(self.threads)  # for the process: torch's intra-op pool is global
         super().start()
+
+    def stop(self) -> None:
+        super().stop()
+        if hasattr(self, "_previous_threads"):
+            torch.set_num_threads(self._previous_threads)
+            del self._previous_threads
 
     def size_of(self, item: torch.Tensor) -> int:
         return len(item)

@@ -90,6 +90,13 @@ class Service:
         Raises:
             SiameseError: a bad model, gallery, calibration folder or option.
         """
+        try:
+            self._load()
+        except BaseException:
+            self.close()  # a half-loaded service gives back what it took (BLAS threads, workers)
+            raise
+
+    def _load(self) -> None:
         cfg = self.config
         self._blas = threadpool_limits(cfg.threads)  # searches and BLAS calls pinned, like the model
         self.model = Verifier.from_checkpoint(cfg.model, device=cfg.device)
@@ -162,6 +169,8 @@ class Service:
             self._state.index.close()
         if self._blas is not None:
             self._blas.restore_original_limits()
+            self._blas = None
+        gc.unfreeze()
 
     # -- embedding --
 

@@ -37,7 +37,7 @@ def make_client(tiny_run, tmp_path: Path) -> Iterator[Callable[..., TestClient]]
         return client
 
     yield make
-    for client in opened:
+    for client in reversed(opened):  # last opened first: each gives back the thread settings it found
         client.__exit__(None, None, None)
 
 

@@ -334,9 +334,14 @@ def test_an_onnx_export_serves_the_same_decisions(make_client, tiny_run, tmp_pat
     meta = json.loads((tmp_path / "model.onnx.json").read_text())
     (tmp_path / "other.onnx").write_bytes(exported.read_bytes())
     other.write_text(json.dumps({**meta, "source_checkpoint": str(tmp_path / "elsewhere")}))
+    from threadpoolctl import threadpool_info
+
     from siamese.errors import SiameseError
     from siamese.serve import ServeConfig, create_app
 
+    before = [(pool["internal_api"], pool["num_threads"]) for pool in threadpool_info()]
     app = create_app(ServeConfig(model=run, onnx=tmp_path / "other.onnx", no_auth=True))
     with pytest.raises(SiameseError):
         app.state.service.load()
+    # a service that failed to load gives the BLAS/OpenMP threads back
+    assert [(pool["internal_api"], pool["num_threads"]) for pool in threadpool_info()] == before

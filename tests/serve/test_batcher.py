@@ -159,3 +159,12 @@ def test_searches_batched_together_equal_searching_alone(tmp_path) -> None:
     assert sizes == [6]  # one batch, two identifiers searched once each
     for (identifier, q, k), cands in zip(jobs, got, strict=True):
         assert cands == identifier.rank(q, k)[0]
+
+
+def test_the_worker_gives_torch_its_threads_back() -> None:
+    before = torch.get_num_threads()
+    worker = InferenceWorker(Recorder(), torch.device("cpu"), threads=1)
+    worker.start()
+    assert torch.get_num_threads() == 1
+    worker.stop()
+    assert torch.get_num_threads() == before

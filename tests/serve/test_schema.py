@@ -20,11 +20,9 @@ def api_schema(tiny_run, tmp_path_factory: pytest.TempPathFactory):
     run, data = tiny_run
     app = create_app(ServeConfig(model=run, gallery=tmp_path_factory.mktemp("fuzz") / "g", no_auth=True))
     app.state.service.load()
-    with TestClient(app) as client:
-        for name in ("id00", "id01"):
-            client.post(
-                "/v1/enroll", data={"identity": name}, files=files("images", images_of(data, name)[:2])
-            )
+    client = TestClient(app)  # no lifespan: the service is loaded above and closed below, once
+    for name in ("id00", "id01"):
+        client.post("/v1/enroll", data={"identity": name}, files=files("images", images_of(data, name)[:2]))
     yield schemathesis.openapi.from_asgi("/openapi.json", app)
     app.state.service.close()
 
