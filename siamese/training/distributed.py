@@ -95,17 +95,15 @@ class Distributed:
         dist.broadcast_object_list(box, src=0)
         return box[0]
 
-    def shard(self, loader: Any, seed: int) -> None:
-        """Make a training loader yield this rank's slice of each global batch (its batch sampler
-        a `ResumableBatchSampler`), with augmentation randomness of its own (seed + rank).
+    def shard(self, loader: Any, batch_size: int, seed: int) -> None:
+        """Make a training loader of global batches of `batch_size` yield this rank's slice of each
+        (its batch sampler a `ResumableBatchSampler`), with augmentation randomness of its own.
 
         Raises:
             ConfigError: the batch does not split evenly over the ranks.
         """
+        self.local_batch(batch_size)
         resumable = loader.batch_sampler
-        first = next(iter(resumable.inner), None)
-        if first is not None:
-            self.local_batch(len(first))
         resumable.inner = ShardedBatchSampler(resumable.inner, self.rank, self.world_size)
         if loader.generator is not None:
             loader.generator.manual_seed(seed + 7919 * self.rank)

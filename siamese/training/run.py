@@ -119,7 +119,8 @@ def start_run(config: TrainConfig, resume: bool, prepare: Callable[[Path], T]) -
     run = RunDir(path if distributed is None else distributed.share(path))
     data = prepare(run.path)
     if distributed is not None:
-        distributed.shard(data.train_loader, config.seed)  # type: ignore[attr-defined]
+        fitted = data.config.optim.batch_size  # the batch the data can fill
+        distributed.shard(data.train_loader, fitted, config.seed)  # type: ignore[attr-defined]
     if distributed is None or distributed.is_main:
         run.path.mkdir(parents=True, exist_ok=True)
         if not resume:

@@ -62,3 +62,16 @@ def test_accumulating_two_half_batches_equals_the_whole_batch() -> None:
         torch.testing.assert_close(acc_grads[name], grad, rtol=1e-5, atol=1e-7, msg=name)
     for name, value in whole_state.items():
         torch.testing.assert_close(acc_state[name], value, rtol=1e-5, atol=1e-7, msg=name)
+
+
+def test_each_rank_takes_its_contiguous_slice_of_every_global_batch() -> None:
+    from siamese.errors import ConfigError
+    from siamese.training.distributed import Distributed, ShardedBatchSampler
+
+    batches = [list(range(i, i + 6)) for i in range(0, 18, 6)]
+    slices = [list(ShardedBatchSampler(batches, rank, 3)) for rank in range(3)]  # type: ignore[arg-type]
+    assert slices[1] == [[2, 3], [8, 9], [14, 15]]
+    assert [sum((s[b] for s in slices), []) for b in range(3)] == batches  # together: the global batches
+    with pytest.raises(ConfigError, match="split evenly"):
+        Distributed(0, 3, 0, "gloo").local_batch(8)
+    assert Distributed.from_env(torch.device("cpu")) is None  # outside torchrun: a plain run
