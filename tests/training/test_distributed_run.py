@@ -1,6 +1,6 @@
 """`siamese train --nproc 2`: a real 2-process run (torchrun, gloo) writes one normal run directory
 whose model every command uses; killed with SIGKILL and resumed, it ends with the weights of an
-uninterrupted 2-process run."""
+uninterrupted 2-process run; a rank that dies ends the run (no hang) with a resumable state."""
 
 from __future__ import annotations
 
@@ -92,3 +92,53 @@ def test_killed_and_resumed_equals_uninterrupted(reference, ids: Path, tmp_path:
     )
     assert resumed.returncode == 0, resumed.stdout[-2000:] + resumed.stderr[-2000:]
     _assert_same_weights(run, ref)
+
+
+def _rank_pid(rank: int, under: Path) -> int | None:
+    """The pid of the training process of `rank` whose command line names `under`."""
+    for proc in Path("/proc").iterdir():
+        if not proc.name.isdigit():
+            continue
+        try:
+            env = (proc / "environ").read_bytes().split(b"\0")
+            cmd = (proc / "cmdline").read_bytes()
+        except OSError:
+            continue
+        if (
+            f"RANK={rank}".encode() in env
+            and str(under).encode() in cmd
+            and b"torch.distributed.run" not in cmd
+        ):
+            return int(proc.name)
+    return None
+
+
+@pytest.mark.skipif(not Path("/proc/self/environ").exists(), reason="needs /proc to find a rank's process")
+def test_a_rank_that_dies_ends_the_run_resumably(ids: Path, tmp_path: Path) -> None:
+    run = tmp_path / "dies"
+    args = list(ARGS)
+    args[args.index("--epochs") + 1] = "20"  # long enough to be killed mid-run
+    proc = subprocess.Popen(
+        _train(str(ids), *args, "--out", str(run), "--save-every", "1"),
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.PIPE,
+        text=True,
+        start_new_session=True,
+    )
+    try:
+        deadline, victim = time.time() + 120, None
+        while time.time() < deadline and proc.poll() is None and victim is None:
+            if (run / "checkpoints" / "state.json").exists():
+                victim = _rank_pid(1, run)
+            time.sleep(0.05)
+        if victim is None:
+            pytest.skip("the run ended before a rank could be killed")
+        os.kill(victim, signal.SIGKILL)
+        started = time.time()
+        _, err = proc.communicate(timeout=120)  # ends, never hangs
+    finally:
+        if proc.poll() is None:
+            os.killpg(proc.pid, signal.SIGKILL)
+    assert proc.returncode != 0 and time.time() - started < 120
+    assert "ChildFailedError" in err or "SIGKILL" in err or "exitcode" in err, err[-2000:]
+    assert (run / "checkpoints" / "state.json").is_file()  # resumable from the last saved step
