@@ -142,3 +142,24 @@ def test_a_rank_that_dies_ends_the_run_resumably(ids: Path, tmp_path: Path) -> N
     assert proc.returncode != 0 and time.time() - started < 120
     assert "ChildFailedError" in err or "SIGKILL" in err or "exitcode" in err, err[-2000:]
     assert (run / "checkpoints" / "state.json").is_file()  # resumable from the last saved step
+
+
+def test_pretraining_runs_in_two_processes(ids: Path, tmp_path: Path) -> None:
+    run = tmp_path / "pre"
+    command = [
+        sys.executable,
+        "-m",
+        "siamese",
+        "pretrain",
+        str(ids),
+        "--preset",
+        "digits",
+        "--method",
+        "moco",
+    ]
+    command += ["--epochs", "2", "--batch-size", "8", "--device", "cpu", "--nproc", "2", "--out", str(run)]
+    done = subprocess.run(command, capture_output=True, text=True, timeout=300)
+    assert done.returncode == 0, done.stdout[-2000:] + done.stderr[-2000:]
+    assert done.stdout.count("siamese pretrain") == 1 and (run / "checkpoints" / "best.json").is_file()
+    out = tmp_path / "e.npy"
+    assert runner.invoke(app, ["embed", str(ids), "--model", str(run), "--out", str(out)]).exit_code == 0
