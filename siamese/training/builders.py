@@ -186,7 +186,8 @@ def build_trainer(
             raise ConfigError("--sync-bn needs a data-parallel run on CUDA (torchrun, --device cuda)")
         method = torch.nn.SyncBatchNorm.convert_sync_batchnorm(method)
     method = place_method(method, config, device)
-    optimizer, scheduler = build_optimizer(config, method, len(data.train_loader))
+    steps = max(1, len(data.train_loader) // config.optim.accumulate)  # optimiser steps an epoch
+    optimizer, scheduler = build_optimizer(config, method, steps)
     select = "last" if config.method.self_supervised else config.select
     validation = evaluation if isinstance(evaluation, ValidationCallback) else None
     checkpoints = CheckpointCallback(

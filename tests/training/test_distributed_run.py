@@ -163,3 +163,16 @@ def test_pretraining_runs_in_two_processes(ids: Path, tmp_path: Path) -> None:
     assert done.stdout.count("siamese pretrain") == 1 and (run / "checkpoints" / "best.json").is_file()
     out = tmp_path / "e.npy"
     assert runner.invoke(app, ["embed", str(ids), "--model", str(run), "--out", str(out)]).exit_code == 0
+
+
+def test_accumulate_through_the_cli(ids: Path, tmp_path: Path) -> None:
+    import json
+
+    args = ARGS[: ARGS.index("--nproc")]  # one process
+    result = runner.invoke(app, ["train", str(ids), *args, "--accumulate", "2", "--out", str(tmp_path / "r")])
+    assert result.exit_code == 0, result.output
+    assert json.loads((tmp_path / "r" / "config.json").read_text())["optim"]["accumulate"] == 2
+    bad = runner.invoke(app, ["train", str(ids), "--accumulate", "0", "--out", str(tmp_path / "x")])
+    assert bad.exit_code == 1 and "accumulate" in bad.output
+    cpu_sync = runner.invoke(app, ["train", str(ids), *args, "--sync-bn", "--out", str(tmp_path / "s")])
+    assert cpu_sync.exit_code == 1 and "--sync-bn needs" in cpu_sync.output
