@@ -158,6 +158,15 @@ def checkpoint_metadata(config: TrainConfig, data: Any) -> dict[str, Any]:
     return {**meta, "method": config.method.name} if config.method.self_supervised else meta
 
 
+def _other_rank(
+    distributed: Distributed, run_dir: Path, config: TrainConfig, validation: ValidationCallback | None
+) -> list[Callback]:
+    """The callbacks of a rank other than 0: its random-generator state, and its share of the
+    validation pairs (scored on every rank, gathered; only rank 0 keeps and writes the result)."""
+    own: list[Callback] = [RankStateCallback(run_dir, distributed.rank, config.save_every)]
+    return [validation, *own] if validation is not None else own
+
+
 def build_trainer(
     config: TrainConfig,
     data: Any,
@@ -201,7 +210,7 @@ def build_trainer(
         optimizer,
         scheduler,
         device=device,
-        callbacks=everything if main else [RankStateCallback(run_dir, distributed.rank, config.save_every)],  # type: ignore[union-attr]
+        callbacks=everything if main else _other_rank(distributed, run_dir, config, validation),  # type: ignore[arg-type]
         skip_nonfinite=config.skip_nonfinite,
         distributed=distributed,
         accumulate=config.optim.accumulate,

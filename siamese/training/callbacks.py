@@ -74,14 +74,15 @@ class ValidationCallback(Callback):
         self.identities = identities
         self.last: Validation | None = None
 
-    def score(self, trainer: Trainer, epoch: int) -> Validation:
-        """Score the validation pairs with the trainer's current weights."""
-        scores = score_pairs(trainer, self.loader)
+    def score(self, trainer: Trainer, epoch: int, shared: bool = False) -> Validation:
+        """Score the validation pairs with the trainer's current weights (`shared`: every rank of a
+        data-parallel run scores its share at once, `score_pairs`)."""
+        scores = score_pairs(trainer, self.loader, shared)
         found = threshold_from_scores(scores, self.rule, self.target_far)
         return Validation(epoch, scores, found["val_eer"], found["threshold"])
 
     def on_epoch_end(self, trainer: Trainer, epoch: int, metrics: dict[str, float]) -> None:
-        self.last = self.score(trainer, epoch + 1)
+        self.last = self.score(trainer, epoch + 1, shared=True)  # every rank is here at each epoch's end
         metrics["val_loss"] = self.last.scores.loss
         metrics.update(val_eer=self.last.val_eer, threshold=self.last.threshold)
         metrics["lr"] = trainer.optimizer.param_groups[0]["lr"]

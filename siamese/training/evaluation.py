@@ -12,6 +12,7 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import torch
+import torch.distributed as dist
 
 from siamese.models.twin import pair_distance
 
@@ -52,19 +53,39 @@ def indexed_pair_distances(
 
 
 @torch.no_grad()
-def score_pairs(trainer: Trainer, loader: Iterable[Any]) -> PairScores:
+def score_pairs(trainer: Trainer, loader: Iterable[Any], shared: bool = False) -> PairScores:
     """Mean loss and the distances (the method's `distance`) of every pair the batches' index
-    tuples name, each batch through `trainer.step(batch, train=False)`."""
+    tuples name, each batch through `trainer.step(batch, train=False)`.
+
+    Args:
+        trainer: its method scores; `trainer.distributed` says whether it is a data-parallel rank.
+        loader: the pair batches.
+        shared: every rank of a data-parallel run calls this at once: each scores every W-th
+            batch with rank 0's weights and buffers and every rank gets all the scores (in batch
+            order), the same scores one process computes. Otherwise this process scores alone.
+    """
     trainer.method.eval()
-    losses, dists, same = [], [], []
-    for batch in loader:
+    ranked = shared and trainer.distributed is not None and dist.is_initialized()
+    rank, world = (dist.get_rank(), dist.get_world_size()) if ranked else (0, 1)
+    if ranked:
+        for buffer in trainer.method.buffers():  # BatchNorm statistics: rank 0's, like the weights
+            dist.broadcast(buffer, src=0)
+    scored: list[tuple[int, float, Any]] = []  # (batch, loss, (distances, is_same) or None)
+    for i, batch in enumerate(loader):
+        if i % world != rank:
+            continue
         loss, emb, indices = trainer.step(batch, train=False)
-        if torch.isfinite(loss):
-            losses.append(loss.item())
+        pairs = None
         if indices is not None:
             d, s = indexed_pair_distances(emb, indices, trainer.method.distance)
-            dists.append(d.cpu())
-            same.append(s)
-    distances = torch.cat(dists).numpy() if dists else np.zeros(0)
-    is_same = torch.cat(same).numpy() if same else np.zeros(0, dtype=bool)
+            pairs = (d.cpu().numpy(), s.numpy())
+        scored.append((i, loss.item(), pairs))
+    if ranked:
+        everyone: list[Any] = [None] * world
+        dist.all_gather_object(everyone, scored)
+        scored = sorted((item for part in everyone for item in part), key=lambda item: item[0])
+    losses = [loss for _, loss, _ in scored if math.isfinite(loss)]
+    found = [p for _, _, p in scored if p is not None]
+    distances = np.concatenate([d for d, _ in found]) if found else np.zeros(0)
+    is_same = np.concatenate([s for _, s in found]) if found else np.zeros(0, dtype=bool)
     return PairScores(float(np.mean(losses)) if losses else math.nan, distances, is_same)

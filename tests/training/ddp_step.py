@@ -105,9 +105,41 @@ def run(method: str, steps: int, distributed: Distributed | None) -> dict[str, A
     return {"losses": losses, "grads": grads, "state": state}
 
 
+def pair_batches(count: int = 5) -> list[tuple[Any, ...]]:
+    """Validation-like batches: 6 images, labels, and two (anchor, positive, negative) triplets each."""
+    g = torch.Generator().manual_seed(2)
+    out = []
+    for _ in range(count):
+        images, labels = torch.randn(6, 1, 4, 4, generator=g), torch.tensor([0, 0, 1, 1, 2, 2])
+        out.append((images, labels, (torch.tensor([0, 2]), torch.tensor([1, 3]), torch.tensor([4, 5]))))
+    return out
+
+
+def validate(distributed: Distributed | None) -> dict[str, Any]:
+    """Score `pair_batches` as validation does (every rank a share of the batches)."""
+    from siamese.training.evaluation import score_pairs
+
+    model = build("margin")
+    trainer = Trainer(model, torch.optim.SGD(model.parameters(), lr=0.1), distributed=distributed)
+    step, scored = trainer.step, []
+
+    def counted(batch: Any, train: bool) -> Any:
+        scored.append(1)
+        return step(batch, train)
+
+    trainer.step = counted  # type: ignore[method-assign]
+    scores = score_pairs(trainer, pair_batches(), shared=True)
+    return {
+        "batches": len(scored),
+        "loss": scores.loss,
+        "distances": torch.from_numpy(scores.distances),
+        "is_same": torch.from_numpy(scores.is_same),
+    }
+
+
 def main() -> None:
     p = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    p.add_argument("method", choices=METHODS)
+    p.add_argument("method", choices=[*METHODS, "validate"])
     p.add_argument("out", type=Path)
     p.add_argument("--steps", type=int, default=1)
     args = p.parse_args()
@@ -115,7 +147,7 @@ def main() -> None:
     assert distributed is not None, "run me with torchrun"
     distributed.start(timeout_s=120)
     torch.manual_seed(100 + distributed.rank)  # ranks' own randomness must not matter
-    result = run(args.method, args.steps, distributed)
+    result = validate(distributed) if args.method == "validate" else run(args.method, args.steps, distributed)
     torch.save(result, args.out / f"rank{distributed.rank}.pt")
     distributed.stop()
 

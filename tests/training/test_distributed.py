@@ -42,6 +42,18 @@ def test_two_ranks_take_the_step_one_process_takes_on_the_global_batch(method: s
         assert torch.equal(ranks[1]["state"][name], value), name
 
 
+def test_validation_scored_by_two_ranks_equals_one_process(tmp_path: Path) -> None:
+    from tests.training.ddp_step import validate
+
+    ranks = _torchrun("validate", tmp_path)
+    alone = validate(None)
+    assert len(alone["distances"]) == 20  # 5 batches x 2 triplets x (genuine, impostor)
+    assert [got["batches"] for got in ranks] == [3, 2]  # each rank scored its share of the batches
+    for got in ranks:  # every rank holds every pair's score, in batch order
+        torch.testing.assert_close(got["distances"], alone["distances"], rtol=1e-6, atol=1e-7)
+        assert torch.equal(got["is_same"], alone["is_same"]) and got["loss"] == pytest.approx(alone["loss"])
+
+
 def test_accumulating_two_half_batches_equals_the_whole_batch() -> None:
     """ArcFace's loss is a mean over samples: two half batches with `accumulate=2` take the step one
     batch of both takes (the same gradients, the same weights after it)."""
