@@ -22,6 +22,7 @@ import numpy as np
 import torch
 from threadpoolctl import threadpool_limits
 
+from siamese.data.detect import Box
 from siamese.data.images import decode_image
 from siamese.errors import CheckpointError, DataError
 from siamese.galleries import Gallery, Identification, Identifier
@@ -36,8 +37,6 @@ from siamese.serve.config import ServeConfig
 from siamese.serve.metrics import Metrics
 
 logger = logging.getLogger(__name__)
-
-Box = tuple[int, int, int, int]
 
 
 @dataclass
