@@ -121,6 +121,8 @@ def start_run(config: TrainConfig, resume: bool, prepare: Callable[[Path], T]) -
     if distributed is not None:
         fitted = data.config.optim.batch_size  # the batch the data can fill
         distributed.shard(data.train_loader, fitted, config.seed)  # type: ignore[attr-defined]
+        if not distributed.is_main:  # augmentation of its own; DDP gives every rank rank 0's weights
+            seed_everything(config.seed + 7919 * distributed.rank)
     if distributed is None or distributed.is_main:
         run.path.mkdir(parents=True, exist_ok=True)
         if not resume:
