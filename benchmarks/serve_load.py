@@ -9,7 +9,7 @@ process, with micro-batching on and off.
   but svm, whose per-identity classifiers do not scale to this many identities), then grown to
   `--gallery-size` references with synthetic identities built as `identify_scale.py` builds its
   galleries (centres drawn on the sphere of the real references' median norm, `--refs` noisy copies
-  each) and recalibrated (`calibrate_gallery`, `save_gallery`; exact search).
+  each) and recalibrated and saved (`add_embedded`; exact search).
 - Per configuration (`--configs`: `batching` = the service's defaults, `no-batching` =
   `--max-wait-ms 0`), a fresh `siamese serve --no-auth` on a free loopback port; after `--warmup`
   untimed requests of each kind, per concurrency level C (`--concurrency`): `--requests` requests
@@ -71,8 +71,7 @@ from identify_scale import noisy, parse_size, rss_mib, size_label
 
 from siamese.data import Split, scan_folder
 from siamese.galleries.backends import unit_rows
-from siamese.galleries.enroll import calibrate_gallery, enroll
-from siamese.galleries.index import save_gallery
+from siamese.galleries.enroll import add_embedded, enroll
 from siamese.inference import EmbeddingModel
 from siamese.inference.verifier import Verifier
 from siamese.names import FUSIONS
@@ -307,9 +306,7 @@ def build_gallery(args: argparse.Namespace, model_path: Path, work: Path) -> tup
     extra = synthetic_references(real.references, args.entries, args.refs, args.noise, args.seed)
     names = [f"synthetic-{i:07d}" for i in range(len(extra))]
     files = [[f"synthetic/{n}/{j}" for j in range(len(r))] for n, r in zip(names, extra, strict=True)]
-    grown = calibrate_gallery(real.with_references(names, files, extra)) if extra else real
-    if extra:
-        save_gallery(grown, out, previous=real)
+    grown = add_embedded(out, real, names, extra, files) if extra else real
     info = {
         "entries": sum(len(r) for r in grown.references),
         "identities": grown.size,

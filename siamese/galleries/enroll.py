@@ -334,14 +334,20 @@ def _new_gallery(
     )
 
 
-def remove_identities(directory: str | os.PathLike, names: Sequence[str]) -> Gallery:
+def remove_identities(
+    directory: str | os.PathLike, names: Sequence[str], existing: Gallery | None = None
+) -> Gallery:
     """Remove enrolled identities from the gallery in `directory` (thresholds redone, index updated).
+
+    Args:
+        directory: the gallery folder.
+        names: the identities to remove.
+        existing: the gallery as it is in `directory`, when the caller holds it (read otherwise).
 
     Raises:
         DataError: a name that is not enrolled, or removing every identity.
     """
     if not names:
         raise ConfigError("name at least one identity to remove")
-    existing = Gallery.load(directory)
-    gallery = calibrate_gallery(existing.without(list(dict.fromkeys(names))))
-    return save_gallery(gallery, directory, previous=existing)
+    existing = Gallery.load(directory) if existing is None else existing
+    return _commit(existing.without(list(dict.fromkeys(names))), directory, existing)

@@ -297,7 +297,7 @@ class Service:
             folder = self.config.gallery
             assert folder is not None
             if gallery.size > 1:
-                written = remove_identities(folder, [identity])
+                written = remove_identities(folder, [identity], gallery)  # the one on disk, held
                 self._swap(written)
                 return written
             assert gallery.calibration is not None
