@@ -59,27 +59,31 @@ def free_port() -> int:
 
 @contextmanager
 def served(app: FastAPI) -> Iterator[str]:
-    """Run `app` with uvicorn on a free loopback port in a thread; yields its base URL."""
+    """Run `app` with uvicorn in a thread on a free loopback port; yields its base URL."""
     import httpx
     import uvicorn
 
-    port = free_port()
+    sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+    sock.bind(("127.0.0.1", 0))  # handed to uvicorn: no race for the port
+    port = sock.getsockname()[1]
     server = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=port, log_level="warning"))
-    thread = threading.Thread(target=server.run, daemon=True)
+    thread = threading.Thread(target=server.run, kwargs={"sockets": [sock]}, daemon=True)
     thread.start()
     url = f"http://127.0.0.1:{port}"
-    deadline = time.monotonic() + 60
-    while True:
-        try:
-            if httpx.get(f"{url}/readyz", timeout=1).status_code == 200:
-                break
-        except httpx.HTTPError:
-            pass
-        if time.monotonic() > deadline or not thread.is_alive():
-            raise RuntimeError("the service did not start")
-        time.sleep(0.05)
     try:
+        deadline = time.monotonic() + 60
+        while True:
+            assert thread.is_alive(), "the service stopped while starting (see the log above)"
+            try:
+                if httpx.get(f"{url}/readyz", timeout=2).status_code == 200:
+                    break
+            except httpx.TransportError:
+                pass
+            if time.monotonic() > deadline:
+                pytest.fail(f"the service at {url} was not ready within 60 s")
+            time.sleep(0.05)
         yield url
     finally:
         server.should_exit = True
         thread.join(timeout=30)
+        sock.close()

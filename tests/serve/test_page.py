@@ -11,22 +11,19 @@ import json
 import os
 import re
 import shutil
-import socket
-import threading
-import time
 from collections.abc import Callable, Iterator
-from contextlib import contextmanager
+from contextlib import AbstractContextManager
 from pathlib import Path
 from typing import Any
 
 import httpx
 import pytest
-import uvicorn
 from typer.testing import CliRunner
 
 from siamese.cli.app import app as cli
 from siamese.serve import ServeConfig, create_app
 from siamese.serve.auth import KeyStore
+from tests.serve.conftest import served
 
 try:
     from selenium import webdriver
@@ -46,37 +43,9 @@ PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
 # -- the service and the browser --
 
 
-@contextmanager
-def serving(config: ServeConfig) -> Iterator[str]:
-    """Run the service for `config` in a thread on a free loopback port; yields its base URL."""
-    app = create_app(config)
-    sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
-    sock.bind(("127.0.0.1", 0))  # handed to uvicorn: no race for the port
-    port = sock.getsockname()[1]
-    server = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=port, log_level="warning"))
-    thread = threading.Thread(target=server.run, kwargs={"sockets": [sock]}, daemon=True)
-    thread.start()
-    url = f"http://127.0.0.1:{port}"
-    try:
-        _wait_ready(url, thread)
-        yield url
-    finally:
-        server.should_exit = True
-        thread.join(timeout=10)
-        sock.close()
-
-
-def _wait_ready(url: str, thread: threading.Thread) -> None:
-    deadline = time.monotonic() + 60
-    while time.monotonic() < deadline:
-        assert thread.is_alive(), "the service stopped while starting (see the log above)"
-        try:
-            if httpx.get(f"{url}/readyz", timeout=2).status_code == 200:
-                return
-        except httpx.TransportError:
-            pass
-        time.sleep(0.05)
-    pytest.fail(f"the service at {url} was not ready within 60 s")
+def serving(config: ServeConfig) -> AbstractContextManager[str]:
+    """The service for `config` running in a thread on a free loopback port (its base URL)."""
+    return served(create_app(config))
 
 
 @pytest.fixture(scope="module")
